@@ -1,0 +1,26 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both set up first (idempotent).
+.PHONY: setup demo test test-fast lint bench clean help
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+setup:  ## venv in .venv with the pinned stack (no-op when up to date)
+	@bash scripts/setup.sh
+
+demo: setup  ## run the flywheel on the embedded default (convert -> ingest -> stats -> models)
+	@bash scripts/demo.sh
+
+test: setup  ## the whole test suite, including slow tests with real small models
+	HF_HUB_OFFLINE=1 .venv/bin/python -m pytest
+
+test-fast: setup  ## the suite without slow (real-model) tests
+	HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -m "not slow"
+
+lint: setup  ## ruff
+	.venv/bin/ruff check orchestrator services tests bench
+
+bench: setup  ## benchmarks (print a table, write bench/results/*.json)
+	HF_HUB_OFFLINE=1 .venv/bin/python -m bench.ingest_bench
+
+clean:  ## remove local state (logs, queue, models cache); keeps .venv
+	rm -rf var

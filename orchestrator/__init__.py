@@ -1,0 +1,1 @@
+"""The orchestrator: the CLI today; the jobs API, schedules and promotion decisions (issue #6)."""

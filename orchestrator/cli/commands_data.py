@@ -1,0 +1,98 @@
+"""`flywheel data convert|list`: public labelled datasets -> teacher logs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from orchestrator.cli.output import CliState, emit, handles_errors, json_option, log
+from services.datastore.convert import DATASETS, convert, dataset_folder
+
+SHARED_DATA_ENV = "FLYWHEEL_SHARED_DATA"
+
+
+def _repo_data() -> Path:
+    return Path(__file__).resolve().parents[2] / "data"
+
+
+def _shared_data() -> Path:
+    return Path(os.environ.get(SHARED_DATA_ENV) or _repo_data().parent.parent / "shared" / "data")
+
+
+@click.group("data", help="Turn labelled public datasets into teacher logs for demos, tests and benchmarks.")
+def data_group() -> None:
+    pass
+
+
+@data_group.command("list")
+@json_option
+def data_list(as_json: bool) -> None:
+    """Datasets the converter knows, their licence and whether they are present here."""
+    rows = []
+    for name, info in DATASETS.items():
+        folder = dataset_folder(name, repo_data=_repo_data(), shared_data=_shared_data())
+        rows.append({"dataset": name, **info, "path": str(folder), "present": folder.is_dir()})
+    emit(
+        rows,
+        as_json=as_json,
+        human=lambda: [
+            click.echo(f"{r['dataset']:<14} {'present' if r['present'] else 'absent ':<8} {r['licence']:<34} {r['description']}")
+            for r in rows
+        ],
+    )
+
+
+@data_group.command("convert")
+@click.argument("dataset", type=click.Choice(sorted(DATASETS)))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output file; .jsonl or .jsonl.gz.")
+@click.option("--workload-id", help="Workload id of the records (default: per dataset, e.g. news_topic).")
+@click.option("--client-id", default="demo", show_default=True, help="Client id of the records.")
+@click.option("--split", type=click.Choice(["train", "valid"]), default="train", show_default=True,
+              help="Which split (twitter_topic only).")
+@click.option("--limit", type=click.IntRange(min=1), help="Convert at most this many examples.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help=f"Folder holding the dataset folders (default: data/ for twitter_topic, "
+                   f"${SHARED_DATA_ENV} or ../shared/data for the non-commercial sets).")
+@json_option
+@handles_errors
+@click.pass_obj
+def data_convert(
+    state: CliState,
+    dataset: str,
+    out: Path,
+    workload_id: str | None,
+    client_id: str,
+    split: str,
+    limit: int | None,
+    data_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Write DATASET as teacher logs: a system prompt naming the classes, the text as the user
+    turn, and the human label as the teacher's answer, written as [[[Label]]].
+
+    A non-commercial dataset that is not present is skipped with a message (exit 0).
+    """
+    folder = (data_dir / DATASETS[dataset]["folder"]) if data_dir else dataset_folder(
+        dataset, repo_data=_repo_data(), shared_data=_shared_data()
+    )
+    if not folder.is_dir():
+        message = (
+            f"{dataset} is not present at {folder}; it is {DATASETS[dataset]['licence']} and not shipped "
+            f"with the repo. Point --data-dir or ${SHARED_DATA_ENV} at a folder holding it."
+        )
+        log.warning("skipped: %s", message)
+        emit({"dataset": dataset, "skipped": True, "reason": message}, as_json=as_json,
+             human=lambda: click.echo(f"skipped: {message}"))
+        return
+    summary = convert(
+        dataset, folder=folder, out=out, workload_id=workload_id, client_id=client_id,
+        split=split, limit=limit,  # type: ignore[arg-type]
+    )
+    summary["skipped"] = False
+    emit(summary, as_json=as_json, human=lambda: click.echo(
+        f"wrote {summary['records']} teacher logs of {dataset} ({summary['licence']}) to {out}: "
+        f"workload {summary['workload_id']}, client {summary['client_id']}"
+    ))

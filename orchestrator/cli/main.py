@@ -1,0 +1,62 @@
+"""`flywheel`: the command line of the data-flywheel platform."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import click
+
+from orchestrator.cli.commands_config import config_group
+from orchestrator.cli.commands_data import data_group
+from orchestrator.cli.commands_logs import ingest_command, logs_group
+from orchestrator.cli.commands_models import models_group
+from orchestrator.cli.output import CliState
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    help=(
+        "Distil an expensive teacher LLM into small student models, from its own logged traffic.\n\n"
+        "Typical first run (the embedded default needs no servers):\n\n"
+        "\b\n"
+        "  flywheel data convert twitter_topic --out var/demo/logs.jsonl.gz\n"
+        "  flywheel ingest var/demo/logs.jsonl.gz\n"
+        "  flywheel logs stats\n"
+        "  flywheel models fetch\n\n"
+        "Every command that reports takes --json: exactly one JSON document on stdout, "
+        "progress and logs on stderr."
+    ),
+)
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Configuration file. Default: $FLYWHEEL_CONFIG, else ./config.yaml.",
+)
+@click.option("-v", "--verbose", count=True, help="More logging on stderr (-vv for debug).")
+@click.version_option(package_name="flywheel", prog_name="flywheel")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, verbose: int) -> None:
+    level = logging.WARNING - 10 * min(verbose + 1, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not os.environ.get("FLYWHEEL_ALLOW_HUB"):
+        # Offline by default: models come from the cache (`flywheel models fetch`), never a hub.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    ctx.obj = CliState(config=config)
+
+
+cli.add_command(config_group)
+cli.add_command(ingest_command)
+cli.add_command(logs_group)
+cli.add_command(data_group)
+cli.add_command(models_group)
+
+
+def main() -> None:
+    cli(prog_name="flywheel")
+
+
+if __name__ == "__main__":
+    main()

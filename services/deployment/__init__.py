@@ -1,0 +1,1 @@
+"""Deployment service: serving backends, the OpenAI-compatible gateway, rollout (issue #7)."""

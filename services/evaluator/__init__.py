@@ -1,0 +1,1 @@
+"""Evaluator service: base / ICL / customized evaluations against the teacher (issue #5)."""

@@ -1,0 +1,1 @@
+"""Model registry cache: packaged/hub/local models materialized offline as safetensors."""

@@ -1,0 +1,137 @@
+"""The CLI contract: --help everywhere, --json gives exactly one JSON document, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from orchestrator.cli.main import cli
+from tests.factories import chat_record_dict, jsonl
+
+pytestmark = pytest.mark.usefixtures("isolated_env")
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text("log_store: {sqlite_path: logs.sqlite}\nmodels: {cache_dir: models}\n")
+    return path
+
+
+def run(*args: str, config: Path | None = None):  # type: ignore[no-untyped-def]
+    prefix = ["--config", str(config)] if config else []
+    return CliRunner().invoke(cli, [*prefix, *args], catch_exceptions=False)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["config"], ["config", "check"], ["config", "show"], ["ingest"], ["logs"], ["logs", "stats"],
+     ["logs", "quarantine"], ["data"], ["data", "convert"], ["data", "list"], ["models"], ["models", "list"],
+     ["models", "fetch"]],
+)
+def test_every_command_explains_itself(command: list[str]) -> None:
+    result = run(*command, "--help")
+    assert result.exit_code == 0
+    assert "Usage: " in result.stdout
+    assert len(result.stdout.split("\n\n", 2)[1].strip()) > 20  # a real description, not just usage
+
+
+def _one_json(stdout: str) -> object:
+    return json.loads(stdout)  # raises if stdout holds anything but one JSON document
+
+
+def test_ingest_json_contract_and_reingest(tmp_path: Path, config: Path) -> None:
+    logs = tmp_path / "logs.jsonl"
+    logs.write_bytes(jsonl(chat_record_dict(), chat_record_dict(timestamp=5), "{bad", "", "[]"))
+    first = run("ingest", str(logs), "--json", config=config)
+    assert first.exit_code == 0, first.output
+    body = _one_json(first.stdout)
+    assert {k: body[k] for k in ("read", "stored", "quarantined", "duplicates", "reasons")} == {
+        "read": 4, "stored": 2, "quarantined": 2, "duplicates": 0,
+        "reasons": {"invalid_json": 1, "not_an_object": 1},
+    }
+    again = _one_json(run("ingest", str(logs), "--json", config=config).stdout)
+    assert (again["stored"], again["duplicates"], again["quarantined"]) == (0, 2, 2)
+
+
+def test_logs_stats_and_quarantine(tmp_path: Path, config: Path) -> None:
+    logs = tmp_path / "logs.jsonl"
+    logs.write_bytes(jsonl(chat_record_dict(), chat_record_dict(client_id="b"), "{bad"))
+    run("ingest", str(logs), config=config)
+    stats = _one_json(run("logs", "stats", "--json", config=config).stdout)
+    assert stats["records"] == 2
+    assert [(w["workload_id"], w["client_id"], w["records"]) for w in stats["workloads"]] == [
+        ("news_topic", "b", 1), ("news_topic", "desk-7", 1)
+    ]
+    assert stats["quarantine_reasons"] == {"invalid_json": 1}
+    quarantined = _one_json(run("logs", "quarantine", "--json", config=config).stdout)
+    assert quarantined[0]["line"] == 3 and quarantined[0]["reason"] == "invalid_json"
+    assert quarantined[0]["excerpt"] == "{bad"
+    human = run("logs", "quarantine", config=config)
+    assert "logs.jsonl:3  invalid_json" in human.stdout
+
+
+def test_unreadable_file_exits_1_with_json_still_on_stdout(tmp_path: Path, config: Path) -> None:
+    result = run("ingest", str(tmp_path / "absent.jsonl"), "--json", config=config)
+    assert result.exit_code == 1
+    body = _one_json(result.stdout)
+    assert body["errors"][0]["file"].endswith("absent.jsonl")
+    assert "could not read" in result.stderr
+
+
+def test_invalid_config_exits_2_with_a_json_error(tmp_path: Path) -> None:
+    bad = tmp_path / "config.yaml"
+    bad.write_text("lora: {rank: 0}\n")
+    result = run("config", "check", "--json", config=bad)
+    assert result.exit_code == 2
+    error = _one_json(result.stdout)["error"]
+    assert error["type"] == "ConfigError" and "lora.rank = 0" in error["message"]
+    assert "lora.rank = 0" in run("config", "check", config=bad).stderr
+
+
+def test_config_show_masks_secrets(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLYWHEEL__TEACHER__API_KEY", "sk-live-123")
+    result = run("config", "show", "--json", config=config)
+    shown = _one_json(result.stdout)
+    assert shown["teacher"]["api_key"] == "**********"
+    assert "sk-live-123" not in result.output
+
+
+def test_search_backends_are_refused_clearly_until_they_exist(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLYWHEEL__LOG_STORE__BACKEND", "opensearch")
+    monkeypatch.setenv("FLYWHEEL__LOG_STORE__URL", "http://127.0.0.1:1")
+    result = run("logs", "stats", "--json", config=config)
+    assert result.exit_code == 2
+    assert "not available in this version" in _one_json(result.stdout)["error"]["message"]
+
+
+def test_data_convert_then_ingest(tmp_path: Path, config: Path) -> None:
+    out = tmp_path / "t.jsonl.gz"
+    converted = _one_json(run("data", "convert", "twitter_topic", "--out", str(out), "--limit", "30", "--json").stdout)
+    assert converted["records"] == 30 and converted["licence"] == "MIT"
+    ingested = _one_json(run("ingest", str(out), "--json", config=config).stdout)
+    assert (ingested["stored"], ingested["quarantined"]) == (30, 0)
+
+
+def test_absent_non_commercial_dataset_is_skipped_with_a_message(tmp_path: Path) -> None:
+    result = run("data", "convert", "phrasebank", "--out", str(tmp_path / "p.jsonl"), "--data-dir",
+                 str(tmp_path / "nowhere"), "--json")
+    assert result.exit_code == 0
+    body = _one_json(result.stdout)
+    assert body["skipped"] is True and "non-commercial" in body["reason"]
+    assert not (tmp_path / "p.jsonl").exists()
+
+
+def test_models_list_reports_registry_and_cache_state(config: Path) -> None:
+    rows = _one_json(run("models", "list", "--json", config=config).stdout)
+    assert {r["name"] for r in rows} == {"smollm2-135m-instruct", "minilm-l6", "mpnet-base"}
+    assert all(r["fetched"] is False for r in rows)
+
+
+def test_fetching_an_unknown_model_fails_with_the_known_names(config: Path) -> None:
+    result = run("models", "fetch", "gpt-5", "--json", config=config)
+    assert result.exit_code == 1
+    assert "known: minilm-l6" in _one_json(result.stdout)["error"]["message"]

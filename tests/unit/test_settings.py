@@ -1,0 +1,108 @@
+"""Configuration: defaults, the repo's config.yaml, env overrides, and actionable errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.domain.errors import ConfigError
+from services.domain.settings import Settings, load_settings
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.usefixtures("isolated_env")
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_repo_config_is_valid_and_matches_the_code_defaults() -> None:
+    from_file = load_settings(REPO / "config.yaml")
+    defaults = Settings()
+    # The YAML documents the defaults; a drift between the two is a bug (the peer had it).
+    assert from_file.training == defaults.training
+    assert from_file.lora == defaults.lora
+    assert from_file.data_split == defaults.data_split
+    assert [c.name for c in from_file.candidates] == [c.name for c in defaults.candidates]
+    assert from_file.models.registry == defaults.models.registry
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
+    settings = load_settings(_write(tmp_path, "log_store: {sqlite_path: logs/x.sqlite}\n"))
+    assert settings.log_store.sqlite_path == tmp_path / "logs" / "x.sqlite"
+    assert settings.job_store.url == f"sqlite:///{tmp_path}/var/jobs.sqlite"
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        ("lora: {rank: 0}\n", ["lora.rank = 0", "greater than or equal to 1"]),
+        ("log_store: {backend: mongo}\n", ["log_store.backend = 'mongo'", "'sqlite', 'opensearch' or 'elasticsearch'"]),
+        ("lora: {rnak: 8}\n", ["lora.rnak", "unknown key", "allowed keys here: alpha, dropout, rank, target_modules"]),
+        ("trainig: {}\n", ["trainig", "unknown key", "training"]),
+        ("log_store: {backend: opensearch}\n", ["log_store.url is required"]),
+        ("candidates: [{name: x, model: nope, kind: causal_lm_lora}]\n", ["'nope' is not in models.registry"]),
+        ("candidates: [{name: x, model: minilm-l6, kind: causal_lm_lora}]\n", ["needs a causal_lm model"]),
+        (
+            "candidates: [{name: x, model: minilm-l6, kind: encoder_classifier, training: {learning_rate: -1}}]\n",
+            ["candidates[0].training.learning_rate = -1", "greater than 0"],
+        ),
+        ("workloads: {w: {label_pattern: '(unclosed'}}\n", ["not a valid regex"]),
+        ("workloads: {w: {label_pattern: 'no group'}}\n", ["needs one capture group"]),
+        ("icl: {min_examples: 5, max_examples: 2}\n", ["icl.min_examples (5) exceeds icl.max_examples (2)"]),
+        ("- just\n- a list\n", ["top level must be a mapping"]),
+        ("lora: {rank: [\n", ["not valid YAML"]),
+    ],
+)
+def test_invalid_files_fail_with_key_value_and_what_is_allowed(
+    tmp_path: Path, yaml_text: str, expected: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(_write(tmp_path, yaml_text))
+    message = str(info.value)
+    for fragment in expected:
+        assert fragment in message, message
+
+
+def test_env_overrides_win_over_the_file_and_are_named_in_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _write(tmp_path, "lora: {rank: 8, alpha: 16}\n")
+    monkeypatch.setenv("FLYWHEEL__LORA__RANK", "64")
+    settings = load_settings(path)
+    assert (settings.lora.rank, settings.lora.alpha) == (64, 16)
+    monkeypatch.setenv("FLYWHEEL__LORA__RANK", "-3")
+    with pytest.raises(ConfigError, match=r"lora.rank = '-3' \(from env FLYWHEEL__LORA__RANK\)"):
+        load_settings(path)
+
+
+def test_secrets_are_secret_and_masked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLYWHEEL__TEACHER__API_KEY", "sk-very-secret")
+    settings = load_settings(_write(tmp_path, "evaluation: {judge: {enabled: true, base_url: http://j, model: m, api_key: hush}}\n"))
+    assert settings.teacher.api_key is not None
+    assert settings.teacher.api_key.get_secret_value() == "sk-very-secret"
+    dumped = str(settings.masked())
+    assert "sk-very-secret" not in dumped and "hush" not in dumped
+    assert "**********" in dumped
+
+
+def test_candidate_overrides_merge_over_global_training() -> None:
+    settings = Settings()
+    smol = next(c for c in settings.candidates if c.name == "smollm2-lora")
+    merged = settings.training_for(smol)
+    assert merged.max_steps == 50
+    assert merged.learning_rate == settings.training.learning_rate
+
+
+def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.yaml")
+
+
+def test_flywheel_config_env_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path, "lora: {rank: 4}\n")
+    monkeypatch.setenv("FLYWHEEL_CONFIG", str(path))
+    assert load_settings().lora.rank == 4
