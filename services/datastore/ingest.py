@@ -128,15 +128,17 @@ def ingest_lines(
     file_sha256: str,
     max_record_bytes: int,
     batch_size: int = 1000,
-    seen_ids: set[str] | None = None,
     summary: IngestSummary | None = None,
 ) -> IngestSummary:
-    """Validate and store lines; quarantine the bad ones. `seen_ids` spans files of one run.
+    """Validate and store lines; quarantine the bad ones.
+
+    Duplicates are found by the store itself (writes are idempotent on record id), so a record
+    repeated within a run, a file or even one batch is stored once, and no per-run set of ids
+    grows with the input.
 
     If reading fails midway, the lines read so far are still written and counted in `summary`.
     """
     summary = summary if summary is not None else IngestSummary()
-    seen = seen_ids if seen_ids is not None else set()
     sink = _Sink(store, summary, batch_size)
     now = time.time()
     try:
@@ -158,10 +160,7 @@ def ingest_lines(
                         received_at=now,
                     )
                 )
-            elif outcome.id in seen:
-                summary.duplicates += 1
             else:
-                seen.add(outcome.id)
                 sink.add_record(outcome)
     except StoreError:
         raise
@@ -203,7 +202,6 @@ def ingest_files(
     StoreError propagates: when the store fails, nothing more can be stored honestly.
     """
     total = IngestSummary()
-    seen: set[str] = set()
     for path in paths:
         part = IngestSummary()
         sha = ""
@@ -231,7 +229,6 @@ def ingest_files(
                     file_sha256=sha,
                     max_record_bytes=max_record_bytes,
                     batch_size=batch_size,
-                    seen_ids=seen,
                 )
             if on_progress is not None:
                 on_progress(path, size, size)

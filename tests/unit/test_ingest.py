@@ -129,3 +129,20 @@ def test_truncated_gzip_keeps_what_was_read_and_reports_the_file(tmp_path: Path,
     assert summary.errors, "a truncated gzip must not pass silently"
     assert summary.read > 0
     assert sum(c.records for c in store.counts()) == summary.stored
+
+
+def test_memory_does_not_grow_with_the_number_of_lines(tmp_path: Path) -> None:
+    # Peak traced memory for 4x the lines stays about the same: no per-run state grows with input.
+    def peak_for(lines: int) -> int:
+        path = tmp_path / f"{lines}.jsonl"
+        path.write_bytes(jsonl(*(chat_record_dict(timestamp=i) for i in range(lines))))
+        with SqliteLogStore(tmp_path / f"{lines}.sqlite", batch_size=200) as store:
+            tracemalloc.start()
+            summary = ingest_files([path], store=store, max_record_bytes=MAX, batch_size=200)
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+        assert summary.stored == lines
+        return peak
+
+    small, large = peak_for(1_000), peak_for(4_000)
+    assert large < small * 1.5 + (1 << 20), (small, large)
