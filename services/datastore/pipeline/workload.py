@@ -1,0 +1,104 @@
+"""Workload-type detection and label parsing for classification workloads.
+
+A label is parsed from the teacher's answer with a configurable pattern (default `[[[label]]]`,
+case-insensitive, whitespace-tolerant; `[[label]]` is accepted too) and its spelling normalized
+to the label set. Answers that do not parse are counted and listed, never guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from services.domain.records import CallType, ChatResponse, LogRecord
+from services.domain.settings import DEFAULT_LABEL_PATTERN
+
+DetectedType = Literal["classification", "chat", "tool_calling", "embedding"]
+_DOUBLE_BRACKETS = r"\[\[\s*(.+?)\s*\]\]"
+CLASSIFICATION_MIN_PARSE_SHARE = 0.9  # of answers that parse as labels
+CLASSIFICATION_MAX_LABELS = 200
+
+
+def answer_text(record: LogRecord) -> str:
+    response = record.response
+    if isinstance(response, ChatResponse):
+        return response.choices[0].message.text
+    return ""
+
+
+def _canonical(label: str) -> str:
+    return re.sub(r"\s+", " ", label.casefold()).strip()
+
+
+class LabelParser:
+    """Parse labels with the configured pattern; map spellings onto the known label set."""
+
+    def __init__(self, pattern: str = DEFAULT_LABEL_PATTERN, labels: Sequence[str] | None = None) -> None:
+        self.patterns = [re.compile(pattern, re.IGNORECASE | re.DOTALL)]
+        if pattern == DEFAULT_LABEL_PATTERN:
+            self.patterns.append(re.compile(_DOUBLE_BRACKETS, re.IGNORECASE | re.DOTALL))
+        self.labels = {_canonical(label): label for label in labels or []}
+
+    def parse(self, answer: str) -> str | None:
+        for pattern in self.patterns:
+            match = pattern.search(answer)
+            if match and match.group(1).strip():
+                raw = re.sub(r"\s+", " ", match.group(1)).strip()
+                if not self.labels:
+                    return raw
+                return self.labels.get(_canonical(raw))  # unknown label: not guessed
+        return None
+
+
+@dataclass
+class LabelReport:
+    labels: Counter[str] = field(default_factory=Counter)
+    unparsed_ids: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "labels": dict(sorted(self.labels.items())),
+            "unparsed": len(self.unparsed_ids),
+            "unparsed_ids": self.unparsed_ids,
+        }
+
+
+def parse_labels(
+    records: Iterable[LogRecord], parser: LabelParser
+) -> tuple[list[tuple[LogRecord, str]], LabelReport]:
+    """(record, label) for records whose answer parses; the others are listed in the report."""
+    report = LabelReport()
+    labelled = []
+    for record in records:
+        label = parser.parse(answer_text(record))
+        if label is None:
+            report.unparsed_ids.append(record.id)
+        else:
+            report.labels[label] += 1
+            labelled.append((record, label))
+    return labelled, report
+
+
+def detect_workload_type(
+    records: Sequence[LogRecord], *, configured: str = "auto", parser: LabelParser | None = None
+) -> DetectedType:
+    """The configured type, or the one the records show: embedding > tool calling >
+    classification (answers parse as labels from a bounded set) > chat."""
+    if configured != "auto":
+        return configured  # type: ignore[return-value]
+    if not records:
+        return "chat"
+    types = Counter(r.call_type for r in records)
+    if types[CallType.EMBEDDING] > len(records) / 2:
+        return "embedding"
+    if types[CallType.TOOL_CALLING]:
+        return "tool_calling"
+    parser = parser or LabelParser()
+    parsed = [parser.parse(answer_text(r)) for r in records]
+    found = [p for p in parsed if p is not None]
+    if len(found) >= CLASSIFICATION_MIN_PARSE_SHARE * len(records) and len(set(found)) <= CLASSIFICATION_MAX_LABELS:
+        return "classification"
+    return "chat"
