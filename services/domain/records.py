@@ -245,6 +245,11 @@ class LogRecord(_OpenAIModel):
 
     def canonical_json(self) -> str:
         """Sorted keys, no whitespace, UTF-8: the same record always gives the same string."""
+        return self._canonical
+
+    @cached_property
+    def _canonical(self) -> str:
+        # Records are frozen, so the id and the stored body share one serialization.
         return canonical_json(self.model_dump(mode="json", exclude_unset=True, by_alias=True))
 
     @property
