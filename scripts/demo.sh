@@ -19,12 +19,16 @@ step "What the log store holds" $FW logs stats
 step "Why lines were quarantined" $FW logs quarantine --limit 5
 step "Materialize the packaged student/teacher models offline and verify them" $FW models fetch
 step "The model registry" $FW models list
+step "Build a versioned dataset: redact, dedup, detect the type, parse labels, split, ICL" \
+  $FW datasets build --workload news_topic --client demo
+step "Building again on the same logs and config gives the same dataset id" $FW datasets list
 
 cat <<'MSG'
 
 Done. What ran: demo data converted to OpenAI-format teacher logs, ingested into the embedded
 SQLite log store (var/logs.sqlite) with malformed lines quarantined by reason, and the packaged
-models cached as safetensors (var/models) and verified with a forward pass.
-Not yet in the demo: datasets, training, evaluation, promotion and the gateway — they land with
-the datastore, model-plane, orchestrator and gateway issues.
+models cached as safetensors (var/models) and verified with a forward pass, and a dataset built
+from the newest 10,000 logs (var/artifacts/datasets: content-addressed splits + manifest).
+Not yet in the demo: training, evaluation, promotion and the gateway — they land with the
+model-plane, orchestrator and gateway issues.
 MSG

@@ -9,6 +9,7 @@ import click
 
 from orchestrator.cli.commands_config import config_group
 from orchestrator.cli.commands_data import data_group
+from orchestrator.cli.commands_datasets import datasets_group
 from orchestrator.cli.commands_logs import ingest_command, logs_group
 from orchestrator.cli.commands_models import models_group
 from orchestrator.cli.output import CliState
@@ -52,6 +53,7 @@ cli.add_command(ingest_command)
 cli.add_command(logs_group)
 cli.add_command(data_group)
 cli.add_command(models_group)
+cli.add_command(datasets_group)
 
 
 def main() -> None:

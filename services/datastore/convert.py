@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,8 +151,14 @@ def convert(
     limit: int | None = None,
     start_timestamp: int = DEFAULT_START_TS,
     model: str = DEFAULT_TEACHER,
+    shuffle_seed: int | None = 0,
 ) -> dict[str, Any]:
-    """Write teacher logs for a dataset to `out` (.jsonl or .jsonl.gz); return a summary."""
+    """Write teacher logs for a dataset to `out` (.jsonl or .jsonl.gz); return a summary.
+
+    The source files are sorted by label; a seeded shuffle (`shuffle_seed`, None to keep file
+    order) makes the call times independent of the label, as live traffic would be, so a
+    "newest N records" export sees every class.
+    """
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     workload = workload_id or DATASETS[dataset]["workload"]
@@ -170,6 +177,10 @@ def convert(
             "You are a financial analyst assistant. Answer the question about the company's filing "
             "from the evidence given. Be concise and give the figure or fact asked for."
         )
+    if shuffle_seed is not None:
+        pool = list(examples)
+        random.Random(shuffle_seed).shuffle(pool)
+        examples = iter(pool)
     written = _write_jsonl(
         out,
         (

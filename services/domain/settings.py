@@ -215,6 +215,25 @@ class DataSplitSettings(_Section):
         return self
 
 
+class DatasetSettings(_Section):
+    redact_pii: bool = Field(True, description="Redact emails, phones, cards, IBANs, SSNs before datasets.")
+    redaction_patterns: dict[str, str] = Field(
+        default_factory=dict, description="Extra PII kinds: name -> regex; matches become [REDACTED:NAME]."
+    )
+    dedup_digits: Literal["keep", "mask", "drop"] = Field(
+        "keep", description="Whether numbers distinguish otherwise equal user turns when deduplicating."
+    )
+
+    @model_validator(mode="after")
+    def _patterns_compile(self) -> DatasetSettings:
+        for name, pattern in self.redaction_patterns.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"datasets.redaction_patterns.{name} = {pattern!r} is not a valid regex: {exc}") from None
+        return self
+
+
 class IclSettings(_Section):
     max_context_length: int = Field(8192, ge=256)
     reserved_tokens: int = Field(2048, ge=0)
@@ -296,6 +315,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     lora: LoraSettings = Field(default_factory=LoraSettings)
     data_split: DataSplitSettings = Field(default_factory=DataSplitSettings)
+    datasets: DatasetSettings = Field(default_factory=DatasetSettings)
     icl: IclSettings = Field(default_factory=IclSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     workloads: dict[str, WorkloadSettings] = Field(
