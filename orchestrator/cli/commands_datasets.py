@@ -27,7 +27,10 @@ def _student_token_counter(settings: Settings) -> tuple[Callable[[str], int] | N
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(str(cache.path(candidate.model)))
-            return (lambda text: len(tokenizer.encode(text, add_special_tokens=False))), f"tokenizer:{candidate.model}"
+            def count(text: str, tokenizer=tokenizer) -> int:  # type: ignore[no-untyped-def]
+                return len(tokenizer.encode(text, add_special_tokens=False))
+
+            return count, f"tokenizer:{candidate.model}"
     log.warning("no causal-LM student is fetched; ICL budget counted as characters/4 (run `flywheel models fetch`)")
     return None, "approx_chars_div_4"
 
