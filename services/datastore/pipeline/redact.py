@@ -90,11 +90,21 @@ class Redactor:
 
     def __init__(self, extra_patterns: dict[str, str] | None = None, *, kinds: Iterable[PiiKind] = BUILTIN_KINDS):
         self.kinds = list(kinds) + [PiiKind(name, re.compile(p)) for name, p in (extra_patterns or {}).items()]
+        self._cache: dict[str, tuple[str, Counter[str]]] = {}
 
     def text(self, value: str, counts: Counter[str]) -> str:
-        for kind in self.kinds:
-            value = kind.pattern.sub(lambda m, kind=kind: self._replace(m, kind, counts), value)
-        return value
+        # Teacher prompts repeat (the same long system prompt on every call): remember results.
+        cached = self._cache.get(value)
+        if cached is None:
+            found: Counter[str] = Counter()
+            result = value
+            for kind in self.kinds:
+                result = kind.pattern.sub(lambda m, kind=kind: self._replace(m, kind, found), result)
+            cached = (result, found)
+            if len(value) >= 200 and len(self._cache) < 10_000:
+                self._cache[value] = cached
+        counts.update(cached[1])
+        return cached[0]
 
     @staticmethod
     def _replace(match: re.Match[str], kind: PiiKind, counts: Counter[str]) -> str:
