@@ -100,12 +100,37 @@ def test_config_show_masks_secrets(config: Path, monkeypatch: pytest.MonkeyPatch
     assert "sk-live-123" not in result.output
 
 
-def test_search_backends_are_refused_clearly_until_they_exist(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ingest_and_stats_on_the_opensearch_backend(tmp_path: Path, config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from osmem_server import OsmemServer
+
+    logs = tmp_path / "logs.jsonl"
+    logs.write_bytes(jsonl(chat_record_dict(), chat_record_dict(timestamp=5), chat_record_dict(client_id="b"), "{bad"))
+    with OsmemServer.start() as server:
+        monkeypatch.setenv("FLYWHEEL__LOG_STORE__BACKEND", "opensearch")
+        monkeypatch.setenv("FLYWHEEL__LOG_STORE__URL", server.url)
+        first = run("ingest", str(logs), "--json", config=config)
+        assert first.exit_code == 0, first.output
+        ingested = _one_json(first.stdout)
+        assert (ingested["read"], ingested["stored"], ingested["quarantined"], ingested["duplicates"]) == (4, 3, 1, 0)
+        again = _one_json(run("ingest", str(logs), "--json", config=config).stdout)
+        assert (again["stored"], again["duplicates"], again["quarantined"]) == (0, 3, 1)
+        result = run("logs", "stats", "--json", config=config)
+        assert result.exit_code == 0, result.output
+        stats = _one_json(result.stdout)
+    assert stats["store"] == "opensearch"
+    assert stats["records"] == 3
+    assert {(w["client_id"], w["records"]) for w in stats["workloads"]} == {("desk-7", 2), ("b", 1)}
+    assert (stats["quarantined"], stats["quarantine_reasons"]) == (1, {"invalid_json": 1})
+
+
+def test_an_unreachable_search_backend_is_a_clear_run_time_failure(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLYWHEEL__LOG_STORE__BACKEND", "opensearch")
     monkeypatch.setenv("FLYWHEEL__LOG_STORE__URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("FLYWHEEL__LOG_STORE__TIMEOUT_S", "2")
     result = run("logs", "stats", "--json", config=config)
-    assert result.exit_code == 2
-    assert "not available in this version" in _one_json(result.stdout)["error"]["message"]
+    assert result.exit_code == 1
+    error = _one_json(result.stdout)["error"]
+    assert error["type"] == "StoreError" and "http://127.0.0.1:1" in error["message"]
 
 
 def test_data_convert_then_ingest(tmp_path: Path, config: Path) -> None:

@@ -11,12 +11,24 @@ __all__ = ["LogStore", "QuarantineEntry", "StreamCount", "SqliteLogStore", "open
 
 
 def open_log_store(settings: LogStoreSettings, ingest: IngestSettings | None = None) -> LogStore:
-    """Build the configured adapter."""
-    batch = (ingest or IngestSettings()).batch_size
+    """Build the configured adapter. The search clients are imported only when chosen."""
     if settings.backend == "sqlite":
+        batch = (ingest or IngestSettings()).batch_size
         return SqliteLogStore(settings.sqlite_path, batch_size=batch)
-    # The search-backed adapters land with the datastore issue (#4); say so instead of failing obscurely.
-    raise ConfigError(
-        f"log_store.backend = {settings.backend!r} is not available in this version yet; "
-        "use 'sqlite' (the embedded default)"
-    )
+    if not settings.url:  # LogStoreSettings validates this; a hand-built one may not have
+        raise ConfigError(f"log_store.url is required when log_store.backend is {settings.backend!r}")
+    options = {
+        "index": settings.index,
+        "username": settings.username,
+        "password": settings.password,
+        "verify_certs": settings.verify_certs,
+        "timeout_s": settings.timeout_s,
+        "bulk_batch_size": settings.bulk_batch_size,
+    }
+    if settings.backend == "opensearch":
+        from services.datastore.stores.opensearch import OpenSearchLogStore
+
+        return OpenSearchLogStore(settings.url, **options)  # type: ignore[arg-type]
+    from services.datastore.stores.elasticsearch import ElasticsearchLogStore
+
+    return ElasticsearchLogStore(settings.url, **options)  # type: ignore[arg-type]
