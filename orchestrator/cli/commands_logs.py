@@ -10,16 +10,33 @@ from tqdm import tqdm
 
 from orchestrator.cli.output import EXIT_FAILED, CliState, emit, handles_errors, json_option
 from services.datastore.ingest import ingest_files
-from services.datastore.stores import open_log_store
+from services.datastore.stores import LogStore, open_log_store, store_settings_from_url
 from services.domain.records import QUARANTINE_REASONS
+
+
+def store_option(func):  # type: ignore[no-untyped-def]
+    return click.option(
+        "--store",
+        "store_url",
+        default=None,
+        help="Log store to use instead of the configured one: sqlite:///PATH, "
+        "opensearch+http(s)://HOST:PORT or elasticsearch+http(s)://HOST:PORT.",
+    )(func)
+
+
+def _open_store(state: CliState, store_url: str | None) -> LogStore:
+    settings = state.settings
+    section = store_settings_from_url(store_url, settings.log_store) if store_url else settings.log_store
+    return open_log_store(section, settings.ingest)
 
 
 @click.command("ingest")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@store_option
 @json_option
 @handles_errors
 @click.pass_obj
-def ingest_command(state: CliState, files: tuple[Path, ...], as_json: bool) -> None:
+def ingest_command(state: CliState, files: tuple[Path, ...], store_url: str | None, as_json: bool) -> None:
     """Ingest teacher logs from JSONL or JSONL.gz FILES into the log store.
 
     Every non-blank line is stored, counted as a duplicate (its record id is already stored or
@@ -28,7 +45,7 @@ def ingest_command(state: CliState, files: tuple[Path, ...], as_json: bool) -> N
     contained; 1 when a file could not be read or the store failed.
     """
     settings = state.settings
-    store = open_log_store(settings.log_store, settings.ingest)
+    store = _open_store(state, store_url)
     bars: dict[Path, tqdm] = {}
 
     def progress(path: Path, done: int, total: int) -> None:
@@ -75,19 +92,20 @@ def logs_group() -> None:
 
 
 @logs_group.command("stats")
+@store_option
 @json_option
 @handles_errors
 @click.pass_obj
-def logs_stats(state: CliState, as_json: bool) -> None:
+def logs_stats(state: CliState, store_url: str | None, as_json: bool) -> None:
     """Records per workload and client, and quarantined lines per reason."""
-    store = open_log_store(state.settings.log_store, state.settings.ingest)
+    store = _open_store(state, store_url)
     try:
         counts = store.counts()
         reasons = store.quarantine_counts()
     finally:
         store.close()
     payload = {
-        "store": state.settings.log_store.backend,
+        "store": store_url.split(":", 1)[0].split("+", 1)[0] if store_url else state.settings.log_store.backend,
         "records": sum(c.records for c in counts),
         "workloads": [
             {
@@ -120,12 +138,13 @@ def logs_stats(state: CliState, as_json: bool) -> None:
 @logs_group.command("quarantine")
 @click.option("--reason", type=click.Choice(sorted(QUARANTINE_REASONS)), help="Only lines with this reason.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many.")
+@store_option
 @json_option
 @handles_errors
 @click.pass_obj
-def logs_quarantine(state: CliState, reason: str | None, limit: int, as_json: bool) -> None:
+def logs_quarantine(state: CliState, reason: str | None, limit: int, store_url: str | None, as_json: bool) -> None:
     """List quarantined lines, newest first: file, line number, reason, detail and the line's start."""
-    store = open_log_store(state.settings.log_store, state.settings.ingest)
+    store = _open_store(state, store_url)
     try:
         entries = list(store.quarantined(reason=reason, limit=limit))
     finally:

@@ -30,7 +30,7 @@ def run(*args: str, config: Path | None = None):  # type: ignore[no-untyped-def]
     "command",
     [[], ["config"], ["config", "check"], ["config", "show"], ["ingest"], ["logs"], ["logs", "stats"],
      ["logs", "quarantine"], ["data"], ["data", "convert"], ["data", "list"], ["models"], ["models", "list"],
-     ["models", "fetch"]],
+     ["models", "fetch"], ["datasets"], ["datasets", "build"], ["datasets", "list"], ["datasets", "show"]],
 )
 def test_every_command_explains_itself(command: list[str]) -> None:
     result = run(*command, "--help")
@@ -160,3 +160,38 @@ def test_fetching_an_unknown_model_fails_with_the_known_names(config: Path) -> N
     result = run("models", "fetch", "gpt-5", "--json", config=config)
     assert result.exit_code == 1
     assert "known: minilm-l6" in _one_json(result.stdout)["error"]["message"]
+
+
+def test_store_flag_picks_another_store_for_one_command(tmp_path: Path, config: Path) -> None:
+    from osmem_server import OsmemServer
+
+    logs = tmp_path / "logs.jsonl"
+    logs.write_bytes(jsonl(chat_record_dict(), "{bad"))
+    other = tmp_path / "other.sqlite"
+    assert _one_json(run("ingest", str(logs), "--store", f"sqlite:///{other}", "--json", config=config).stdout)["stored"] == 1
+    assert other.exists()
+    assert _one_json(run("logs", "stats", "--json", config=config).stdout)["records"] == 0  # configured store untouched
+    with OsmemServer.start() as server:
+        url = f"opensearch+{server.url}"
+        assert _one_json(run("ingest", str(logs), "--store", url, "--json", config=config).stdout)["stored"] == 1
+        stats = _one_json(run("logs", "stats", "--store", url, "--json", config=config).stdout)
+        assert (stats["store"], stats["records"], stats["quarantined"]) == ("opensearch", 1, 1)
+    bad = run("logs", "stats", "--store", "mongodb://x", "--json", config=config)
+    assert bad.exit_code == 2 and "not a log-store URL" in _one_json(bad.stdout)["error"]["message"]
+
+
+def test_datasets_build_list_show(tmp_path: Path, config: Path) -> None:
+    out = tmp_path / "t.jsonl"
+    run("data", "convert", "twitter_topic", "--out", str(out), "--limit", "400")
+    run("ingest", str(out), config=config)
+    config.write_text(config.read_text() + "data_split: {eval_size: 50, limit: 1000}\nartifacts: {root: art}\n")
+    built = _one_json(run("datasets", "build", "--workload", "news_topic", "--json", config=config).stdout)
+    assert set(built["splits"]) == {"train", "val", "eval", "icl_eval"}
+    assert built["splits"]["eval"]["count"] == 50
+    assert built["manifest"]["workload_type"] == "classification"
+    listed = _one_json(run("datasets", "list", "--json", config=config).stdout)
+    assert [d["dataset_id"] for d in listed] == [built["dataset_id"]]
+    shown = _one_json(run("datasets", "show", built["dataset_id"][:12], "--json", config=config).stdout)
+    assert shown["manifest"]["counts"] == built["manifest"]["counts"]
+    missing = run("datasets", "build", "--workload", "nope", "--json", config=config)
+    assert missing.exit_code == 1 and "no records for workload 'nope'" in _one_json(missing.stdout)["error"]["message"]
