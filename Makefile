@@ -20,7 +20,7 @@ lint: setup  ## ruff
 	.venv/bin/ruff check orchestrator services tests bench
 
 bench: setup  ## benchmarks (print a table, write bench/results/*.json)
-	HF_HUB_OFFLINE=1 .venv/bin/python -m bench.ingest_bench
+	HF_HUB_OFFLINE=1 .venv/bin/python -m bench.ingest
 
 clean:  ## remove local state (logs, queue, models cache); keeps .venv
 	rm -rf var
