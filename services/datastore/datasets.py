@@ -23,7 +23,7 @@ from services.datastore.pipeline.redact import redact_records
 from services.datastore.pipeline.split import DatasetSplits, Example, split_examples
 from services.datastore.pipeline.workload import LabelParser, detect_workload_type, parse_labels
 from services.datastore.stores.base import LogStore
-from services.domain.errors import InsufficientData, StoreError
+from services.domain.errors import ConfigError, InsufficientData, StoreError
 from services.domain.records import ChatRequest, ChatResponse, LogRecord, canonical_json
 from services.domain.settings import Settings
 
@@ -75,6 +75,11 @@ def build_dataset(
     """Run the pipeline for one workload (and client) and store the result under `root`."""
     split_cfg = settings.data_split
     workload_cfg = settings.workload(workload_id)
+    if settings.icl.example_selection != "uniform_distribution":
+        raise ConfigError(
+            f"icl.example_selection = {settings.icl.example_selection!r} is not available in this version yet; "
+            "use 'uniform_distribution'"
+        )
     exported = list(store.export(workload_id=workload_id, client_id=client_id, limit=split_cfg.limit))
     if not exported:
         raise InsufficientData(

@@ -91,3 +91,12 @@ def test_unknown_workload_and_too_few_records_are_clear_errors(store: SqliteLogS
     big_eval = Settings(data_split=DataSplitSettings(eval_size=500, limit=None))
     with pytest.raises(InsufficientData, match="at least 502 are needed"):
         build_dataset(store, big_eval, workload_id="news_topic", client_id=None, root=tmp_path)
+
+
+def test_semantic_icl_is_refused_until_it_exists(store: SqliteLogStore, tmp_path: Path) -> None:
+    from services.domain.errors import ConfigError
+
+    settings = _settings()
+    settings.icl.example_selection = "semantic_similarity"
+    with pytest.raises(ConfigError, match="not available in this version yet"):
+        build_dataset(store, settings, workload_id="news_topic", client_id=None, root=tmp_path)
