@@ -128,8 +128,10 @@ class SqliteLogStore:
             page = _PAGE if remaining is None else min(_PAGE, remaining)
             clauses, args = list(where), list(params)
             if cursor is not None:
-                clauses.append("(timestamp < ? OR (timestamp = ? AND id < ?))")
-                args.extend([cursor[0], cursor[0], cursor[1]])
+                # A row-value comparison lets SQLite seek the index; the equivalent OR form scans
+                # from the top on every page (quadratic export time).
+                clauses.append("(timestamp, id) < (?, ?)")
+                args.extend([cursor[0], cursor[1]])
             sql = (
                 f"SELECT id, timestamp, body FROM log_records WHERE {' AND '.join(clauses)}"
                 " ORDER BY timestamp DESC, id DESC LIMIT ?"
