@@ -67,7 +67,7 @@ def _ingest(path: str, store_path: str, queue: mp.Queue) -> None:
     store = OpenSearchLogStore(store_path) if store_path.startswith("http") else SqliteLogStore(store_path)
     started = time.perf_counter()
     with contextlib.closing(store):
-        summary = ingest_files([Path(path)], store=store, max_record_bytes=1 << 20, batch_size=1000)
+        summary = ingest_files([Path(path)], store=store, max_record_bytes=1 << 20, batch_size=1000, pause_gc=True)
     queue.put({"seconds": time.perf_counter() - started, "lines": summary.read, "stored": summary.stored,
                "quarantined": summary.quarantined,
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})

@@ -63,6 +63,7 @@ def ingest_command(state: CliState, files: tuple[Path, ...], store_url: str | No
             max_record_bytes=settings.ingest.max_record_bytes,
             batch_size=settings.ingest.batch_size,
             on_progress=progress,
+            pause_gc=True,
         )
     finally:
         for bar in bars.values():

@@ -22,6 +22,10 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# One decoder for all lines: json.loads(parse_constant=...) would build a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def parse_line(raw: bytes) -> LogRecord | Rejected:
     """Validate one line (without its newline). Size limits are the reader's job."""
     if raw.startswith(_BOM):
@@ -31,7 +35,7 @@ def parse_line(raw: bytes) -> LogRecord | Rejected:
     except UnicodeDecodeError as exc:
         return Rejected(QuarantineReason.NOT_UTF8, f"byte {exc.start} is not UTF-8 ({exc.reason})")
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
         return Rejected(QuarantineReason.INVALID_JSON, _short(str(exc) or type(exc).__name__))
     if not isinstance(value, dict):

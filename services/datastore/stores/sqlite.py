@@ -59,6 +59,8 @@ class SqliteLogStore:
             self._conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30.0)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA wal_autocheckpoint=20000")
+            self._conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: random-key index pages stay hot
             self._conn.executescript(_SCHEMA)
             self._check_schema_version()
         except sqlite3.Error as exc:
