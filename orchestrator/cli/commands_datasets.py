@@ -35,6 +35,18 @@ def _student_token_counter(settings: Settings) -> tuple[Callable[[str], int] | N
     return None, "approx_chars_div_4"
 
 
+def _embedder(settings: Settings) -> Callable[[list[str]], object] | None:
+    """Sentence embeddings for semantic ICL selection, from the model cache."""
+    if settings.icl.example_selection != "semantic_similarity":
+        return None
+    from sentence_transformers import SentenceTransformer
+
+    from services.models.cache import ModelCache
+
+    model = SentenceTransformer(str(ModelCache(settings.models).path(settings.icl.embedding_model)), device="cpu")
+    return lambda texts: model.encode(texts, batch_size=64, show_progress_bar=len(texts) > 500)
+
+
 @click.group("datasets", help="Build, list and inspect versioned datasets made from the teacher logs.")
 def datasets_group() -> None:
     pass
@@ -56,7 +68,7 @@ def datasets_build(state: CliState, workload_id: str, client_id: str | None, as_
     counter, counter_name = _student_token_counter(settings)
     try:
         ref = build_dataset(store, settings, workload_id=workload_id, client_id=client_id, root=_root(settings),
-                            count_tokens=counter, token_counter_name=counter_name)
+                            count_tokens=counter, token_counter_name=counter_name, embed=_embedder(settings))
     finally:
         store.close()
     payload = {"dataset_id": ref.dataset_id,

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from services.datastore.pipeline.dedup import deduplicate
-from services.datastore.pipeline.icl import TokenCounter, approx_tokens, select_uniform, with_examples
+from services.datastore.pipeline.icl import (
+    Embedder,
+    TokenCounter,
+    approx_tokens,
+    select_similar,
+    select_uniform,
+    with_examples,
+)
 from services.datastore.pipeline.redact import redact_records
 from services.datastore.pipeline.split import DatasetSplits, Example, split_examples
 from services.datastore.pipeline.workload import LabelParser, detect_workload_type, parse_labels
@@ -71,14 +78,16 @@ def build_dataset(
     root: Path,
     count_tokens: TokenCounter | None = None,
     token_counter_name: str = "approx_chars_div_4",
+    embed: Embedder | None = None,
 ) -> DatasetRef:
     """Run the pipeline for one workload (and client) and store the result under `root`."""
     split_cfg = settings.data_split
     workload_cfg = settings.workload(workload_id)
-    if settings.icl.example_selection != "uniform_distribution":
+    semantic = settings.icl.example_selection == "semantic_similarity"
+    if semantic and embed is None:
         raise ConfigError(
-            f"icl.example_selection = {settings.icl.example_selection!r} is not available in this version yet; "
-            "use 'uniform_distribution'"
+            "icl.example_selection is 'semantic_similarity' but no embedding model was given; "
+            f"run `flywheel models fetch {settings.icl.embedding_model}` or use 'uniform_distribution'"
         )
     exported = list(store.export(workload_id=workload_id, client_id=client_id, limit=split_cfg.limit))
     if not exported:
@@ -106,13 +115,22 @@ def build_dataset(
 
     counter = count_tokens or approx_tokens
     budget = settings.icl.max_context_length - settings.icl.reserved_tokens
-    icl_examples = select_uniform(
-        splits.train, max_examples=settings.icl.max_examples, budget_tokens=budget,
-        count_tokens=counter, seed=split_cfg.seed,
-    )
-    if len(icl_examples) < settings.icl.min_examples and settings.icl.min_examples > 0:
+    if semantic and workload_type != "embedding":
+        per_record = select_similar(
+            splits.train, [e.record for e in splits.eval], embed=embed,  # type: ignore[arg-type]
+            max_examples=settings.icl.max_examples, budget_tokens=budget, count_tokens=counter,
+            pool_cap=settings.icl.pool_cap, seed=split_cfg.seed,
+        )
+    else:
+        shared = select_uniform(
+            splits.train, max_examples=settings.icl.max_examples, budget_tokens=budget,
+            count_tokens=counter, seed=split_cfg.seed,
+        )
+        per_record = [shared for _ in splits.eval]
+    fewest = min((len(x) for x in per_record), default=0)
+    if splits.eval and fewest < settings.icl.min_examples and workload_type != "embedding":
         raise InsufficientData(
-            f"only {len(icl_examples)} ICL examples fit the budget of {budget} tokens; "
+            f"only {fewest} ICL examples fit the budget of {budget} tokens; "
             f"icl.min_examples is {settings.icl.min_examples}"
         )
 
@@ -121,7 +139,7 @@ def build_dataset(
         "train": (x for x in (chat_training_example(e.record) for e in splits.train) if x is not None),
         "val": (x for x in (chat_training_example(e.record) for e in splits.val) if x is not None),
         "eval": (json.loads(e.record.canonical_json()) for e in splits.eval),
-        "icl_eval": (with_examples(e.record, icl_examples) for e in splits.eval),
+        "icl_eval": (with_examples(e.record, ex) for e, ex in zip(splits.eval, per_record, strict=True)),
     }
     if workload_type == "embedding":  # embeddings train on (input, vector) pairs: keep the full records
         lines["train"] = (json.loads(e.record.canonical_json()) for e in splits.train)
@@ -149,8 +167,8 @@ def build_dataset(
         "duplicates": {**dedup.to_json(), "digits": settings.datasets.dedup_digits},
         "unparsed_answers": {"count": len(unparsed), "record_ids": unparsed[:MAX_LISTED_IDS]},
         "icl": {
-            "selection": "uniform_distribution",
-            "examples": len(icl_examples),
+            "selection": settings.icl.example_selection,
+            "examples_per_record": {"min": fewest, "max": max((len(x) for x in per_record), default=0)},
             "budget_tokens": budget,
             "token_counter": token_counter_name,
         },

@@ -241,6 +241,7 @@ class IclSettings(_Section):
     min_examples: int = Field(1, ge=0, le=64)
     example_selection: Literal["uniform_distribution", "semantic_similarity"] = "uniform_distribution"
     embedding_model: str = Field("minilm-l6", description="Registry model for semantic selection.")
+    pool_cap: int = Field(2000, ge=1, le=100_000, description="Train examples embedded for semantic selection.")
 
     @model_validator(mode="after")
     def _bounds(self) -> IclSettings:

@@ -142,3 +142,21 @@ def test_minilm_trains_offline_for_20_steps(real_cache: ModelCache) -> None:
     log.warning("MiniLM LoRA: 20 steps x 8 examples in %.1f s = %.1f examples/s; loss %.3f -> %.3f",
                 seconds, 160 / seconds, before, after)
     assert after < before * 0.9
+
+
+@pytest.mark.slow
+def test_semantic_icl_with_real_minilm(real_cache: ModelCache) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from services.datastore.pipeline.icl import approx_tokens, select_similar
+    from tests.unit.pipeline.test_icl import _ex
+
+    real_cache.fetch("minilm-l6", forward_pass=False)
+    model = SentenceTransformer(str(real_cache.path("minilm-l6")), device="cpu")
+    train = [_ex("Energy | Oil", 1, text="Brent crude climbs as OPEC+ extends output cuts"),
+             _ex("Fed | Central Banks", 2, text="Powell signals the Fed will hold rates higher for longer"),
+             _ex("IPO", 3, text="Chip designer Arm prices its Nasdaq listing at top of range")]
+    query = _ex("?", 9, text="Oil prices jump after Saudi Arabia announces a production cut").record
+    (chosen,) = select_similar(train, [query], embed=model.encode, max_examples=1, budget_tokens=1000,
+                               count_tokens=approx_tokens, pool_cap=10, seed=0)
+    assert chosen[0][1]["content"] == "[[[Energy | Oil]]]"

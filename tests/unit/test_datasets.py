@@ -93,10 +93,14 @@ def test_unknown_workload_and_too_few_records_are_clear_errors(store: SqliteLogS
         build_dataset(store, big_eval, workload_id="news_topic", client_id=None, root=tmp_path)
 
 
-def test_semantic_icl_is_refused_until_it_exists(store: SqliteLogStore, tmp_path: Path) -> None:
+def test_semantic_icl_needs_an_embedder_and_then_picks_per_record(store: SqliteLogStore, tmp_path: Path) -> None:
     from services.domain.errors import ConfigError
+    from tests.unit.pipeline.test_icl import bag_of_words
 
     settings = _settings()
     settings.icl.example_selection = "semantic_similarity"
-    with pytest.raises(ConfigError, match="not available in this version yet"):
+    with pytest.raises(ConfigError, match="no embedding model was given"):
         build_dataset(store, settings, workload_id="news_topic", client_id=None, root=tmp_path)
+    ref = build_dataset(store, settings, workload_id="news_topic", client_id=None, root=tmp_path, embed=bag_of_words)
+    assert ref.manifest["icl"]["selection"] == "semantic_similarity"
+    assert ref.manifest["icl"]["examples_per_record"] == {"min": 3, "max": 3}

@@ -89,3 +89,53 @@ def with_examples(record: LogRecord, examples: list[list[dict[str, Any]]]) -> di
     flat = [turn for pair in examples for turn in pair]
     data["request"]["messages"] = messages[:head] + flat + messages[head:]
     return data
+
+
+Embedder = Callable[[list[str]], Any]  # texts -> array (n, d)
+
+
+def select_similar(
+    train: Sequence[Example[Any]],
+    queries: Sequence[LogRecord],
+    *,
+    embed: Embedder,
+    max_examples: int,
+    budget_tokens: int,
+    count_tokens: TokenCounter,
+    pool_cap: int,
+    seed: int,
+) -> list[list[list[dict[str, Any]]]]:
+    """Per query, the most similar train examples (cosine on `embed` vectors) within the budget.
+
+    The candidate pool is a seeded sample of at most `pool_cap` train examples, embedded once.
+    """
+    import numpy as np
+
+    pool = [(e, t) for e in sorted(train, key=lambda e: e.record.id) if (t := example_turns(e.record)) is not None]
+    random.Random(seed).shuffle(pool)
+    pool = pool[:pool_cap]
+    if not pool or not queries:
+        return [[] for _ in queries]
+    pool_vectors = _unit(np.asarray(embed([turns[0]["content"] for _, turns in pool]), dtype=np.float32))
+    query_texts = [(example_turns(q) or [{"content": ""}])[0]["content"] or "" for q in queries]
+    query_vectors = _unit(np.asarray(embed(query_texts), dtype=np.float32))
+    costs = [sum(count_tokens(turn_text(t)) for t in turns) for _, turns in pool]
+    chosen_per_query = []
+    for row in query_vectors @ pool_vectors.T:
+        chosen: list[list[dict[str, Any]]] = []
+        used = 0
+        for index in np.argsort(-row, kind="stable"):
+            if len(chosen) >= max_examples:
+                break
+            if used + costs[index] <= budget_tokens:
+                chosen.append(pool[index][1])
+                used += costs[index]
+        chosen_per_query.append(chosen[::-1])  # most similar last, nearest to the question
+    return chosen_per_query
+
+
+def _unit(vectors: Any) -> Any:
+    import numpy as np
+
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
