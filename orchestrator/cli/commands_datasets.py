@@ -10,7 +10,26 @@ import click
 from orchestrator.cli.output import CliState, emit, handles_errors, json_option, log
 from services.datastore.datasets import build_dataset, list_datasets, load_dataset
 from services.datastore.stores import open_log_store
-from services.domain.settings import Settings
+from services.domain.errors import ConfigError
+from services.domain.settings import Settings, apply_overrides
+
+DATA_SECTIONS = ("data_split", "datasets", "icl", "workloads")
+
+
+def parse_assignments(items: tuple[str, ...]) -> dict[str, object]:
+    """KEY=VALUE pairs; values are read as YAML scalars/flow (10, 0.2, true, [a, b])."""
+    import yaml
+
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. data_split.eval_size=100")
+        try:
+            out[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
+    return out
 
 
 def _root(settings: Settings) -> Path:
@@ -55,15 +74,22 @@ def datasets_group() -> None:
 @datasets_group.command("build")
 @click.option("--workload", "workload_id", required=True, help="Workload id whose logs to use.")
 @click.option("--client", "client_id", default=None, help="Only this client's logs (default: all clients).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a data setting for this build, e.g. --set data_split.eval_size=100 "
+                   "(sections: data_split, datasets, icl, workloads). Repeatable.")
 @json_option
 @handles_errors
 @click.pass_obj
-def datasets_build(state: CliState, workload_id: str, client_id: str | None, as_json: bool) -> None:
+def datasets_build(
+    state: CliState, workload_id: str, client_id: str | None, overrides: tuple[str, ...], as_json: bool
+) -> None:
     """Export the newest logs of a workload, redact PII, deduplicate, detect the workload type,
     parse labels, split eval/train/val (stratified, seeded), pick ICL examples, and store the
     splits content-addressed. The same logs and config give the same dataset id.
     """
     settings = state.settings
+    if overrides:
+        settings = apply_overrides(settings, parse_assignments(overrides), allowed=DATA_SECTIONS)
     store = open_log_store(settings.log_store, settings.ingest)
     counter, counter_name = _student_token_counter(settings)
     try:

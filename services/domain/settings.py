@@ -377,6 +377,42 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json")
 
 
+def apply_overrides(settings: Settings, overrides: dict[str, Any], *, allowed: tuple[str, ...] | None = None) -> Settings:
+    """A new Settings with `overrides` (nested dict or dotted keys) merged in and validated.
+
+    Used for per-request overrides (CLI --set, the jobs API). `allowed` limits which top-level
+    sections may change; errors name the key as `override <key>`.
+    """
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        node = nested
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    if allowed is not None:
+        refused = sorted(set(nested) - set(allowed))
+        if refused:
+            raise ConfigError(f"override of {', '.join(refused)} is not allowed here; allowed sections: {', '.join(allowed)}")
+    merged = _deep_merge(settings.model_dump(), nested)
+    try:
+        updated = Settings.model_validate(merged)  # no __init__: the environment is not applied twice
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source="override")) from None
+    _resolve_paths(updated, Path.cwd())
+    return updated
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     """--config, else $FLYWHEEL_CONFIG, else ./config.yaml."""
     if explicit:

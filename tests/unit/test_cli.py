@@ -193,5 +193,10 @@ def test_datasets_build_list_show(tmp_path: Path, config: Path) -> None:
     assert [d["dataset_id"] for d in listed] == [built["dataset_id"]]
     shown = _one_json(run("datasets", "show", built["dataset_id"][:12], "--json", config=config).stdout)
     assert shown["manifest"]["counts"] == built["manifest"]["counts"]
+    smaller = _one_json(run("datasets", "build", "--workload", "news_topic", "--set", "data_split.eval_size=30",
+                            "--json", config=config).stdout)
+    assert smaller["splits"]["eval"]["count"] == 30 and smaller["dataset_id"] != built["dataset_id"]
+    refused = run("datasets", "build", "--workload", "news_topic", "--set", "lora.rank=2", "--json", config=config)
+    assert refused.exit_code == 2 and "not allowed here" in _one_json(refused.stdout)["error"]["message"]
     missing = run("datasets", "build", "--workload", "nope", "--json", config=config)
     assert missing.exit_code == 1 and "no records for workload 'nope'" in _one_json(missing.stdout)["error"]["message"]

@@ -106,3 +106,19 @@ def test_flywheel_config_env_names_the_file(tmp_path: Path, monkeypatch: pytest.
     path = _write(tmp_path, "lora: {rank: 4}\n")
     monkeypatch.setenv("FLYWHEEL_CONFIG", str(path))
     assert load_settings().lora.rank == 4
+
+
+def test_overrides_are_validated_and_limited_to_allowed_sections(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.domain.settings import apply_overrides
+
+    monkeypatch.setenv("FLYWHEEL__DATA_SPLIT__SEED", "9")
+    base = Settings()
+    updated = apply_overrides(base, {"data_split.eval_size": 50, "icl": {"max_examples": 1}}, allowed=("data_split", "icl"))
+    assert (updated.data_split.eval_size, updated.icl.max_examples, updated.data_split.seed) == (50, 1, 9)
+    assert base.data_split.eval_size == 200  # the original is untouched
+    with pytest.raises(ConfigError, match=r"(?s)override: invalid configuration.*data_split.eval_size = -1"):
+        apply_overrides(base, {"data_split.eval_size": -1})
+    with pytest.raises(ConfigError, match="override of lora is not allowed here"):
+        apply_overrides(base, {"lora.rank": 4}, allowed=("data_split",))
+    with pytest.raises(ConfigError, match="data_split.nope: unknown key"):
+        apply_overrides(base, {"data_split.nope": 1})
