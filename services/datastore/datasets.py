@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from services.datastore.pipeline.icl import (
     select_uniform,
     with_examples,
 )
-from services.datastore.pipeline.redact import redact_records
+from services.datastore.pipeline.redact import RedactionReport, Redactor
 from services.datastore.pipeline.split import DatasetSplits, Example, split_examples
 from services.datastore.pipeline.workload import LabelParser, detect_workload_type, parse_labels
 from services.datastore.stores.base import LogStore
@@ -89,19 +89,29 @@ def build_dataset(
             "icl.example_selection is 'semantic_similarity' but no embedding model was given; "
             f"run `flywheel models fetch {settings.icl.embedding_model}` or use 'uniform_distribution'"
         )
-    exported = list(store.export(workload_id=workload_id, client_id=client_id, limit=split_cfg.limit))
+    # Streamed: export -> redact -> dedup holds only the deduplicated records, never the export.
+    exported = 0
+
+    def export() -> Iterator[LogRecord]:
+        nonlocal exported
+        for record in store.export(workload_id=workload_id, client_id=client_id, limit=split_cfg.limit):
+            exported += 1
+            yield record
+
+    redaction = RedactionReport()
+    if settings.datasets.redact_pii:
+        redactor = Redactor(settings.datasets.redaction_patterns)
+        stream: Iterable[LogRecord] = (redactor.record(r, redaction) for r in export())
+    else:
+        stream = export()
+    unique, dedup = deduplicate(stream, digits=settings.datasets.dedup_digits)
     if not exported:
         raise InsufficientData(
             f"no records for workload {workload_id!r}"
             + (f" and client {client_id!r}" if client_id else "")
             + "; ingest logs first (flywheel ingest FILE)"
         )
-    if settings.datasets.redact_pii:
-        redacted, redaction = redact_records(exported, extra_patterns=settings.datasets.redaction_patterns)
-        redaction_json = redaction.to_json()
-    else:
-        redacted, redaction_json = exported, {"disabled": True}
-    unique, dedup = deduplicate(redacted, digits=settings.datasets.dedup_digits)
+    redaction_json = redaction.to_json() if settings.datasets.redact_pii else {"disabled": True}
     parser = LabelParser(workload_cfg.label_pattern, workload_cfg.labels)
     workload_type = detect_workload_type(unique, configured=workload_cfg.type, parser=parser)
     unparsed: list[str] = []
@@ -156,7 +166,7 @@ def build_dataset(
             "limit": split_cfg.limit, "order": "newest first",
         },
         "counts": {
-            "exported": len(exported),
+            "exported": exported,
             "duplicates_removed": dedup.removed,
             "unparsed_answers": len(unparsed),
             "usable": len(examples),
