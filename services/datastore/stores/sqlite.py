@@ -18,6 +18,8 @@ _PAGE = 1000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- A rowid table on purpose: WITHOUT ROWID would keep the bodies in the random-sha256-keyed
+-- B-tree and split pages on every insert (14k vs 37k rows/s in a 100k-row test).
 CREATE TABLE IF NOT EXISTS log_records (
     id          TEXT PRIMARY KEY,
     workload_id TEXT NOT NULL,
@@ -25,7 +27,7 @@ CREATE TABLE IF NOT EXISTS log_records (
     timestamp   REAL NOT NULL,
     call_type   TEXT NOT NULL,
     body        TEXT NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX IF NOT EXISTS ix_records_stream
     ON log_records (workload_id, client_id, timestamp DESC, id DESC);
 CREATE INDEX IF NOT EXISTS ix_records_workload
