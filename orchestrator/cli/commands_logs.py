@@ -12,6 +12,7 @@ from orchestrator.cli.output import EXIT_FAILED, CliState, emit, handles_errors,
 from services.datastore.ingest import ingest_files
 from services.datastore.stores import LogStore, open_log_store, store_settings_from_url
 from services.domain.records import QUARANTINE_REASONS
+from services.domain.settings import LogStoreSettings
 
 
 def store_option(func):  # type: ignore[no-untyped-def]
@@ -24,10 +25,13 @@ def store_option(func):  # type: ignore[no-untyped-def]
     )(func)
 
 
+def _store_section(state: CliState, store_url: str | None) -> LogStoreSettings:
+    base = state.settings.log_store
+    return store_settings_from_url(store_url, base) if store_url else base
+
+
 def _open_store(state: CliState, store_url: str | None) -> LogStore:
-    settings = state.settings
-    section = store_settings_from_url(store_url, settings.log_store) if store_url else settings.log_store
-    return open_log_store(section, settings.ingest)
+    return open_log_store(_store_section(state, store_url), state.settings.ingest)
 
 
 @click.command("ingest")
@@ -106,7 +110,7 @@ def logs_stats(state: CliState, store_url: str | None, as_json: bool) -> None:
     finally:
         store.close()
     payload = {
-        "store": store_url.split(":", 1)[0].split("+", 1)[0] if store_url else state.settings.log_store.backend,
+        "store": _store_section(state, store_url).backend,
         "records": sum(c.records for c in counts),
         "workloads": [
             {

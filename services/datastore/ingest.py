@@ -7,6 +7,7 @@ size and `ingest.max_record_bytes`, whatever the file size or line length.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import gzip
 import hashlib
@@ -206,20 +207,23 @@ def ingest_files(
     memory stays bounded by reference counting): about 15% faster. Only for a process that does
     nothing else meanwhile, like the CLI; a server must not pause it for its other threads.
     """
+    with _gc_paused() if pause_gc else contextlib.nullcontext():
+        return _ingest_files(paths, store, max_record_bytes, batch_size, on_progress)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
     was_enabled = gc.isenabled()
-    if pause_gc:
-        gc.disable()
+    gc.disable()
     try:
-        return _ingest_files(paths, store=store, max_record_bytes=max_record_bytes, batch_size=batch_size,
-                             on_progress=on_progress)
+        yield
     finally:
-        if pause_gc and was_enabled:
+        if was_enabled:
             gc.enable()
 
 
 def _ingest_files(
     paths: Iterable[Path],
-    *,
     store: LogStore,
     max_record_bytes: int,
     batch_size: int,
