@@ -26,12 +26,12 @@ from services.datastore.pipeline.icl import (
     select_uniform,
     with_examples,
 )
-from services.datastore.pipeline.redact import RedactionReport, Redactor
+from services.datastore.pipeline.redact import redact_records
 from services.datastore.pipeline.split import DatasetSplits, Example, split_examples
 from services.datastore.pipeline.workload import LabelParser, detect_workload_type, parse_labels
 from services.datastore.stores.base import LogStore
 from services.domain.errors import ConfigError, InsufficientData, StoreError
-from services.domain.records import ChatRequest, ChatResponse, LogRecord, canonical_json
+from services.domain.records import CallType, ChatResponse, LogRecord, canonical_json
 from services.domain.settings import Settings
 
 MAX_LISTED_IDS = 100
@@ -47,11 +47,8 @@ class DatasetRef:
         return {"dataset_id": self.dataset_id, "splits": self.splits, "manifest": self.manifest}
 
 
-def chat_training_example(record: LogRecord) -> dict[str, Any] | None:
+def chat_training_example(record: LogRecord) -> dict[str, Any]:
     """OpenAI chat fine-tuning line: the request's messages plus the teacher's answer, tools intact."""
-    request, response = record.request, record.response
-    if not isinstance(request, ChatRequest) or not isinstance(response, ChatResponse):
-        return None
     data = record.model_dump(mode="json", exclude_unset=True, by_alias=True)
     answer = data["response"]["choices"][0]["message"]
     line: dict[str, Any] = {"messages": [*data["request"]["messages"], answer]}
@@ -98,12 +95,10 @@ def build_dataset(
             exported += 1
             yield record
 
-    redaction = RedactionReport()
     if settings.datasets.redact_pii:
-        redactor = Redactor(settings.datasets.redaction_patterns)
-        stream: Iterable[LogRecord] = (redactor.record(r, redaction) for r in export())
+        stream, redaction = redact_records(export(), extra_patterns=settings.datasets.redaction_patterns)
     else:
-        stream = export()
+        stream, redaction = export(), None
     unique, dedup = deduplicate(stream, digits=settings.datasets.dedup_digits)
     if not exported:
         raise InsufficientData(
@@ -111,50 +106,40 @@ def build_dataset(
             + (f" and client {client_id!r}" if client_id else "")
             + "; ingest logs first (flywheel ingest FILE)"
         )
-    redaction_json = redaction.to_json() if settings.datasets.redact_pii else {"disabled": True}
+    redaction_json = redaction.to_json() if redaction is not None else {"disabled": True}
     parser = LabelParser(workload_cfg.label_pattern, workload_cfg.labels)
     workload_type = detect_workload_type(unique, configured=workload_cfg.type, parser=parser)
+    # A workload trains on one call shape: embedding calls in a chat workload (or the reverse)
+    # are left out and counted, never half-converted.
+    is_embedding = workload_type == "embedding"
+    off_shape = [r for r in unique if (r.call_type is CallType.EMBEDDING) != is_embedding]
+    if off_shape:
+        unique = [r for r in unique if (r.call_type is CallType.EMBEDDING) == is_embedding]
     unparsed: list[str] = []
+    labelled: list[tuple[LogRecord, str | None]] = [(r, None) for r in unique]
     if workload_type == "classification":
-        labelled, label_report = parse_labels(unique, parser)
+        labelled, label_report = parse_labels(unique, parser)  # type: ignore[assignment]
         unparsed = label_report.unparsed_ids
-        examples = [Example(r, _stratum(r, workload_type, label), label) for r, label in labelled]
-    else:
-        examples = [Example(r, _stratum(r, workload_type, None), None) for r in unique]
+    examples = [Example(r, _stratum(r, workload_type, label), label) for r, label in labelled]
     splits = split_examples(examples, split_cfg)
 
     counter = count_tokens or approx_tokens
     budget = settings.icl.max_context_length - settings.icl.reserved_tokens
-    if semantic and workload_type != "embedding":
-        per_record = select_similar(
-            splits.train, [e.record for e in splits.eval], embed=embed,  # type: ignore[arg-type]
-            max_examples=settings.icl.max_examples, budget_tokens=budget, count_tokens=counter,
-            pool_cap=settings.icl.pool_cap, seed=split_cfg.seed,
-        )
-    else:
-        shared = select_uniform(
-            splits.train, max_examples=settings.icl.max_examples, budget_tokens=budget,
-            count_tokens=counter, seed=split_cfg.seed,
-        )
-        per_record = [shared for _ in splits.eval]
-    fewest = min((len(x) for x in per_record), default=0)
-    if splits.eval and fewest < settings.icl.min_examples and workload_type != "embedding":
-        raise InsufficientData(
-            f"only {fewest} ICL examples fit the budget of {budget} tokens; "
-            f"icl.min_examples is {settings.icl.min_examples}"
-        )
-
     blobs = root / "blobs"
-    lines: dict[str, Iterable[dict[str, Any]]] = {
-        "train": (x for x in (chat_training_example(e.record) for e in splits.train) if x is not None),
-        "val": (x for x in (chat_training_example(e.record) for e in splits.val) if x is not None),
-        "eval": (json.loads(e.record.canonical_json()) for e in splits.eval),
-        "icl_eval": (with_examples(e.record, ex) for e, ex in zip(splits.eval, per_record, strict=True)),
-    }
-    if workload_type == "embedding":  # embeddings train on (input, vector) pairs: keep the full records
-        lines["train"] = (json.loads(e.record.canonical_json()) for e in splits.train)
-        lines["val"] = (json.loads(e.record.canonical_json()) for e in splits.val)
-        lines.pop("icl_eval")
+    per_record: list[list[list[dict[str, Any]]]] = []
+    if is_embedding:
+        # Embeddings train on (input, vector) pairs: every split keeps the full records; no ICL.
+        lines = {name: (e.record.canonical_json() for e in part)
+                 for name, part in (("train", splits.train), ("val", splits.val), ("eval", splits.eval))}
+    else:
+        per_record = _icl_examples(splits, settings, embed=embed, budget=budget, count_tokens=counter)
+        lines = {
+            "train": (canonical_json(chat_training_example(e.record)) for e in splits.train),
+            "val": (canonical_json(chat_training_example(e.record)) for e in splits.val),
+            "eval": (e.record.canonical_json() for e in splits.eval),
+            "icl_eval": (canonical_json(with_examples(e.record, ex))
+                         for e, ex in zip(splits.eval, per_record, strict=True)),
+        }
     split_refs = {name: _write_blob(blobs, rows) for name, rows in lines.items()}
 
     manifest: dict[str, Any] = {
@@ -176,9 +161,11 @@ def build_dataset(
         "redactions": redaction_json,
         "duplicates": {**dedup.to_json(), "digits": settings.datasets.dedup_digits},
         "unparsed_answers": {"count": len(unparsed), "record_ids": unparsed[:MAX_LISTED_IDS]},
+        "other_call_types": {"count": len(off_shape), "record_ids": [r.id for r in off_shape[:MAX_LISTED_IDS]]},
         "icl": {
             "selection": settings.icl.example_selection,
-            "examples_per_record": {"min": fewest, "max": max((len(x) for x in per_record), default=0)},
+            "examples_per_record": {"min": min(map(len, per_record), default=0),
+                                    "max": max(map(len, per_record), default=0)},
             "budget_tokens": budget,
             "token_counter": token_counter_name,
         },
@@ -191,6 +178,30 @@ def build_dataset(
     ref = DatasetRef(dataset_id=dataset_id, splits=split_refs, manifest=manifest)
     _write_json_atomic(root / "datasets" / f"{dataset_id}.json", ref.to_json())
     return ref
+
+
+def _icl_examples(
+    splits: DatasetSplits[Any], settings: Settings, *, embed: Embedder | None, budget: int, count_tokens: TokenCounter
+) -> list[list[list[dict[str, Any]]]]:
+    """ICL examples for each eval record (the same ones for all under uniform selection)."""
+    icl, seed = settings.icl, settings.data_split.seed
+    if icl.example_selection == "semantic_similarity":
+        per_record = select_similar(
+            splits.train, [e.record for e in splits.eval], embed=embed,  # type: ignore[arg-type]
+            max_examples=icl.max_examples, budget_tokens=budget, count_tokens=count_tokens,
+            pool_cap=icl.pool_cap, seed=seed,
+        )
+    else:
+        shared = select_uniform(
+            splits.train, max_examples=icl.max_examples, budget_tokens=budget, count_tokens=count_tokens, seed=seed
+        )
+        per_record = [shared for _ in splits.eval]
+    fewest = min(map(len, per_record), default=icl.min_examples)
+    if fewest < icl.min_examples:
+        raise InsufficientData(
+            f"only {fewest} ICL examples fit the budget of {budget} tokens; icl.min_examples is {icl.min_examples}"
+        )
+    return per_record
 
 
 def config_hash(settings: Settings, workload_id: str) -> str:
@@ -211,7 +222,8 @@ def _distribution(splits: DatasetSplits[Any]) -> dict[str, dict[str, int]]:
     }
 
 
-def _write_blob(blobs: Path, rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def _write_blob(blobs: Path, rows: Iterable[str]) -> dict[str, Any]:
+    """Write canonical-JSON lines to a blob named by their sha256."""
     blobs.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     partial = blobs / f".partial-{os.getpid()}-{time.monotonic_ns()}.jsonl"
@@ -219,7 +231,7 @@ def _write_blob(blobs: Path, rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     try:
         with partial.open("w", encoding="utf-8") as handle:
             for row in rows:
-                line = canonical_json(row) + "\n"
+                line = row + "\n"
                 handle.write(line)
                 digest.update(line.encode("utf-8"))
                 count += 1

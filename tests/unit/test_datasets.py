@@ -104,3 +104,14 @@ def test_semantic_icl_needs_an_embedder_and_then_picks_per_record(store: SqliteL
     ref = build_dataset(store, settings, workload_id="news_topic", client_id=None, root=tmp_path, embed=bag_of_words)
     assert ref.manifest["icl"]["selection"] == "semantic_similarity"
     assert ref.manifest["icl"]["examples_per_record"] == {"min": 3, "max": 3}
+
+
+def test_calls_of_another_shape_are_left_out_and_counted(store: SqliteLogStore, tmp_path: Path) -> None:
+    from tests.factories import embedding_record_dict
+
+    stray = LogRecord.model_validate(embedding_record_dict(workload_id="news_topic", timestamp=1_770_000_001))
+    store.write([stray])
+    ref = build_dataset(store, _settings(), workload_id="news_topic", client_id=None, root=tmp_path / "ds")
+    assert ref.manifest["workload_type"] == "classification"
+    assert ref.manifest["other_call_types"] == {"count": 1, "record_ids": [stray.id]}
+    assert ref.splits["train"]["count"] == ref.manifest["counts"]["train"]

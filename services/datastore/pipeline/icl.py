@@ -25,19 +25,26 @@ def approx_tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
+def last_user_text(record: LogRecord) -> str | None:
+    """The text of the last user turn of a chat record; None for other records."""
+    if not isinstance(record.request, ChatRequest):
+        return None
+    users = [m for m in record.request.messages if m.role == "user"]
+    return users[-1].text if users else None
+
+
 def example_turns(record: LogRecord) -> list[dict[str, Any]] | None:
     """The last user turn and the teacher's answer of a chat record, as two messages."""
-    request, response = record.request, record.response
-    if not isinstance(request, ChatRequest) or not isinstance(response, ChatResponse):
+    question, response = last_user_text(record), record.response
+    if question is None or not isinstance(response, ChatResponse):
         return None
-    users = [m for m in request.messages if m.role == "user"]
     answer = response.choices[0].message
-    if not users or not (answer.text or answer.tool_calls):
+    if not (answer.text or answer.tool_calls):
         return None
     reply: dict[str, Any] = {"role": "assistant", "content": answer.text or None}
     if answer.tool_calls:  # tool-calling examples show the call itself
         reply["tool_calls"] = [call.model_dump(mode="json", exclude_unset=True) for call in answer.tool_calls]
-    return [{"role": "user", "content": users[-1].text}, reply]
+    return [{"role": "user", "content": question}, reply]
 
 
 def turn_text(turn: dict[str, Any]) -> str:
@@ -117,7 +124,7 @@ def select_similar(
     if not pool or not queries:
         return [[] for _ in queries]
     pool_vectors = _unit(np.asarray(embed([turns[0]["content"] for _, turns in pool]), dtype=np.float32))
-    query_texts = [(example_turns(q) or [{"content": ""}])[0]["content"] or "" for q in queries]
+    query_texts = [last_user_text(q) or "" for q in queries]
     query_vectors = _unit(np.asarray(embed(query_texts), dtype=np.float32))
     costs = [sum(count_tokens(turn_text(t)) for t in turns) for _, turns in pool]
     chosen_per_query = []

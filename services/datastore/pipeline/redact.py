@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,8 +160,8 @@ class Redactor:
 
 def redact_records(
     records: Iterable[LogRecord], *, extra_patterns: dict[str, str] | None = None
-) -> tuple[list[LogRecord], RedactionReport]:
-    """Redact every record; the report counts matches per kind for the dataset manifest."""
+) -> tuple[Iterator[LogRecord], RedactionReport]:
+    """Redact records lazily; the report fills in (counts per kind) as the stream is consumed."""
     redactor = Redactor(extra_patterns)
     report = RedactionReport()
-    return [redactor.record(r, report) for r in records], report
+    return (redactor.record(r, report) for r in records), report

@@ -55,7 +55,8 @@ def test_records_are_redacted_everywhere_and_counted() -> None:
     )
     clean = chat_record_dict(timestamp=7)
     records = [LogRecord.model_validate(d) for d in (chat, tool, clean)]
-    out, report = redact_records(records)
+    stream, report = redact_records(records)
+    out = list(stream)
     assert report.to_json() == {"records_changed": 2, "counts": {"email": 2, "payment_card": 1}}
     assert out[0].request.messages[1].text == "Client [REDACTED:EMAIL] asked about [REDACTED:PAYMENT_CARD]"  # type: ignore[union-attr]
     args = json.loads(out[1].response.choices[0].message.tool_calls[0].function.arguments)  # type: ignore[union-attr]
