@@ -1,5 +1,7 @@
 """Workload-type detection and label parsing for classification workloads.
 
+`LabelParser` lives in `services.domain.labels` (the evaluator and gateway parse labels too).
+
 A label is parsed from the teacher's answer with a configurable pattern (default `[[[label]]]`,
 case-insensitive, whitespace-tolerant; `[[label]]` is accepted too) and its spelling normalized
 to the label set. Answers that do not parse are counted and listed, never guessed.
@@ -7,50 +9,17 @@ to the label set. Answers that do not parse are counted and listed, never guesse
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from services.domain.records import CallType, ChatResponse, LogRecord
-from services.domain.settings import DEFAULT_LABEL_PATTERN
+from services.domain.labels import LabelParser, answer_text
+from services.domain.records import CallType, LogRecord
 
 DetectedType = Literal["classification", "chat", "tool_calling", "embedding"]
-_DOUBLE_BRACKETS = r"\[\[\s*(.+?)\s*\]\]"
 CLASSIFICATION_MIN_PARSE_SHARE = 0.9  # of answers that parse as labels
 CLASSIFICATION_MAX_LABELS = 200
-
-
-def answer_text(record: LogRecord) -> str:
-    response = record.response
-    if isinstance(response, ChatResponse):
-        return response.choices[0].message.text
-    return ""
-
-
-def _canonical(label: str) -> str:
-    return re.sub(r"\s+", " ", label.casefold()).strip()
-
-
-class LabelParser:
-    """Parse labels with the configured pattern; map spellings onto the known label set."""
-
-    def __init__(self, pattern: str = DEFAULT_LABEL_PATTERN, labels: Sequence[str] | None = None) -> None:
-        self.patterns = [re.compile(pattern, re.IGNORECASE | re.DOTALL)]
-        if pattern == DEFAULT_LABEL_PATTERN:
-            self.patterns.append(re.compile(_DOUBLE_BRACKETS, re.IGNORECASE | re.DOTALL))
-        self.labels = {_canonical(label): label for label in labels or []}
-
-    def parse(self, answer: str) -> str | None:
-        for pattern in self.patterns:
-            match = pattern.search(answer)
-            if match and match.group(1).strip():
-                raw = re.sub(r"\s+", " ", match.group(1)).strip()
-                if not self.labels:
-                    return raw
-                return self.labels.get(_canonical(raw))  # unknown label: not guessed
-        return None
 
 
 @dataclass
