@@ -16,7 +16,15 @@ class InsufficientData(FlywheelError):
 
 
 class TrainingFailed(FlywheelError):
-    """A student could not be trained."""
+    """A student could not be trained. `reason` is a stable code: out_of_memory, diverged, bad_data, ..."""
+
+    def __init__(self, message: str, *, reason: str = "error") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class TrainingCancelled(FlywheelError):
+    """A training run stopped because its cancel flag was set; its last checkpoint is kept."""
 
 
 class StoreError(FlywheelError):

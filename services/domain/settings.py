@@ -156,6 +156,16 @@ class TrainingSettings(_Section):
     )
     gradient_checkpointing: bool = False
     seed: int = Field(42, ge=0)
+    finetune: Literal["lora", "full"] = Field(
+        "lora", description="lora: train adapters only; full: every weight (encoder students only)."
+    )
+    batching: Literal["length_grouped", "padded"] = Field(
+        "length_grouped", description="length_grouped: batch examples of similar length (less padding)."
+    )
+    eval_every_steps: int | None = Field(
+        None, ge=1, description="Validation-loss interval in steps (default: ~10 per run, at least once an epoch)."
+    )
+    checkpoint_every_steps: int = Field(50, ge=1, description="Save a resumable checkpoint every N steps.")
 
 
 def _partial(model: type[_Section], name: str) -> type[_Section]:
@@ -184,6 +194,9 @@ class CandidateSettings(_Section):
     customize: bool = Field(True, description="Train it (else base/ICL evaluation only).")
     training: TrainingOverrides = Field(default_factory=TrainingOverrides)  # type: ignore[valid-type]
     lora: LoraOverrides = Field(default_factory=LoraOverrides)  # type: ignore[valid-type]
+    teacher_model: str | None = Field(
+        None, description="embedding_distill: registry model that embeds texts whose logs lack teacher vectors."
+    )
 
 
 def _default_candidates() -> list[CandidateSettings]:
@@ -254,6 +267,27 @@ class IclSettings(_Section):
         return self
 
 
+class DistillationSettings(_Section):
+    """Embedding distillation losses and Matryoshka dimensions."""
+
+    matryoshka_dims: list[int] = Field(
+        default_factory=lambda: [64, 128, 256], description="Truncated sizes trained to stay useful (plus full)."
+    )
+    mse_weight: float = Field(1.0, ge=0, description="MSE between student (projected) and teacher vectors.")
+    cosine_weight: float = Field(1.0, ge=0, description="1 - cosine(student, teacher).")
+    similarity_weight: float = Field(1.0, ge=0, description="MSE between in-batch similarity matrices.")
+    contrastive_weight: float = Field(0.0, ge=0, description="In-batch contrastive loss on query/positive pairs.")
+    temperature: float = Field(0.05, gt=0, le=1, description="Contrastive softmax temperature.")
+
+    @model_validator(mode="after")
+    def _dims(self) -> DistillationSettings:
+        if any(d < 8 for d in self.matryoshka_dims):
+            raise ValueError(f"distillation.matryoshka_dims {self.matryoshka_dims}: every size must be >= 8")
+        if not (self.mse_weight or self.cosine_weight or self.similarity_weight or self.contrastive_weight):
+            raise ValueError("distillation: at least one loss weight must be above 0")
+        return self
+
+
 class JudgeSettings(_Section):
     enabled: bool = False
     base_url: str | None = Field(None, description="OpenAI-compatible judge endpoint.")
@@ -318,6 +352,7 @@ class Settings(BaseSettings):
     data_split: DataSplitSettings = Field(default_factory=DataSplitSettings)
     datasets: DatasetSettings = Field(default_factory=DatasetSettings)
     icl: IclSettings = Field(default_factory=IclSettings)
+    distillation: DistillationSettings = Field(default_factory=DistillationSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     workloads: dict[str, WorkloadSettings] = Field(
         default_factory=dict, description="Per-workload settings; unknown workloads use the defaults."

@@ -1,0 +1,74 @@
+"""What every student trainer takes and gives: one Protocol, a request, and run controls.
+
+A trainer turns (base model, dataset, settings) into a `StudentArtifact`. The three kinds
+(causal-LM LoRA, encoder classifier, embedding distillation) are registered by their config
+literal in `services.customizer.registry`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from services.domain.artifacts import StudentArtifact, StudentKind, TrainingProgress
+from services.domain.datasets import DatasetRef
+from services.domain.settings import LoraSettings, TrainingSettings
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """Everything a trainer needs; built by `services.customizer.service.plan_training`."""
+
+    candidate: str
+    kind: StudentKind
+    base_model: str  # registry name
+    base_model_path: Path  # the cached model directory
+    dataset: DatasetRef
+    training: TrainingSettings
+    lora: LoraSettings
+    output_dir: Path  # where the finished artifact goes
+    work_dir: Path  # checkpoints; the same request always maps to the same work_dir (resume)
+    label_pattern: str | None = None  # classification workloads
+    labels: list[str] | None = None
+    teacher_model_path: Path | None = None  # embedding distillation when logs lack vectors
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"training": self.training.model_dump(mode="json"), "lora": self.lora.model_dump(mode="json")}
+
+    def fingerprint(self) -> str:
+        """Identity of the run: same candidate, base, data and hyperparameters -> same checkpoints."""
+        key = {
+            "candidate": self.candidate,
+            "kind": self.kind.value,
+            "base_model": self.base_model,
+            "dataset_id": self.dataset.dataset_id,
+            "hyperparameters": self.hyperparameters(),
+        }
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class TrainControl:
+    """How the caller watches and steers a run: progress callback, cancel flag, cadence."""
+
+    on_progress: Callable[[TrainingProgress], None] | None = None
+    should_cancel: Callable[[], bool] | None = None
+    report_every_s: float = 5.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def cancelled(self) -> bool:
+        return bool(self.should_cancel and self.should_cancel())
+
+
+class StudentTrainer(Protocol):
+    """Train one kind of student."""
+
+    kind: StudentKind
+
+    def train(self, request: TrainRequest, control: TrainControl) -> StudentArtifact:
+        """Train (resuming from the last checkpoint in `request.work_dir` if any) and write the artifact."""
+        ...

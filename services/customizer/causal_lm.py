@@ -1,0 +1,168 @@
+"""Causal-LM LoRA SFT: the student learns to write the teacher's answer to the same request.
+
+The request is rendered by the model's chat template (tools and tool calls with the shared text
+convention in `services.models.runtime.chat_format`); the loss covers the answer tokens only.
+Too-long prompts lose tokens from the left of the prompt, never from the answer, and are counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from services.customizer import artifacts
+from services.customizer.base import TrainControl, TrainRequest
+from services.customizer.batching import IGNORE_INDEX, TokenizedExample, batch_order, collate, padding_share
+from services.customizer.loop import clear_checkpoints, mixed_precision, run_training, seed_everything
+from services.domain.artifacts import StudentArtifact, StudentKind
+from services.domain.errors import TrainingFailed
+from services.models.runtime.chat_format import assistant_text, template_messages
+
+log = logging.getLogger(__name__)
+
+
+def tokenize_chat_example(
+    tokenizer: Any, line: dict[str, Any], *, max_length: int
+) -> tuple[TokenizedExample, bool] | None:
+    """(prompt + answer ids with answer-only labels, truncated?) or None when the answer alone is too long."""
+    messages = line["messages"]
+    if not messages or messages[-1].get("role") != "assistant":
+        return None
+    tools = line.get("tools")
+    prompt = tokenizer.apply_chat_template(template_messages(messages[:-1], tools), tokenize=False,
+                                           add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(template_messages(messages, tools), tokenize=False)
+    if not full.startswith(prompt):
+        # A template that renders the last turn differently with add_generation_prompt: fall back
+        # to the answer appended to the prompt, closed by the end-of-sequence token.
+        full = prompt + assistant_text(messages[-1]) + (tokenizer.eos_token or "")
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+    if not answer_ids or len(answer_ids) >= max_length:
+        return None
+    truncated = len(prompt_ids) + len(answer_ids) > max_length
+    if truncated:
+        prompt_ids = prompt_ids[len(prompt_ids) + len(answer_ids) - max_length:]
+    ids = prompt_ids + answer_ids
+    labels = [IGNORE_INDEX] * len(prompt_ids) + answer_ids
+    return TokenizedExample(ids, labels), truncated
+
+
+class CausalLMTask:
+    """The loop's view of a causal-LM LoRA run."""
+
+    def __init__(self, model: torch.nn.Module, train: list[TokenizedExample], val: list[TokenizedExample], *,
+                 batch_size: int, seed: int, grouped: bool, pad_id: int) -> None:
+        self.model, self.train, self.val = model, train, val
+        self.batch_size, self.seed, self.grouped, self.pad_id = batch_size, seed, grouped, pad_id
+        self._lengths = [len(e) for e in train]
+        self._val_batches = [collate(val[i:i + batch_size], pad_id=pad_id) for i in range(0, len(val), batch_size)]
+
+    def epoch_batches(self, epoch: int) -> Sequence[dict[str, torch.Tensor]]:
+        order = batch_order(self._lengths, batch_size=self.batch_size, seed=self.seed, epoch=epoch,
+                            grouped=self.grouped)
+        return _LazyBatches(order, self.train, self.pad_id)
+
+    def val_batches(self) -> Sequence[dict[str, torch.Tensor]]:
+        return self._val_batches
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        device = next(model.parameters()).device
+        out = model(**{k: v.to(device) for k, v in batch.items()})
+        return out.loss
+
+    def examples_in(self, batch: dict[str, torch.Tensor]) -> int:
+        return int(batch["input_ids"].shape[0])
+
+
+class _LazyBatches(Sequence[dict[str, torch.Tensor]]):
+    """Collate on access: an epoch's batches are not all held as tensors at once."""
+
+    def __init__(self, order: list[list[int]], examples: list[TokenizedExample], pad_id: int) -> None:
+        self.order, self.examples, self.pad_id = order, examples, pad_id
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return collate([self.examples[i] for i in self.order[index]], pad_id=self.pad_id)
+
+
+def load_base(path: Any, *, precision: str) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[mixed_precision(precision)]
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype if dtype != torch.float16 else torch.float32)
+    return model, tokenizer
+
+
+def lora_config(request: TrainRequest, task_type: str) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(r=request.lora.rank, lora_alpha=request.lora.alpha, lora_dropout=request.lora.dropout,
+                      target_modules=request.lora.target_modules, task_type=task_type)
+
+
+class CausalLMLoraTrainer:
+    kind = StudentKind.CAUSAL_LM_LORA
+
+    def train(self, request: TrainRequest, control: TrainControl) -> StudentArtifact:
+        from peft import get_peft_model
+
+        settings = request.training
+        seed_everything(settings.seed)
+        model, tokenizer = load_base(request.base_model_path, precision=settings.precision)
+        if settings.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+            model.enable_input_require_grads()
+        model = get_peft_model(model, lora_config(request, "CAUSAL_LM"))
+        trainable, total = model.get_nb_trainable_parameters()
+        train, truncated_train, skipped_train = _tokenize(tokenizer, request.dataset.read_split("train"), settings.max_seq_length)
+        val, truncated_val, skipped_val = _tokenize(tokenizer, request.dataset.read_split("val"), settings.max_seq_length)
+        if not train:
+            raise TrainingFailed(f"{request.candidate}: no usable training examples (all answers exceed "
+                                 f"max_seq_length={settings.max_seq_length})", reason="bad_data")
+        log.info("%s: %d train / %d val examples, %d truncated, LoRA %d of %d parameters trainable",
+                 request.candidate, len(train), len(val), truncated_train, trainable, total)
+        task = CausalLMTask(model, train, val, batch_size=settings.batch_size, seed=settings.seed,
+                            grouped=settings.batching == "length_grouped", pad_id=tokenizer.pad_token_id)
+        result = run_training(task, settings, candidate=request.candidate, work_dir=request.work_dir,
+                              fingerprint=request.fingerprint(), control=control)
+        staged = artifacts.staging_dir(request.output_dir)
+        model.save_pretrained(str(staged / "adapter"))
+        tokenizer.save_pretrained(str(staged / "adapter"))
+        metrics = {
+            **result.to_json(),
+            "train_examples": len(train),
+            "val_examples": len(val),
+            "truncated_examples": truncated_train + truncated_val,
+            "skipped_examples": skipped_train + skipped_val,
+            "trainable_parameters": trainable,
+            "total_parameters": total,
+            "padding_share_first_epoch": round(padding_share(task.epoch_batches(0)[:50]), 4),
+            "mean_input_tokens": round(sum(len(e) for e in train) / len(train), 1),
+        }
+        artifact = artifacts.finalize(request, staged, metrics=metrics)
+        clear_checkpoints(request.work_dir)
+        return artifact
+
+
+def _tokenize(tokenizer: Any, lines: Any, max_length: int) -> tuple[list[TokenizedExample], int, int]:
+    examples, truncated, skipped = [], 0, 0
+    for line in lines:
+        out = tokenize_chat_example(tokenizer, line, max_length=max_length)
+        if out is None:
+            skipped += 1
+            continue
+        examples.append(out[0])
+        truncated += out[1]
+    return examples, truncated, skipped
+

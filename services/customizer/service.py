@@ -1,0 +1,126 @@
+"""The customizer's entry point: candidate name + dataset id -> a trained StudentArtifact.
+
+Idempotent: the same candidate, base model, dataset and hyperparameters map to the same artifact
+directory; if it is already complete it is returned as is, and an interrupted run resumes from
+its last checkpoint. This is what makes the Celery task safe to re-deliver (acks_late).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from services.customizer.artifacts import load_artifact
+from services.customizer.base import StudentTrainer, TrainControl, TrainRequest
+from services.domain.artifacts import StudentArtifact, StudentKind
+from services.domain.datasets import DatasetRef, load_dataset
+from services.domain.errors import ConfigError, TrainingFailed
+from services.domain.settings import CandidateSettings, LoraSettings, Settings, TrainingSettings
+from services.models.cache import ModelCache
+
+log = logging.getLogger(__name__)
+
+# Which workload types each student kind can learn.
+SUPPORTED_WORKLOADS = {
+    StudentKind.CAUSAL_LM_LORA: {"classification", "chat", "tool_calling"},
+    StudentKind.ENCODER_CLASSIFIER: {"classification"},
+    StudentKind.EMBEDDING_DISTILL: {"embedding"},
+}
+
+
+def trainer_for(kind: StudentKind) -> StudentTrainer:
+    """The registered trainer of a student kind (imported lazily: each pulls in torch)."""
+    if kind is StudentKind.CAUSAL_LM_LORA:
+        from services.customizer.causal_lm import CausalLMLoraTrainer
+
+        return CausalLMLoraTrainer()
+    if kind is StudentKind.ENCODER_CLASSIFIER:
+        from services.customizer.encoder_classifier import EncoderClassifierTrainer
+
+        return EncoderClassifierTrainer()
+    from services.customizer.embedding_distill import EmbeddingDistillTrainer
+
+    return EmbeddingDistillTrainer()
+
+
+def candidate_settings(settings: Settings, name: str) -> CandidateSettings:
+    for candidate in settings.candidates:
+        if candidate.name == name:
+            return candidate
+    known = ", ".join(c.name for c in settings.candidates) or "(none)"
+    raise ConfigError(f"no candidate named {name!r} in config `candidates`; known: {known}")
+
+
+def effective_training(settings: Settings, candidate: CandidateSettings) -> tuple[TrainingSettings, LoraSettings]:
+    """The global `training`/`lora` sections with the candidate's overrides applied."""
+    training = settings.training.model_copy(update=candidate.training.model_dump(exclude_none=True))
+    lora = settings.lora.model_copy(update=candidate.lora.model_dump(exclude_none=True))
+    return TrainingSettings.model_validate(training.model_dump()), LoraSettings.model_validate(lora.model_dump())
+
+
+def datasets_root(settings: Settings) -> Path:
+    return Path(settings.artifacts.root) / "datasets"
+
+
+def plan_training(
+    settings: Settings, candidate_name: str, dataset: DatasetRef, *, overrides: dict[str, Any] | None = None
+) -> TrainRequest:
+    """Resolve a candidate against the config, the model cache and the dataset; check they fit."""
+    candidate = candidate_settings(settings, candidate_name)
+    kind = StudentKind(candidate.kind)
+    workload_type = dataset.workload_type
+    if workload_type not in SUPPORTED_WORKLOADS[kind]:
+        raise ConfigError(
+            f"candidate {candidate.name!r} ({kind.value}) cannot learn a {workload_type} workload; "
+            f"it learns {sorted(SUPPORTED_WORKLOADS[kind])}"
+        )
+    training, lora = effective_training(settings, candidate)
+    if overrides:
+        training = TrainingSettings.model_validate({**training.model_dump(), **overrides})
+    if training.finetune == "full" and kind is StudentKind.CAUSAL_LM_LORA:
+        raise ConfigError(f"candidate {candidate.name!r}: training.finetune 'full' applies to encoder students only")
+    cache = ModelCache(settings.models)
+    spec = cache.spec(candidate.model)
+    expected = "causal_lm" if kind is StudentKind.CAUSAL_LM_LORA else "encoder"
+    if spec.kind != expected:
+        raise ConfigError(f"candidate {candidate.name!r} is {kind.value} but model {candidate.model!r} is a {spec.kind}")
+    base_path = cache.path(candidate.model)
+    workload = settings.workload(str(dataset.manifest.get("workload_id")))
+    teacher_path = None
+    if kind is StudentKind.EMBEDDING_DISTILL and candidate.teacher_model is not None:
+        teacher_path = cache.path(candidate.teacher_model)
+    probe = TrainRequest(
+        candidate=candidate.name, kind=kind, base_model=candidate.model, base_model_path=base_path,
+        dataset=dataset, training=training, lora=lora, output_dir=Path(), work_dir=Path(),
+        label_pattern=workload.label_pattern, labels=workload.labels or dataset.labels() or None,
+        teacher_model_path=teacher_path,
+    )
+    run = probe.fingerprint()[:16]
+    root = Path(settings.artifacts.root)
+    return TrainRequest(**{**probe.__dict__, "output_dir": root / "students" / candidate.name / run,
+                           "work_dir": root / "work" / candidate.name / run})
+
+
+def train_candidate(
+    settings: Settings,
+    candidate_name: str,
+    dataset_id: str,
+    *,
+    control: TrainControl | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> StudentArtifact:
+    """Train (or find already trained) one candidate on one dataset."""
+    dataset = load_dataset(datasets_root(settings), dataset_id)
+    request = plan_training(settings, candidate_name, dataset, overrides=overrides)
+    try:
+        existing = load_artifact(request.output_dir)
+        log.info("%s: already trained on %s -> %s", candidate_name, dataset.dataset_id[:12], request.output_dir)
+        return existing
+    except FileNotFoundError:
+        pass
+    trainer = trainer_for(request.kind)
+    try:
+        return trainer.train(request, control or TrainControl())
+    except MemoryError as exc:
+        raise TrainingFailed(f"{candidate_name}: out of host memory; lower training.batch_size", reason="out_of_memory") from exc

@@ -1,0 +1,69 @@
+"""A built dataset as every part sees it: id, content-addressed splits, manifest.
+
+The datastore writes datasets; the customizer and evaluator read them through this module only,
+so they never import the datastore. Layout under the datasets root:
+`datasets/<dataset_id>.json` (this reference) and `blobs/<sha256>.jsonl` (one split each).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from services.domain.errors import InsufficientData, StoreError
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    dataset_id: str
+    splits: dict[str, dict[str, Any]]  # name -> {"sha256", "count", "path"}
+    manifest: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dataset_id": self.dataset_id, "splits": self.splits, "manifest": self.manifest}
+
+    @property
+    def workload_type(self) -> str:
+        return str(self.manifest["workload_type"])
+
+    def labels(self) -> list[str]:
+        """Every label seen in any split, sorted (classification datasets)."""
+        distribution = self.manifest.get("label_distribution") or {}
+        return sorted({label for part in distribution.values() for label in part})
+
+    def read_split(self, name: str, *, verify: bool = False) -> Iterator[dict[str, Any]]:
+        """Yield a split's JSON lines; `verify` checks the blob's sha256 first (detects tampering)."""
+        if name not in self.splits:
+            raise InsufficientData(f"dataset {self.dataset_id[:12]} has no {name!r} split (has {sorted(self.splits)})")
+        path = Path(self.splits[name]["path"])
+        if verify:
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                while block := handle.read(1 << 20):
+                    digest.update(block)
+            if digest.hexdigest() != self.splits[name]["sha256"]:
+                raise StoreError(f"split {name} of dataset {self.dataset_id[:12]} at {path} does not match its sha256")
+        try:
+            with path.open(encoding="utf-8") as handle:
+                for line in handle:
+                    if line.strip():
+                        yield json.loads(line)
+        except FileNotFoundError:
+            raise StoreError(f"split {name} of dataset {self.dataset_id[:12]} is missing: {path}") from None
+
+
+def load_dataset(root: Path, dataset_id: str) -> DatasetRef:
+    """The dataset under `root` whose id is or starts with `dataset_id`."""
+    matches = sorted((root / "datasets").glob(f"{dataset_id}*.json"))
+    if len(matches) != 1:
+        raise InsufficientData(
+            f"no dataset {dataset_id!r} under {root}; list them with `flywheel datasets list`"
+            if not matches
+            else f"{dataset_id!r} is ambiguous ({len(matches)} datasets); give more of the id"
+        )
+    ref = json.loads(matches[0].read_text("utf-8"))
+    return DatasetRef(ref["dataset_id"], ref["splits"], ref["manifest"])
