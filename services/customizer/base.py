@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from services.domain.artifacts import StudentArtifact, StudentKind, TrainingProgress
 from services.domain.datasets import DatasetRef
-from services.domain.settings import LoraSettings, TrainingSettings
+from services.domain.settings import DistillationSettings, LoraSettings, TrainingSettings
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,13 @@ class TrainRequest:
     label_pattern: str | None = None  # classification workloads
     labels: list[str] | None = None
     teacher_model_path: Path | None = None  # embedding distillation when logs lack vectors
+    distillation: DistillationSettings | None = None  # embedding distillation losses and Matryoshka dims
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {"training": self.training.model_dump(mode="json"), "lora": self.lora.model_dump(mode="json")}
+        params = {"training": self.training.model_dump(mode="json"), "lora": self.lora.model_dump(mode="json")}
+        if self.distillation is not None:
+            params["distillation"] = self.distillation.model_dump(mode="json")
+        return params
 
     def fingerprint(self) -> str:
         """Identity of the run: same candidate, base, data and hyperparameters -> same checkpoints."""

@@ -95,6 +95,7 @@ def plan_training(
         dataset=dataset, training=training, lora=lora, output_dir=Path(), work_dir=Path(),
         label_pattern=workload.label_pattern, labels=workload.labels or dataset.labels() or None,
         teacher_model_path=teacher_path,
+        distillation=settings.distillation if kind is StudentKind.EMBEDDING_DISTILL else None,
     )
     run = probe.fingerprint()[:16]
     root = Path(settings.artifacts.root)
