@@ -43,7 +43,7 @@ def parse_line(raw: bytes) -> LogRecord | Rejected:
             QuarantineReason.NOT_AN_OBJECT, f"the line is a JSON {type(value).__name__}, not an object"
         )
     try:
-        record = LogRecord.model_validate(value)
+        record = LogRecord.from_json_object(value)
     except ValidationError as exc:
         reason, detail = reason_for(exc)
         return Rejected(reason, _short(detail))
