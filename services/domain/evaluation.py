@@ -70,8 +70,12 @@ class EvalResult(_Record):
     ci: tuple[float, float] | None = Field(None, description="Bootstrap confidence interval [lo, hi] of the score.")
     n: int = Field(0, ge=0, description="Eval records scored.")
     unparseable: int = Field(0, ge=0, description="Candidate outputs that could not be parsed (counted as wrong).")
-    decoding: Decoding | None = Field(None, description="How a causal LM produced labels: constrained scoring or generation.")
-    metrics: dict[str, Any] = Field(default_factory=dict, description="Every secondary metric (per-class, confusion, ...).")
+    decoding: Decoding | None = Field(
+        None, description="How a causal LM produced labels: constrained scoring or generation."
+    )
+    metrics: dict[str, Any] = Field(
+        default_factory=dict, description="Every secondary metric (per-class, confusion, ...)."
+    )
     latency: LatencyStats | None = None
     model_size_bytes: int | None = Field(None, ge=0, description="Bytes on disk of the candidate (weights or adapter).")
     artifact_id: str | None = Field(None, description="Artifact holding this result, once saved.")
@@ -89,7 +93,9 @@ class EvalResult(_Record):
     def _consistent(self) -> EvalResult:
         expected = metric_name_for(self.workload_type)
         if self.metric_name != expected:
-            raise ValueError(f"metric_name {self.metric_name!r} does not fit workload_type {self.workload_type!r} (expected {expected!r})")
+            raise ValueError(
+                f"metric_name {self.metric_name!r} does not fit workload_type {self.workload_type!r} (expected {expected!r})"
+            )
         if not self.applicable:
             if not self.reason:
                 raise ValueError("a not-applicable result needs a reason")

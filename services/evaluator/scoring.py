@@ -1,0 +1,96 @@
+"""One entry point that scores a candidate's outputs against the teacher's, whatever the workload.
+
+The evaluation runner produces references (the teacher's answers) and predictions (the
+candidate's) and calls `score_predictions`; which metric applies, and which number is the
+headline, is decided here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from services.domain.evaluation import EvalWorkloadType, metric_name_for
+from services.domain.settings import EvaluationSettings
+from services.evaluator.judge import JudgeClient, judge_report
+from services.evaluator.metrics.classification import classification_report
+from services.evaluator.metrics.embedding import embedding_report
+from services.evaluator.metrics.text import text_report
+from services.evaluator.metrics.tool_calling import tool_calling_report
+
+
+class Scored(NamedTuple):
+    """What scoring found: the headline (name, score, CI), every other metric, and unparseable outputs."""
+
+    metric_name: str
+    score: float | None
+    ci: tuple[float, float] | None
+    metrics: dict[str, Any]
+    unparseable: int
+
+
+def _ci(value: list[float] | None) -> tuple[float, float] | None:
+    return (value[0], value[1]) if value is not None else None
+
+
+def score_predictions(
+    workload_type: EvalWorkloadType,
+    references: Sequence[Any] | np.ndarray,
+    predictions: Sequence[Any] | np.ndarray,
+    settings: EvaluationSettings,
+    judge: JudgeClient | None = None,
+    *,
+    requests: Sequence[Sequence[Mapping[str, Any]]] | None = None,
+    matryoshka_dims: Sequence[int] = (),
+    seed: int = 0,
+) -> Scored:
+    """Score predictions against the teacher's references; returns (metric_name, score, ci, metrics, unparseable).
+
+    classification: label strings (None = unparseable). tool_calling: lists of OpenAI tool_call
+    dicts, or text, or None. chat: strings (None = unparseable), plus `requests` (each record's
+    request messages) when a judge is given. embedding: the teacher and student matrices (n x d).
+    """
+    boot = {"bootstrap_samples": settings.bootstrap_samples, "confidence": settings.confidence, "seed": seed}
+    name = metric_name_for(workload_type)
+    if workload_type == "classification":
+        report = classification_report(list(references), list(predictions), **boot)
+        return Scored(name, report["f1_vs_teacher"], _ci(report["f1_vs_teacher_ci"]), report, report["unparseable"])
+    if workload_type == "tool_calling":
+        report = tool_calling_report(list(references), list(predictions), **boot)
+        return Scored(
+            name, report["name_args_accuracy"], _ci(report["name_args_accuracy_ci"]), report, report["unparseable"]
+        )
+    if workload_type == "embedding":
+        report = embedding_report(
+            np.asarray(references), np.asarray(predictions), matryoshka_dims=matryoshka_dims, **boot
+        )
+        return Scored(name, report["score"], _ci(report["score_ci"]), report, 0)
+    if workload_type == "chat":
+        # The lexical metric is cheap, so it is reported even when a judge gives the headline.
+        lexical = text_report(list(references), list(predictions), **boot)
+        if judge is None:
+            return Scored(
+                name,
+                lexical["token_f1"],
+                _ci(lexical["token_f1_ci"]),
+                {"scorer": "lexical", **lexical},
+                lexical["unparseable"],
+            )
+        if requests is None:
+            raise ValueError("judging chat answers needs each record's request messages (requests=...)")
+        judged = judge_report(judge, requests, list(references), list(predictions), **boot)
+        return Scored(
+            name,
+            judged["judge_score"],
+            _ci(judged["judge_score_ci"]),
+            {"scorer": "judge", **lexical, **judged},
+            judged["unparseable"],
+        )
+    raise ValueError(f"unknown workload type {workload_type!r}")
+
+
+def judge_from_settings(settings: EvaluationSettings) -> JudgeClient | None:
+    """The configured judge, or None when judging is off (chat then falls back to the lexical metric)."""
+    return JudgeClient.from_settings(settings.judge) if settings.judge.enabled else None
