@@ -54,7 +54,9 @@ def _calls(turn: ToolTurn) -> list[tuple[str, Any]]:
     if turn is None or isinstance(turn, str):
         return []
     out: list[tuple[str, Any]] = []
-    for call in turn:
+    for item in turn:
+        # Typed records (services.domain ToolCall) arrive as pydantic models; the wire format as dicts.
+        call = item.model_dump() if hasattr(item, "model_dump") else item
         function = call.get("function", call)  # tolerate bare {"name", "arguments"} calls
         args = canonical_arguments(function.get("arguments", "{}"))
         out.append((str(function.get("name", "")), _INVALID if args is None else args))

@@ -95,3 +95,10 @@ def test_property_parallel_calls_compare_as_multiset(names: list[str], rnd: Any)
     rnd.shuffle(shuffled)
     assert score_turn(calls, shuffled) == (True, True)
     assert score_turn(calls, shuffled[:-1])[0] is False
+
+
+def test_typed_tool_call_records_are_accepted() -> None:
+    from services.domain.records import ToolCall
+
+    typed = ToolCall.model_validate({"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"unit": "c", "city": "Paris"}'}})
+    assert score_turn([WEATHER], [typed]) == (True, True)
