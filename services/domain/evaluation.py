@@ -61,24 +61,33 @@ class EvalResult(_Record):
     dataset_id: str = Field(min_length=1, description="The dataset the eval split came from.")
     eval_sha256: str = Field(min_length=1, description="Content hash of the eval split, so results are comparable.")
     workload_type: EvalWorkloadType
-    applicable: bool = Field(True, description="False when this kind of evaluation does not apply to the candidate.")
-    reason: str | None = Field(None, description="Why the evaluation is not applicable, or what failed.")
-    metric_name: str = Field(
-        "", description="'f1_vs_teacher' for classification, else 'score_vs_teacher' (filled in from workload_type)."
+    applicable: bool = Field(
+        default=True, description="False when this kind of evaluation does not apply to the candidate."
     )
-    score: float | None = Field(None, ge=0, le=1, description="The headline metric, 0..1.")
-    ci: tuple[float, float] | None = Field(None, description="Bootstrap confidence interval [lo, hi] of the score.")
-    n: int = Field(0, ge=0, description="Eval records scored.")
-    unparseable: int = Field(0, ge=0, description="Candidate outputs that could not be parsed (counted as wrong).")
+    reason: str | None = Field(default=None, description="Why the evaluation is not applicable, or what failed.")
+    metric_name: str = Field(
+        default="",
+        description="'f1_vs_teacher' for classification, else 'score_vs_teacher' (filled in from workload_type).",
+    )
+    score: float | None = Field(default=None, ge=0, le=1, description="The headline metric, 0..1.")
+    ci: tuple[float, float] | None = Field(
+        default=None, description="Bootstrap confidence interval [lo, hi] of the score."
+    )
+    n: int = Field(default=0, ge=0, description="Eval records scored.")
+    unparseable: int = Field(
+        default=0, ge=0, description="Candidate outputs that could not be parsed (counted as wrong)."
+    )
     decoding: Decoding | None = Field(
-        None, description="How a causal LM produced labels: constrained scoring or generation."
+        default=None, description="How a causal LM produced labels: constrained scoring or generation."
     )
     metrics: dict[str, Any] = Field(
         default_factory=dict, description="Every secondary metric (per-class, confusion, ...)."
     )
     latency: LatencyStats | None = None
-    model_size_bytes: int | None = Field(None, ge=0, description="Bytes on disk of the candidate (weights or adapter).")
-    artifact_id: str | None = Field(None, description="Artifact holding this result, once saved.")
+    model_size_bytes: int | None = Field(
+        default=None, ge=0, description="Bytes on disk of the candidate (weights or adapter)."
+    )
+    artifact_id: str | None = Field(default=None, description="Artifact holding this result, once saved.")
     created_at: float = Field(default_factory=_now, description="Unix seconds (UTC).")
 
     @model_validator(mode="before")

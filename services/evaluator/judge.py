@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from services.domain.errors import ConfigError, ExternalServiceError
 from services.domain.settings import JudgeSettings
@@ -105,7 +106,7 @@ def _request_text(messages: Sequence[Mapping[str, Any]]) -> str:
 
 def build_judge_messages(
     request_messages: Sequence[Mapping[str, Any]], reference: str, candidate: str
-) -> list[dict[str, str]]:
+) -> list[ChatCompletionMessageParam]:
     """The chat messages sent to the judge: the rubric, then conversation, reference and candidate."""
     user = (
         f"## Conversation\n{_request_text(request_messages)}\n\n"
@@ -166,7 +167,7 @@ class JudgeClient:
         client = openai.OpenAI(base_url=settings.base_url, api_key=api_key, timeout=settings.timeout_s, max_retries=0)
         return cls(client, model=settings.model, **kwargs)
 
-    def complete(self, messages: list[dict[str, str]]) -> str:
+    def complete(self, messages: list[ChatCompletionMessageParam]) -> str:
         """One judge completion with retries; raises ExternalServiceError(retryable=...) when it gives up."""
         for attempt in range(1, self.max_attempts + 1):
             try:

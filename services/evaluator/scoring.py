@@ -8,7 +8,7 @@ headline, is decided here and nowhere else.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 import numpy as np
 
@@ -19,6 +19,12 @@ from services.evaluator.metrics.classification import classification_report
 from services.evaluator.metrics.embedding import embedding_report
 from services.evaluator.metrics.text import text_report
 from services.evaluator.metrics.tool_calling import tool_calling_report
+
+
+class _Bootstrap(TypedDict):
+    bootstrap_samples: int
+    confidence: float
+    seed: int
 
 
 class Scored(NamedTuple):
@@ -52,7 +58,7 @@ def score_predictions(
     dicts, or text, or None. chat: strings (None = unparseable), plus `requests` (each record's
     request messages) when a judge is given. embedding: the teacher and student matrices (n x d).
     """
-    boot = {"bootstrap_samples": settings.bootstrap_samples, "confidence": settings.confidence, "seed": seed}
+    boot = _Bootstrap(bootstrap_samples=settings.bootstrap_samples, confidence=settings.confidence, seed=seed)
     name = metric_name_for(workload_type)
     if workload_type == "classification":
         report = classification_report(list(references), list(predictions), **boot)

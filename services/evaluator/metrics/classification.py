@@ -21,11 +21,13 @@ from services.evaluator.metrics.bootstrap import bootstrap_statistic
 def _f1(tp: np.ndarray, n_pred: np.ndarray, n_true: np.ndarray) -> np.ndarray:
     # F1 = 2tp / (2tp + fp + fn) = 2tp / (n_pred + n_true); 0 where the class never appears (sklearn's zero_division=0).
     denom = n_pred + n_true
-    return np.divide(2.0 * tp, denom, out=np.zeros(np.broadcast(tp, denom).shape), where=denom > 0)
+    f1: np.ndarray = np.divide(2.0 * tp, denom, out=np.zeros(np.broadcast(tp, denom).shape), where=denom > 0)
+    return f1
 
 
 def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den > 0)
+    ratio: np.ndarray = np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den > 0)
+    return ratio
 
 
 def _bootstrap_f1_vs_teacher(
@@ -53,7 +55,8 @@ def _bootstrap_f1_vs_teacher(
         f1 = _f1(tp[:, :n_classes], n_pred[:, :n_classes], n_true[:, :n_classes])
         # The macro average runs over the classes the teacher uses in this resample.
         present = n_true[:, :n_classes] > 0
-        return (f1 * present).sum(axis=1) / present.sum(axis=1)
+        macro: np.ndarray = (f1 * present).sum(axis=1) / present.sum(axis=1)
+        return macro
 
     return bootstrap_statistic(ref_codes.size, statistic, samples=samples, confidence=confidence, seed=seed)
 

@@ -33,7 +33,7 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
 
 def _similarity_block(unit: np.ndarray, start: int, stop: int) -> np.ndarray:
     """Cosine similarities of queries start..stop to every row, with each query's self set to -inf."""
-    sims = unit[start:stop] @ unit.T
+    sims: np.ndarray = unit[start:stop] @ unit.T
     sims[np.arange(stop - start), np.arange(start, stop)] = -np.inf
     return sims
 
@@ -42,14 +42,16 @@ def _top_k(sims: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k largest entries per row, best first (ties broken by index, so results are stable)."""
     part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
     order = np.lexsort((part, -np.take_along_axis(sims, part, axis=1)), axis=1)
-    return np.take_along_axis(part, order, axis=1)
+    top: np.ndarray = np.take_along_axis(part, order, axis=1)
+    return top
 
 
 def _per_query(teacher: np.ndarray, student: np.ndarray, ks: Sequence[int]) -> dict[str, np.ndarray]:
     """Per-query recall@k, reciprocal rank of the teacher's top-1 and nDCG@10 (both inputs unit rows)."""
     n = teacher.shape[0]
     k_max = max(max(ks), NDCG_K)
-    out: dict[str, list[np.ndarray]] = {f"recall@{k}": [] for k in ks} | {"rr": [], f"ndcg@{NDCG_K}": []}
+    keys = [f"recall@{k}" for k in ks] + ["rr", f"ndcg@{NDCG_K}"]
+    out: dict[str, list[np.ndarray]] = {key: [] for key in keys}
     ndcg_k = min(NDCG_K, n - 1)
     discounts = 1.0 / np.log2(np.arange(2, ndcg_k + 2))
     for start in range(0, n, _CHUNK):
