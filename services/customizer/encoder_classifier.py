@@ -1,0 +1,137 @@
+"""Encoder classifier: a small encoder (MiniLM) with a classification head over the last user turn.
+
+Labels come from the dataset (manifest label set, or `workloads.<id>.labels`); targets are parsed
+from the teacher's answers with the workload's label pattern. The artifact records the teacher's
+answer format (e.g. `[[[{label}]]]`) so that, served behind the chat API, the student answers
+exactly as the teacher would.
+LoRA (default; the head is trained in full) or a full fine-tune (`training.finetune: full`).
+A LoRA student is merged before saving: serving then loads one plain model, no peft needed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from services.customizer import artifacts
+from services.customizer.base import TrainControl, TrainRequest
+from services.customizer.batching import TokenizedExample, batch_order, collate
+from services.customizer.loop import clear_checkpoints, run_training, seed_everything
+from services.domain.artifacts import StudentArtifact, StudentKind
+from services.domain.errors import TrainingFailed
+from services.domain.labels import LabelParser
+from services.domain.settings import DEFAULT_LABEL_PATTERN
+from services.models.runtime.chat_format import content_text, last_user_text
+
+log = logging.getLogger(__name__)
+# BERT-family linear layers; "all-linear" on a sequence classifier would also wrap the head.
+ENCODER_LORA_TARGETS = ["query", "key", "value", "dense"]
+
+
+def labelled_texts(
+    lines: Iterable[dict[str, Any]], parser: LabelParser
+) -> tuple[list[tuple[str, str]], Counter[str], str | None]:
+    """(last user text, label) pairs, count of answers that did not parse, the teacher's answer template."""
+    pairs: list[tuple[str, str]] = []
+    unparsed: Counter[str] = Counter()
+    template = None
+    for line in lines:
+        answer = content_text(line["messages"][-1].get("content"))
+        label = parser.parse(answer)
+        if label is None:
+            unparsed["unparsed"] += 1
+            continue
+        template = template or parser.template_from(answer)
+        pairs.append((last_user_text(line["messages"][:-1]), label))
+    return pairs, unparsed, template
+
+
+class EncoderClassifierTask:
+    def __init__(self, model: torch.nn.Module, train: list[TokenizedExample], val: list[TokenizedExample], *,
+                 batch_size: int, seed: int, grouped: bool, pad_id: int) -> None:
+        self.model, self.train, self.batch_size, self.seed, self.grouped, self.pad_id = (
+            model, train, batch_size, seed, grouped, pad_id)
+        self._lengths = [len(e) for e in train]
+        self._val = [collate(val[i:i + batch_size], pad_id=pad_id) for i in range(0, len(val), batch_size)]
+
+    def epoch_batches(self, epoch: int) -> Sequence[dict[str, torch.Tensor]]:
+        order = batch_order(self._lengths, batch_size=self.batch_size, seed=self.seed, epoch=epoch, grouped=self.grouped)
+        return [collate([self.train[i] for i in batch], pad_id=self.pad_id) for batch in order]
+
+    def val_batches(self) -> Sequence[dict[str, torch.Tensor]]:
+        return self._val
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        device = next(model.parameters()).device
+        logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
+        return torch.nn.functional.cross_entropy(logits.float(), batch["targets"].to(device))
+
+    def examples_in(self, batch: dict[str, torch.Tensor]) -> int:
+        return int(batch["input_ids"].shape[0])
+
+
+class EncoderClassifierTrainer:
+    kind = StudentKind.ENCODER_CLASSIFIER
+
+    def train(self, request: TrainRequest, control: TrainControl) -> StudentArtifact:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        settings = request.training
+        seed_everything(settings.seed)
+        parser = LabelParser(request.label_pattern or DEFAULT_LABEL_PATTERN, request.labels)
+        train_pairs, unparsed_train, template = labelled_texts(request.dataset.read_split("train"), parser)
+        val_pairs, unparsed_val, _ = labelled_texts(request.dataset.read_split("val"), parser)
+        labels = list(request.labels or sorted({label for _, label in train_pairs + val_pairs}))
+        if len(labels) < 2 or not train_pairs:
+            raise TrainingFailed(f"{request.candidate}: a classifier needs at least 2 labels and some parsed "
+                                 f"answers; found {len(labels)} labels, {len(train_pairs)} examples", reason="bad_data")
+        index = {label: i for i, label in enumerate(labels)}
+        tokenizer = AutoTokenizer.from_pretrained(str(request.base_model_path))
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(request.base_model_path), num_labels=len(labels),
+            id2label=dict(enumerate(labels)), label2id=index,
+        )
+        if settings.finetune == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            targets = ENCODER_LORA_TARGETS if request.lora.target_modules == "all-linear" else request.lora.target_modules
+            model = get_peft_model(model, LoraConfig(
+                r=request.lora.rank, lora_alpha=request.lora.alpha, lora_dropout=request.lora.dropout,
+                target_modules=targets, task_type="SEQ_CLS"))
+        train = _encode(tokenizer, train_pairs, index, settings.max_seq_length)
+        val = _encode(tokenizer, val_pairs, index, settings.max_seq_length)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        task = EncoderClassifierTask(model, train, val, batch_size=settings.batch_size, seed=settings.seed,
+                                     grouped=settings.batching == "length_grouped", pad_id=pad_id)
+        result = run_training(task, settings, candidate=request.candidate, work_dir=request.work_dir,
+                              fingerprint=request.fingerprint(), control=control)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        if settings.finetune == "lora":
+            model = model.merge_and_unload()
+        staged = artifacts.staging_dir(request.output_dir)
+        model.save_pretrained(str(staged / "model"))
+        tokenizer.save_pretrained(str(staged / "model"))
+        metrics = {
+            **result.to_json(),
+            "train_examples": len(train),
+            "val_examples": len(val),
+            "unparsed_answers": unparsed_train["unparsed"] + unparsed_val["unparsed"],
+            "trainable_parameters": trainable,
+            "label_counts": dict(Counter(label for _, label in train_pairs)),
+        }
+        artifact = artifacts.finalize(request, staged, metrics=metrics, labels=labels,
+                                      answer_template=template or "{label}")
+        clear_checkpoints(request.work_dir)
+        return artifact
+
+
+def _encode(tokenizer: Any, pairs: list[tuple[str, str]], index: dict[str, int], max_length: int) -> list[TokenizedExample]:
+    if not pairs:
+        return []
+    encoded = tokenizer([text for text, _ in pairs], truncation=True, max_length=max_length)["input_ids"]
+    return [TokenizedExample(ids, target=index[label]) for ids, (_, label) in zip(encoded, pairs, strict=True)
+            if label in index]

@@ -1,0 +1,74 @@
+"""Encoder classifier on a tiny random BERT: labels from the dataset, teacher's answer format kept."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from services.customizer.service import train_candidate
+from services.domain.artifacts import StudentKind
+from services.domain.errors import ConfigError
+from tests.model_plane import TOPICS, model_plane
+
+
+def test_full_finetune_learns_keyword_topics(tmp_path: Path) -> None:
+    plane = model_plane(tmp_path, records=200, epochs=6, learning_rate=3e-3, finetune="full")
+    artifact = train_candidate(plane.settings, "tiny-clf", plane.dataset.dataset_id)
+    assert artifact.kind is StudentKind.ENCODER_CLASSIFIER
+    assert artifact.labels == sorted(TOPICS)
+    assert artifact.answer_template == "[[[{label}]]]"
+    assert (Path(artifact.path) / "model" / "config.json").exists()
+    chance = math.log(len(TOPICS))  # cross-entropy of a uniform guess
+    assert artifact.metrics["best_val_loss"] < 0.8 * chance, artifact.metrics["val_history"]
+
+
+def test_lora_student_is_merged_into_one_plain_model(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    plane = model_plane(tmp_path, records=120, epochs=1, learning_rate=1e-2)
+    artifact = train_candidate(plane.settings, "tiny-clf", plane.dataset.dataset_id)
+    model_dir = Path(artifact.path) / "model"
+    assert not (model_dir / "adapter_config.json").exists(), "serving needs no peft"
+    merged = load_file(str(model_dir / "model.safetensors"))
+    base = load_file(str(Path(plane.settings.models.cache_dir).parent / "src-models" / "tiny-encoder" / "model.safetensors"))
+    key = next(k for k in merged if k.endswith("attention.self.query.weight"))
+    base_key = next(k for k in base if k.endswith(key.split("encoder.", 1)[1]))
+    assert not (merged[key] == base[base_key]).all(), "LoRA deltas are merged into the saved weights"
+    assert any(k.startswith("classifier") for k in merged)
+    assert artifact.metrics["trainable_parameters"] < 0.5 * sum(v.numel() for v in merged.values())
+
+
+@pytest.mark.slow
+def test_real_minilm_lora_classifier_learns(tmp_path: Path) -> None:
+    """The real MiniLM (from `flywheel models fetch`) with LoRA: val loss well below chance."""
+    from services.domain.settings import Settings
+    from services.models.cache import ModelCache
+
+    default_cache = Settings().models
+    default_cache.cache_dir = Path(__file__).resolve().parents[3] / "var" / "models"
+    if ModelCache(default_cache).cached("minilm-l6") is None:
+        pytest.skip("minilm-l6 is not fetched (run `flywheel models fetch minilm-l6`)")
+    plane = model_plane(tmp_path, records=240, epochs=3, learning_rate=2e-3, max_seq_length=48)
+    settings = plane.settings.model_copy(update={
+        "models": plane.settings.models.model_copy(update={"registry": {
+            **plane.settings.models.registry, "minilm-l6": default_cache.registry["minilm-l6"]},
+            "cache_dir": default_cache.cache_dir}),
+        "candidates": [c.model_copy(update={"model": "minilm-l6"}) if c.name == "tiny-clf" else c
+                       for c in plane.settings.candidates],
+    })
+    artifact = train_candidate(settings, "tiny-clf", plane.dataset.dataset_id)
+    assert artifact.metrics["best_val_loss"] < 0.5 * math.log(len(TOPICS)), artifact.metrics["val_history"]
+
+
+def test_a_classifier_cannot_be_asked_to_learn_chat(tmp_path: Path) -> None:
+    logs = [
+        {"workload_id": "qa", "client_id": "c", "timestamp": 1_760_000_000 + i,
+         "request": {"model": "t", "messages": [{"role": "user", "content": f"question {i} about filings"}]},
+         "response": {"choices": [{"message": {"role": "assistant", "content": f"a free text answer number {i}"}}]}}
+        for i in range(80)
+    ]
+    plane = model_plane(tmp_path, logs=logs, workload_id="qa")
+    with pytest.raises(ConfigError, match="cannot learn a chat workload"):
+        train_candidate(plane.settings, "tiny-clf", plane.dataset.dataset_id)
