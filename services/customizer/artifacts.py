@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from services.customizer.base import TrainRequest
-from services.domain.artifacts import ARTIFACT_MANIFEST, StudentArtifact
+from services.domain.artifacts import ARTIFACT_MANIFEST, StudentArtifact, load_artifact
+
+__all__ = ["code_version", "file_hashes", "finalize", "load_artifact", "staging_dir"]
 
 
 @cache
@@ -106,7 +108,3 @@ def finalize(
     staged.rename(request.output_dir)
     return artifact
 
-
-def load_artifact(directory: Path) -> StudentArtifact:
-    """Read an artifact's manifest (raises FileNotFoundError if the directory holds none)."""
-    return StudentArtifact.model_validate_json((directory / ARTIFACT_MANIFEST).read_text("utf-8"))

@@ -8,6 +8,7 @@ client erasure) reads it instead of guessing from file names.
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -69,3 +70,17 @@ class StudentArtifact(_Record):
     size_bytes: int = Field(ge=0, description="Bytes of the artifact's own files (adapter only for LoRA).")
     path: str = Field(description="Directory holding the artifact.")
     created_at: float
+
+
+def load_artifact(directory: Path) -> StudentArtifact:
+    """Read an artifact's manifest (raises FileNotFoundError if the directory holds none)."""
+    return StudentArtifact.model_validate_json((directory / ARTIFACT_MANIFEST).read_text("utf-8"))
+
+
+def find_artifacts(root: Path, *, candidate: str | None = None, dataset_id: str | None = None) -> list[StudentArtifact]:
+    """Finished artifacts under `<root>/students`, newest first, filtered by candidate and dataset."""
+    pattern = f"students/{candidate or '*'}/*/{ARTIFACT_MANIFEST}"
+    found = [StudentArtifact.model_validate_json(p.read_text("utf-8")) for p in root.glob(pattern)]
+    if dataset_id is not None:
+        found = [a for a in found if a.dataset_id.startswith(dataset_id)]
+    return sorted(found, key=lambda a: a.created_at, reverse=True)

@@ -306,6 +306,10 @@ class EvaluationSettings(_Section):
     bootstrap_samples: int = Field(1000, ge=0, le=100_000, description="0 disables CIs.")
     confidence: float = Field(0.95, gt=0.5, lt=1)
     max_eval_records: int | None = Field(None, ge=1)
+    decoding: Literal["constrained", "generate"] = Field(
+        "constrained", description="Classification with causal LMs: score each label (constrained) or generate."
+    )
+    seed: int = Field(0, ge=0, description="Seed of the bootstrap resamples.")
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
 
 

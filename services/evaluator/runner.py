@@ -1,0 +1,239 @@
+"""Run one candidate over a dataset's eval split and score it against the teacher's own answers.
+
+Three evaluations per candidate: `base` (the untrained model), `icl` (the untrained model with
+in-context examples from the train split) and `customized` (the trained student). Base and ICL
+apply to causal-LM students only; for encoder and embedding students they are recorded as not
+applicable, with the reason. Requests are answered one at a time so latency is per request, as
+a gateway would see it; throughput is requests over wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from services.domain.artifacts import StudentArtifact, StudentKind, find_artifacts
+from services.domain.datasets import DatasetRef, load_dataset
+from services.domain.errors import ConfigError, InsufficientData, ModelUnavailable
+from services.domain.evaluation import EvalKind, EvalResult
+from services.domain.labels import LabelParser, render_label
+from services.domain.settings import CandidateSettings, Settings
+from services.evaluator.judge import JudgeClient
+from services.evaluator.metrics.latency import latency_stats
+from services.evaluator.scoring import judge_from_settings, score_predictions
+from services.models.cache import ModelCache
+from services.models.runtime.chat_format import content_text, last_user_text, parse_assistant_text
+
+log = logging.getLogger(__name__)
+MAX_NEW_TOKENS_CAP = 512
+NOT_APPLICABLE = {
+    StudentKind.ENCODER_CLASSIFIER: "an encoder classifier has no trained head before customization, "
+                                    "and no prompt to put examples in",
+    StudentKind.EMBEDDING_DISTILL: "an embedding student takes no prompt, so base/ICL prompting does not apply; "
+                                   "its untrained model is measured as the customized run's baseline instead",
+}
+
+
+@dataclass
+class Prediction:
+    output: Any
+    seconds: float
+
+
+def evaluate(
+    settings: Settings,
+    *,
+    candidate: str,
+    dataset_id: str,
+    kind: EvalKind,
+    artifact: StudentArtifact | None = None,
+    judge: JudgeClient | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> EvalResult:
+    """Evaluate `candidate` (`kind`: base, icl or customized) on the dataset's eval split; save and return the result."""
+    root = Path(settings.artifacts.root)
+    dataset = load_dataset(root / "datasets", dataset_id)
+    spec = _candidate(settings, candidate)
+    student_kind = StudentKind(spec.kind)
+    split = "icl_eval" if kind is EvalKind.ICL else "eval"
+    sha = dataset.splits.get(split, {}).get("sha256", "")
+    workload_type = dataset.workload_type
+    if kind is not EvalKind.CUSTOMIZED and student_kind is not StudentKind.CAUSAL_LM_LORA:
+        result = EvalResult.not_applicable(candidate, kind, dataset.dataset_id, sha, workload_type,  # type: ignore[arg-type]
+                                           f"{kind.value} evaluation does not apply: {NOT_APPLICABLE[student_kind]}")
+        return _save(root, result)
+    if kind is EvalKind.CUSTOMIZED and artifact is None:
+        found = find_artifacts(root, candidate=candidate, dataset_id=dataset.dataset_id)
+        if not found:
+            raise InsufficientData(f"{candidate} has no trained artifact for dataset {dataset.dataset_id[:12]}; "
+                                   f"run `flywheel train --dataset {dataset.dataset_id[:12]} --student {candidate}`")
+        artifact = found[0]
+    records = list(dataset.read_split(split))
+    if settings.evaluation.max_eval_records:
+        records = records[: settings.evaluation.max_eval_records]
+    if not records:
+        raise InsufficientData(f"dataset {dataset.dataset_id[:12]} has an empty {split} split")
+    cache = ModelCache(settings.models)
+    judge = judge or judge_from_settings(settings.evaluation)
+
+    started = time.perf_counter()
+    decoding = None
+    if workload_type == "embedding":
+        references, predictions, seconds = _embedding_outputs(records, artifact, cache, spec, on_progress)
+    else:
+        parser = LabelParser(settings.workload(str(dataset.manifest["workload_id"])).label_pattern,
+                             dataset.labels() or None)
+        references = [_reference(r, workload_type, parser) for r in records]
+        if student_kind is StudentKind.ENCODER_CLASSIFIER:
+            predictions, seconds = _classifier_outputs(records, artifact, parser, on_progress)  # type: ignore[arg-type]
+        else:
+            decoding = settings.evaluation.decoding if workload_type == "classification" else "generate"
+            predictions, seconds = _causal_lm_outputs(records, workload_type, decoding, parser, dataset,
+                                                      cache, spec, artifact, on_progress)
+    wall = time.perf_counter() - started
+    scored = score_predictions(
+        workload_type, references, predictions, settings.evaluation, judge,  # type: ignore[arg-type]
+        requests=[r["request"]["messages"] for r in records] if workload_type == "chat" else None,
+        matryoshka_dims=settings.distillation.matryoshka_dims if workload_type == "embedding" else (),
+        seed=settings.evaluation.seed,
+    )
+    result = EvalResult(
+        candidate=candidate, eval_kind=kind, dataset_id=dataset.dataset_id, eval_sha256=sha,
+        workload_type=workload_type,  # type: ignore[arg-type]
+        metric_name=scored.metric_name, score=scored.score, ci=scored.ci, n=len(records),
+        unparseable=scored.unparseable, decoding=decoding, metrics=scored.metrics,
+        latency=latency_stats(seconds, wall_s=wall),
+        model_size_bytes=_model_size(cache, spec, artifact if kind is EvalKind.CUSTOMIZED else None),
+        artifact_id=artifact.artifact_id if artifact is not None and kind is EvalKind.CUSTOMIZED else None,
+    )
+    log.info("%s %s: %s = %s (n=%d, p50 %.1f ms)", candidate, kind.value, result.metric_name, result.score,
+             result.n, result.latency.p50_ms if result.latency else float("nan"))
+    return _save(root, result)
+
+
+def result_path(root: Path, result: EvalResult) -> Path:
+    return root / "evaluations" / result.dataset_id[:16] / f"{result.candidate}-{result.eval_kind.value}.json"
+
+
+def _save(root: Path, result: EvalResult) -> EvalResult:
+    path = result_path(root, result)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(result.model_dump_json(indent=2), encoding="utf-8")
+    partial.replace(path)
+    return result
+
+
+def _candidate(settings: Settings, name: str) -> CandidateSettings:
+    for candidate in settings.candidates:
+        if candidate.name == name:
+            return candidate
+    raise ConfigError(f"no candidate named {name!r} in config `candidates`; known: "
+                      f"{', '.join(c.name for c in settings.candidates) or '(none)'}")
+
+
+def _answer(record: dict[str, Any]) -> dict[str, Any]:
+    return dict(record["response"]["choices"][0]["message"])
+
+
+def _reference(record: dict[str, Any], workload_type: str, parser: LabelParser) -> Any:
+    answer = _answer(record)
+    if workload_type == "classification":
+        return parser.parse(content_text(answer.get("content")))
+    if workload_type == "tool_calling":
+        return answer.get("tool_calls") or content_text(answer.get("content"))
+    return content_text(answer.get("content"))
+
+
+def _timed(items: list[Any], fn: Callable[[Any], Any], on_progress: Callable[[int, int], None] | None) -> tuple[list[Any], list[float]]:
+    outputs, seconds = [], []
+    for index, item in enumerate(items):
+        started = time.perf_counter()
+        outputs.append(fn(item))
+        seconds.append(time.perf_counter() - started)
+        if on_progress is not None and (index + 1) % 10 == 0:
+            on_progress(index + 1, len(items))
+    return outputs, seconds
+
+
+def _causal_lm_outputs(
+    records: list[dict[str, Any]], workload_type: str, decoding: str, parser: LabelParser, dataset: DatasetRef,
+    cache: ModelCache, spec: CandidateSettings, artifact: StudentArtifact | None,
+    on_progress: Callable[[int, int], None] | None,
+) -> tuple[list[Any], list[float]]:
+    from services.models.runtime.causal_lm import CausalLMRunner
+
+    adapter = Path(artifact.path) / "adapter" if artifact is not None else None
+    runner = CausalLMRunner(cache.path(spec.model), adapter_path=adapter)
+    requests = [{"messages": r["request"]["messages"], "tools": r["request"].get("tools")} for r in records]
+    if workload_type == "classification" and decoding == "constrained":
+        labels = dataset.labels()
+        template = next((t for r in records if (t := parser.template_from(content_text(_answer(r).get("content"))))),
+                        "{label}")
+        answers = [render_label(template, label) for label in labels]
+        return _timed(requests, lambda req: labels[runner.score_labels(req["messages"], answers)[0]], on_progress)
+    budget = max(runner.count_tokens(json.dumps(_answer(r), ensure_ascii=False)) for r in records) + 16
+    max_new = min(MAX_NEW_TOKENS_CAP, budget)
+    texts, seconds = _timed(requests, lambda req: runner.generate([req], max_new_tokens=max_new)[0], on_progress)
+    if workload_type == "classification":
+        return [parser.parse(t) for t in texts], seconds
+    if workload_type == "tool_calling":
+        return [(m.get("tool_calls") or m.get("content") or "") for m in map(parse_assistant_text, texts)], seconds
+    return texts, seconds
+
+
+def _classifier_outputs(
+    records: list[dict[str, Any]], artifact: StudentArtifact, parser: LabelParser,
+    on_progress: Callable[[int, int], None] | None,
+) -> tuple[list[Any], list[float]]:
+    from services.models.runtime.classifier import ClassifierRunner
+
+    runner = ClassifierRunner(Path(artifact.path) / "model", answer_template=artifact.answer_template or "{label}")
+    texts = [last_user_text(r["request"]["messages"]) for r in records]
+    # Scored through the same parser as the teacher: the student's chat answer must parse too.
+    return _timed(texts, lambda text: parser.parse(runner.answer([{"messages": [
+        {"role": "user", "content": text}]}])[0][0]), on_progress)
+
+
+def _embedding_outputs(
+    records: list[dict[str, Any]], artifact: StudentArtifact | None, cache: ModelCache, spec: CandidateSettings,
+    on_progress: Callable[[int, int], None] | None,
+) -> tuple[Any, Any, list[float]]:
+    import numpy as np
+
+    from services.domain.embeddings import decode_embedding
+    from services.models.runtime.embedder import Embedder
+
+    texts, teacher = [], []
+    for record in records:
+        inputs = record["request"]["input"]
+        inputs = [inputs] if isinstance(inputs, str) else inputs
+        for text, item in zip(inputs, record["response"]["data"], strict=False):
+            if isinstance(text, str):
+                texts.append(text)
+                teacher.append(decode_embedding(item["embedding"]))
+    if not texts:
+        raise InsufficientData("the eval split holds no text inputs with teacher vectors")
+    path = Path(artifact.path) if artifact is not None else cache.path(spec.model)
+    try:
+        embedder = Embedder(path)
+    except OSError as exc:
+        raise ModelUnavailable(f"cannot load embedding student from {path}: {exc}") from exc
+    vectors, seconds = _timed(texts, lambda text: embedder.encode([text])[0], on_progress)
+    return np.asarray(teacher, dtype=np.float32), np.asarray(vectors, dtype=np.float32), seconds
+
+
+def _model_size(cache: ModelCache, spec: CandidateSettings, artifact: StudentArtifact | None) -> int | None:
+    """Bytes a server must load: the base model plus a LoRA adapter, or the student's own files."""
+    if artifact is not None and artifact.kind is not StudentKind.CAUSAL_LM_LORA:
+        return artifact.size_bytes
+    cached = cache.cached(spec.model)
+    base = cached.size_bytes if cached is not None else None
+    if base is None:
+        return None
+    return base + (artifact.size_bytes if artifact is not None else 0)

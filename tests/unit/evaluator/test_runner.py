@@ -1,0 +1,72 @@
+"""The evaluation runner end to end on tiny models: base / ICL / customized, saved typed results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from services.customizer.service import train_candidate
+from services.domain.errors import InsufficientData
+from services.domain.evaluation import EvalKind, EvalResult
+from services.evaluator.runner import evaluate, result_path
+from tests.model_plane import TOPICS, ModelPlane, model_plane
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory) -> ModelPlane:
+    return model_plane(tmp_path_factory.mktemp("eval"), records=240, epochs=10, learning_rate=5e-3, finetune="full",
+                       early_stopping_patience=0)
+
+
+def test_customized_classifier_is_scored_against_the_teacher(plane: ModelPlane) -> None:
+    artifact = train_candidate(plane.settings, "tiny-clf", plane.dataset.dataset_id)
+    result = evaluate(plane.settings, candidate="tiny-clf", dataset_id=plane.dataset.dataset_id, kind=EvalKind.CUSTOMIZED)
+    assert result.applicable and result.metric_name == "f1_vs_teacher"
+    assert result.n == plane.dataset.splits["eval"]["count"]
+    assert result.artifact_id == artifact.artifact_id
+    assert result.score is not None and result.ci is not None and result.ci[0] <= result.score <= result.ci[1]
+    assert result.score > 0.5, result.metrics  # 4 keyword topics; chance is ~0.25
+    assert set(result.metrics["per_class"]) <= set(TOPICS)
+    assert result.latency is not None and result.latency.n == result.n and result.latency.p95_ms >= result.latency.p50_ms
+    assert result.model_size_bytes == artifact.size_bytes
+    saved = EvalResult.model_validate_json(result_path(Path(plane.settings.artifacts.root), result).read_text())
+    assert saved == result
+    public = result.to_public()
+    assert public["f1_vs_teacher"] == result.score and public["f1_vs_teacher_ci"] == list(result.ci)
+
+
+def test_base_and_icl_do_not_apply_to_an_encoder_classifier(plane: ModelPlane) -> None:
+    for kind in (EvalKind.BASE, EvalKind.ICL):
+        result = evaluate(plane.settings, candidate="tiny-clf", dataset_id=plane.dataset.dataset_id, kind=kind)
+        assert not result.applicable and result.score is None
+        assert "does not apply" in (result.reason or "")
+
+
+@pytest.mark.parametrize("kind", [EvalKind.BASE, EvalKind.ICL])
+def test_causal_lm_base_and_icl_use_constrained_label_scoring(plane: ModelPlane, kind: EvalKind) -> None:
+    result = evaluate(plane.settings, candidate="tiny-lora", dataset_id=plane.dataset.dataset_id, kind=kind)
+    assert result.applicable and result.decoding == "constrained"
+    assert result.unparseable == 0, "constrained scoring always yields a label"
+    assert result.score is not None and 0 <= result.score <= 1
+    assert result.model_size_bytes and result.model_size_bytes > 0
+
+
+def test_generate_decoding_counts_unparseable_answers(plane: ModelPlane) -> None:
+    settings = plane.settings.model_copy(update={"evaluation": plane.settings.evaluation.model_copy(
+        update={"decoding": "generate", "max_eval_records": 6})})
+    result = evaluate(settings, candidate="tiny-lora", dataset_id=plane.dataset.dataset_id, kind=EvalKind.BASE)
+    assert result.decoding == "generate" and result.n == 6
+    # A random tiny model does not write [[[label]]]: its answers are unparseable and count as wrong.
+    assert result.unparseable == 6 and result.score == 0
+
+
+def test_customized_without_an_artifact_says_how_to_train(plane: ModelPlane) -> None:
+    with pytest.raises(InsufficientData, match="flywheel train --dataset"):
+        evaluate(plane.settings, candidate="tiny-lora", dataset_id=plane.dataset.dataset_id, kind=EvalKind.CUSTOMIZED)
+
+
+def test_results_are_plain_json(plane: ModelPlane) -> None:
+    paths = list((Path(plane.settings.artifacts.root) / "evaluations").rglob("*.json"))
+    assert paths and all(json.loads(p.read_text())["candidate"] for p in paths)
