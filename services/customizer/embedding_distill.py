@@ -1,0 +1,530 @@
+"""Embedding distillation: a small encoder learns to place texts where the teacher embedding model does.
+
+Data: embedding log records (`request.input` a text or a list of texts, `response.data[i].embedding`
+floats or base64 float32). Texts whose record carries no usable vector are embedded by the teacher
+model at `request.teacher_model_path`, cached on disk by text hash. Teacher vectors are used as unit
+vectors.
+
+Losses (weights from `settings.distillation`), averaged over the full dimension and every
+Matryoshka size d in `matryoshka_dims` (the student's first d values):
+- MSE: mean squared error over the elements (as sentence-transformers' MSELoss) between the
+  (projected) student and the teacher; a per-vector sum instead outweighs the similarity term
+  and, through the projection, lets the student's own geometry drift (seen in the unit test);
+- cosine: 1 - cosine(projected student, teacher);
+- relative similarity: MSE between the student's and the teacher's in-batch cosine matrices
+  (needs no projection, so the student's own geometry is what is trained);
+- contrastive (when contrastive_weight > 0): symmetric in-batch InfoNCE with `temperature` over
+  query/positive pairs. Convention: a record whose `request.input` is a list of exactly two texts is
+  a [query, positive] pair (both texts are also distillation examples). Other records' texts are
+  singles.
+When student and teacher dimensions differ, a linear projection W (teacher_dim x student_dim) maps the
+student into the teacher's space for MSE/cosine; at Matryoshka size d the first d columns of the same
+W are used, so one projection serves every size. It starts from the least-squares fit of the
+untrained student to the teacher (the loop gives every parameter one learning rate, far too small
+to learn a projection from random). Without a projection (equal dimensions), truncated sizes train
+the similarity and contrastive terms only.
+
+Artifact: the student as a sentence-transformers directory (LoRA merged into the weights, so it
+serves at full speed; `Embedder` and `SentenceTransformer` both load it) with the projection in
+`projection/` for reference. Metrics: the loop's, plus cosine to the teacher and similarity-matrix
+error on val before and after training.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from services.customizer import artifacts
+from services.customizer.base import TrainControl, TrainRequest
+from services.customizer.batching import batch_order
+from services.customizer.loop import clear_checkpoints, run_training, seed_everything
+from services.domain.artifacts import StudentArtifact, StudentKind
+from services.domain.errors import TrainingFailed
+from services.domain.settings import DistillationSettings
+from services.models.runtime.embedder import Embedder, Pooling, SentenceTransformerLayout, pool, quiet_loading
+
+log = logging.getLogger(__name__)
+PROJECTION_DIR = "projection"
+TEACHER_CACHE_DIR = "teacher-vectors"
+_FIT_TEXTS = 1024  # texts the projection's least-squares start is fitted on
+_ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
+
+
+# --- data -------------------------------------------------------------------------------------------
+
+
+def decode_embedding(value: list[float] | str) -> np.ndarray | None:
+    """A logged vector as float32; base64 is OpenAI's little-endian float32. None when empty."""
+    if isinstance(value, str):
+        raw = base64.b64decode(value)
+        if not raw or len(raw) % 4:
+            return None
+        vector = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    else:
+        vector = np.asarray(value, dtype=np.float32)
+    return vector if vector.size else None
+
+
+@dataclass
+class DistillData:
+    """Texts with their teacher vectors, and the items batches are made of (a text or a query/positive pair)."""
+
+    texts: list[str] = field(default_factory=list)
+    vectors: list[np.ndarray | None] = field(default_factory=list)  # None until the teacher embeds it
+    items: list[tuple[int, ...]] = field(default_factory=list)
+    skipped_records: int = 0
+
+    @property
+    def pairs(self) -> int:
+        return sum(len(item) == 2 for item in self.items)
+
+    def missing(self) -> list[int]:
+        return [i for i, v in enumerate(self.vectors) if v is None]
+
+
+def read_distill_data(records: Iterable[dict[str, Any]]) -> DistillData:
+    """Texts, logged vectors and items from embedding log records (token-id inputs are skipped)."""
+    data = DistillData()
+    for record in records:
+        raw_input = record.get("request", {}).get("input")
+        texts = [raw_input] if isinstance(raw_input, str) else raw_input if isinstance(raw_input, list) else []
+        if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+            data.skipped_records += 1
+            continue
+        rows = sorted((record.get("response") or {}).get("data") or [], key=lambda d: d.get("index", 0))
+        vectors = [decode_embedding(d.get("embedding", [])) for d in rows]
+        if len(vectors) != len(texts):
+            vectors = [None] * len(texts)  # cannot tell which vector is whose: let the teacher embed them
+        first = len(data.texts)
+        data.texts.extend(texts)
+        data.vectors.extend(vectors)
+        if len(texts) == 2:
+            data.items.append((first, first + 1))
+        else:
+            data.items.extend((first + i,) for i in range(len(texts)))
+    return data
+
+
+def text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class VectorCache:
+    """Teacher vectors on disk keyed by sha256 of the text: `keys.txt` + `vectors.npy`, replaced atomically."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._vectors: dict[str, np.ndarray] = {}
+        keys, matrix = directory / "keys.txt", directory / "vectors.npy"
+        if keys.exists() and matrix.exists():
+            names = keys.read_text("utf-8").split()
+            values = np.load(matrix)
+            if len(names) == len(values):
+                self._vectors = dict(zip(names, values, strict=True))
+            else:
+                log.warning("ignoring inconsistent teacher-vector cache %s", directory)
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def get(self, text: str) -> np.ndarray | None:
+        return self._vectors.get(text_key(text))
+
+    def put_many(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        self._vectors.update((text_key(t), v) for t, v in zip(texts, vectors, strict=True))
+        self.directory.mkdir(parents=True, exist_ok=True)
+        names = list(self._vectors)
+        np.save(self.directory / "vectors.npy.tmp.npy", np.stack([self._vectors[k] for k in names]))
+        (self.directory / "keys.txt.tmp").write_text("\n".join(names), encoding="utf-8")
+        os.replace(self.directory / "vectors.npy.tmp.npy", self.directory / "vectors.npy")
+        os.replace(self.directory / "keys.txt.tmp", self.directory / "keys.txt")
+
+
+def teacher_cache_dir(root: Path, teacher_path: Path) -> Path:
+    """A cache folder per teacher model (its files' hashes when cached by the registry, else its path)."""
+    manifest = teacher_path / "flywheel-model.json"
+    files = json.loads(manifest.read_text("utf-8")).get("files") if manifest.exists() else None
+    identity = json.dumps(files, sort_keys=True) if files else str(teacher_path.resolve())
+    return root / hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def embed_with_cache(
+    texts: Sequence[str], *, teacher_path: Path, cache_dir: Path, batch_size: int = 32, chunk: int = 512
+) -> np.ndarray:
+    """Unit teacher vectors of `texts`; only texts not in the cache are embedded, saved every `chunk` texts."""
+    cache = VectorCache(cache_dir)
+    todo = list(dict.fromkeys(t for t in texts if cache.get(t) is None))
+    if todo:
+        log.info("embedding %d texts with the teacher %s (%d cached)", len(todo), teacher_path, len(cache))
+        teacher = Embedder(teacher_path)
+        for start in range(0, len(todo), chunk):
+            part = todo[start:start + chunk]
+            cache.put_many(part, teacher.encode(part, batch_size=batch_size))
+    return np.stack([cache.get(t) for t in texts]).astype(np.float32)  # type: ignore[misc]
+
+
+# --- model and losses -----------------------------------------------------------------------------------
+
+
+class DistillStudent(torch.nn.Module):
+    """Encoder + pooling, with an optional student_dim -> teacher_dim projection for MSE/cosine."""
+
+    def __init__(self, encoder: torch.nn.Module, *, pooling: Pooling, student_dim: int, teacher_dim: int) -> None:
+        super().__init__()
+        self.encoder, self.pooling, self.student_dim = encoder, pooling, student_dim
+        self.projection = torch.nn.Linear(student_dim, teacher_dim) if student_dim != teacher_dim else None
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return pool(hidden, attention_mask, self.pooling)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, dims: Sequence[int]
+    ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Per size d in `dims`: (student[:, :d], its projection into teacher space or None)."""
+        pooled = self.embed(input_ids, attention_mask)
+        levels = []
+        for d in dims:
+            prefix = pooled[:, :d]
+            if self.projection is not None:
+                projected = F.linear(prefix, self.projection.weight[:, :d], self.projection.bias)
+            else:
+                projected = prefix if d == self.student_dim else None
+            levels.append((prefix, projected))
+        return levels
+
+
+def distill_losses(
+    levels: Sequence[tuple[torch.Tensor, torch.Tensor | None]],
+    teacher: torch.Tensor,
+    weights: DistillationSettings,
+    *,
+    pairs: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Each term averaged over the sizes, and their weighted sum as `loss` (teacher rows are unit vectors)."""
+    teacher_sim = teacher @ teacher.T
+    terms: dict[str, list[torch.Tensor]] = {"mse": [], "cosine": [], "similarity": [], "contrastive": []}
+    for student, projected in levels:
+        unit = F.normalize(student, dim=-1)
+        terms["similarity"].append(F.mse_loss(unit @ unit.T, teacher_sim))
+        if projected is not None:
+            terms["mse"].append(F.mse_loss(projected, teacher))
+            terms["cosine"].append(1 - F.cosine_similarity(projected, teacher, dim=-1).mean())
+        if pairs is not None and pairs.shape[0] >= 2 and weights.contrastive_weight > 0:
+            logits = unit[pairs[:, 0]] @ unit[pairs[:, 1]].T / weights.temperature
+            target = torch.arange(pairs.shape[0], device=logits.device)
+            terms["contrastive"].append((F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2)
+    out = {name: torch.stack(values).mean() for name, values in terms.items() if values}
+    weight = {"mse": weights.mse_weight, "cosine": weights.cosine_weight, "similarity": weights.similarity_weight,
+              "contrastive": weights.contrastive_weight}
+    out["loss"] = sum((weight[name] * value for name, value in out.items()), start=teacher.new_zeros(()))
+    return out
+
+
+# --- the loop's task ----------------------------------------------------------------------------------
+
+
+class EmbeddingDistillTask:
+    """The loop's view of a distillation run: items -> padded token batches with teacher vectors."""
+
+    def __init__(
+        self,
+        model: DistillStudent,
+        token_ids: list[list[int]],
+        teacher: torch.Tensor,
+        train_items: list[tuple[int, ...]],
+        val_items: list[tuple[int, ...]],
+        *,
+        weights: DistillationSettings,
+        dims: Sequence[int],
+        batch_size: int,
+        seed: int,
+        grouped: bool,
+        pad_id: int,
+    ) -> None:
+        self.model, self.token_ids, self.teacher = model, token_ids, teacher
+        self.train_items, self.weights, self.dims = train_items, weights, tuple(dims)
+        self.batch_size, self.seed, self.grouped, self.pad_id = batch_size, seed, grouped, pad_id
+        self._lengths = [max(len(token_ids[i]) for i in item) for item in train_items]
+        by_length = sorted(val_items, key=lambda item: -max(len(token_ids[i]) for i in item))
+        self._val = [self.collate(by_length[i:i + batch_size]) for i in range(0, len(by_length), batch_size)]
+
+    def collate(self, items: Sequence[tuple[int, ...]]) -> dict[str, torch.Tensor]:
+        rows = [i for item in items for i in item]
+        width = max(len(self.token_ids[i]) for i in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, index in enumerate(rows):
+            tokens = self.token_ids[index]
+            ids[row, :len(tokens)] = torch.tensor(tokens)
+            mask[row, :len(tokens)] = 1
+        pairs, position = [], 0
+        for item in items:
+            if len(item) == 2:
+                pairs.append((position, position + 1))
+            position += len(item)
+        return {"input_ids": ids, "attention_mask": mask, "teacher": self.teacher[rows],
+                "pairs": torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)}
+
+    def epoch_batches(self, epoch: int) -> Sequence[dict[str, torch.Tensor]]:
+        order = batch_order(self._lengths, batch_size=self.batch_size, seed=self.seed, epoch=epoch,
+                            grouped=self.grouped)
+        # Items of one batch only; collated when the loop asks (an epoch is not held as tensors).
+        return _LazyBatches([[self.train_items[i] for i in batch] for batch in order], self)
+
+    def val_batches(self) -> Sequence[dict[str, torch.Tensor]]:
+        return self._val
+
+    def losses(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        device = next(model.parameters()).device
+        levels = model(batch["input_ids"].to(device), batch["attention_mask"].to(device), self.dims)
+        pairs = batch["pairs"].to(device) if batch["pairs"].numel() else None
+        return distill_losses(levels, batch["teacher"].to(device), self.weights, pairs=pairs)
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.losses(model, batch)["loss"]
+
+    def examples_in(self, batch: dict[str, torch.Tensor]) -> int:
+        return int(batch["input_ids"].shape[0])
+
+
+class _LazyBatches(Sequence[dict[str, torch.Tensor]]):
+    def __init__(self, batches: list[list[tuple[int, ...]]], task: EmbeddingDistillTask) -> None:
+        self.batches, self.task = batches, task
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return self.task.collate(self.batches[index])
+
+
+# --- the trainer ----------------------------------------------------------------------------------------
+
+
+class EmbeddingDistillTrainer:
+    kind = StudentKind.EMBEDDING_DISTILL
+
+    def train(self, request: TrainRequest, control: TrainControl) -> StudentArtifact:
+        from transformers import AutoModel, AutoTokenizer
+
+        settings = request.training
+        weights = request.distillation or DistillationSettings()
+        seed_everything(settings.seed)
+        train_data = read_distill_data(request.dataset.read_split("train"))
+        val_data = read_distill_data(request.dataset.read_split("val")) if "val" in request.dataset.splits \
+            else DistillData()
+        if not train_data.items:
+            raise TrainingFailed(f"{request.candidate}: the train split has no embedding records with text input",
+                                 reason="bad_data")
+        texts = train_data.texts + val_data.texts
+        teacher = self._teacher_matrix(request, texts, train_data.vectors + val_data.vectors)
+        offset = len(train_data.texts)
+        val_items = [tuple(i + offset for i in item) for item in val_data.items]
+
+        layout = SentenceTransformerLayout(Path(request.base_model_path))
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(str(layout.transformer_path))
+            encoder = AutoModel.from_pretrained(str(layout.transformer_path))
+        student_dim = int(encoder.config.hidden_size)
+        max_length = min(settings.max_seq_length, layout.max_seq_length or settings.max_seq_length)
+        prepared = [t.lower() for t in texts] if layout.do_lower_case else texts
+        token_ids = tokenizer(prepared, truncation=True, max_length=max_length)["input_ids"]
+        dims = [student_dim] + sorted({d for d in weights.matryoshka_dims if d < student_dim}, reverse=True)
+
+        model = DistillStudent(encoder, pooling=layout.pooling, student_dim=student_dim, teacher_dim=teacher.shape[1])
+        if model.projection is not None:
+            rows = sorted({i for item in train_data.items[:_FIT_TEXTS] for i in item})
+            student = _student_vectors(model, token_ids, rows, pad_id=tokenizer.pad_token_id,
+                                       batch_size=max(settings.batch_size, 32))
+            fit_projection(model.projection, student, teacher[rows])
+        if settings.finetune == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            model.encoder = get_peft_model(encoder, LoraConfig(
+                r=request.lora.rank, lora_alpha=request.lora.alpha, lora_dropout=request.lora.dropout,
+                target_modules=request.lora.target_modules, task_type="FEATURE_EXTRACTION"))
+        _freeze_unused(model)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        if weights.contrastive_weight > 0 and train_data.pairs < 2:
+            log.warning("%s: contrastive_weight > 0 but the train split has %d query/positive pairs "
+                        "(records whose input is a list of 2 texts); the contrastive term stays off",
+                        request.candidate, train_data.pairs)
+        log.info("%s: %d train / %d val texts (%d pairs), student %d-d -> teacher %d-d, sizes %s, %s: %d of %d "
+                 "parameters trainable", request.candidate, offset, len(val_data.texts), train_data.pairs,
+                 student_dim, teacher.shape[1], dims, settings.finetune, trainable, total)
+
+        task = EmbeddingDistillTask(model, token_ids, teacher, train_data.items, val_items, weights=weights,
+                                    dims=dims, batch_size=settings.batch_size, seed=settings.seed,
+                                    grouped=settings.batching == "length_grouped", pad_id=tokenizer.pad_token_id)
+        before = evaluate_agreement(task) if val_items else {}
+        result = run_training(task, settings, candidate=request.candidate, work_dir=request.work_dir,
+                              fingerprint=request.fingerprint(), control=control)
+        after = evaluate_agreement(task) if val_items else {}
+
+        staged = artifacts.staging_dir(request.output_dir)
+        save_student(model, tokenizer, Path(request.base_model_path), staged, max_seq_length=max_length)
+        metrics = {
+            **result.to_json(),
+            "train_texts": offset,
+            "val_texts": len(val_data.texts),
+            "pairs": train_data.pairs + val_data.pairs,
+            "skipped_records": train_data.skipped_records + val_data.skipped_records,
+            "teacher_vectors_computed": sum(v is None for v in train_data.vectors + val_data.vectors),
+            "student_dim": student_dim,
+            "teacher_dim": int(teacher.shape[1]),
+            "matryoshka_dims": dims[1:],
+            "projection": model.projection is not None,
+            "trainable_parameters": trainable,
+            "total_parameters": total,
+            "distillation": {"before": before, "after": after},
+            "val_cosine_to_teacher": after.get("cosine"),
+        }
+        artifact = artifacts.finalize(request, staged, metrics=metrics)
+        clear_checkpoints(request.work_dir)
+        return artifact
+
+    def _teacher_matrix(self, request: TrainRequest, texts: list[str], logged: list[np.ndarray | None]) -> torch.Tensor:
+        missing = [i for i, v in enumerate(logged) if v is None]
+        vectors = list(logged)
+        if missing:
+            if request.teacher_model_path is None:
+                raise TrainingFailed(
+                    f"{request.candidate}: {len(missing)} of {len(texts)} texts have no teacher vector in the logs "
+                    "and the candidate names no teacher_model to compute them", reason="bad_data")
+            cache = teacher_cache_dir(request.work_dir.parent / TEACHER_CACHE_DIR, Path(request.teacher_model_path))
+            computed = embed_with_cache([texts[i] for i in missing], teacher_path=Path(request.teacher_model_path),
+                                        cache_dir=cache)
+            for i, vector in zip(missing, computed, strict=True):
+                vectors[i] = vector
+        sizes = {v.shape[0] for v in vectors if v is not None}
+        if len(sizes) != 1:
+            raise TrainingFailed(f"{request.candidate}: teacher vectors of different sizes {sorted(sizes)}; "
+                                 "a workload must use one embedding model", reason="bad_data")
+        matrix = torch.from_numpy(np.stack(vectors).astype(np.float32))  # type: ignore[arg-type]
+        return F.normalize(matrix, dim=-1)
+
+
+def _freeze_unused(model: DistillStudent) -> None:
+    """Pooler weights get no gradient from token pooling: freeze them so every trainable one is used."""
+    for name, parameter in model.named_parameters():
+        if ".pooler." in f".{name}":
+            parameter.requires_grad_(False)
+
+
+@torch.no_grad()
+def _student_vectors(model: DistillStudent, token_ids: list[list[int]], rows: Sequence[int], *, pad_id: int,
+                     batch_size: int) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    out = []
+    device = next(model.parameters()).device
+    for start in range(0, len(rows), batch_size):
+        chunk = [token_ids[i] for i in rows[start:start + batch_size]]
+        width = max(len(t) for t in chunk)
+        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, tokens in enumerate(chunk):
+            ids[r, :len(tokens)], mask[r, :len(tokens)] = torch.tensor(tokens), 1
+        out.append(model.embed(ids.to(device), mask.to(device)).float().cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def fit_projection(projection: torch.nn.Linear, student: torch.Tensor, teacher: torch.Tensor, *,
+                   ridge: float = 1e-2) -> None:
+    """Set W, b to the ridge least-squares map from student rows to teacher rows."""
+    x = torch.cat([student, torch.ones(len(student), 1)], dim=1).double()
+    gram = x.T @ x + ridge * torch.eye(x.shape[1], dtype=torch.float64)
+    solution = torch.linalg.solve(gram, x.T @ teacher.double())  # (student_dim + 1) x teacher_dim
+    projection.weight.copy_(solution[:-1].T.float())
+    projection.bias.copy_(solution[-1].float())
+
+
+@torch.no_grad()
+def evaluate_agreement(task: EmbeddingDistillTask) -> dict[str, Any]:
+    """Cosine of the (projected) student to the teacher and similarity-matrix MSE on val, per size."""
+    model = task.model
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    students: list[list[torch.Tensor]] = [[] for _ in task.dims]
+    projected: list[list[torch.Tensor]] = [[] for _ in task.dims]
+    teachers = []
+    for batch in task.val_batches():
+        levels = model(batch["input_ids"].to(device), batch["attention_mask"].to(device), task.dims)
+        for k, (student, proj) in enumerate(levels):
+            students[k].append(F.normalize(student.float().cpu(), dim=-1))
+            if proj is not None:
+                projected[k].append(proj.float().cpu())
+        teachers.append(batch["teacher"])
+    model.train(was_training)
+    teacher = torch.cat(teachers)
+    teacher_sim = teacher @ teacher.T
+    out: dict[str, Any] = {}
+    for k, d in enumerate(task.dims):
+        unit = torch.cat(students[k])
+        level: dict[str, float] = {"similarity_mse": round(float(F.mse_loss(unit @ unit.T, teacher_sim)), 6)}
+        if projected[k]:
+            level["cosine"] = round(float(F.cosine_similarity(torch.cat(projected[k]), teacher).mean()), 6)
+        if d == task.dims[0]:
+            out.update(level)
+        else:
+            out.setdefault("matryoshka", {})[str(d)] = level
+    return out
+
+
+def save_student(model: DistillStudent, tokenizer: Any, base_path: Path, out: Path, *, max_seq_length: int) -> None:
+    """Write the student as a sentence-transformers directory (LoRA merged) plus its projection."""
+    encoder = model.encoder
+    if hasattr(encoder, "merge_and_unload"):
+        encoder = encoder.merge_and_unload()
+        model.encoder = encoder
+    encoder.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    layout = SentenceTransformerLayout(base_path)
+    for name in _ST_FILES:
+        if (base_path / name).exists():
+            shutil.copy2(base_path / name, out / name)
+    if not (out / "modules.json").exists():
+        (out / "modules.json").write_text(json.dumps([
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ], indent=2), encoding="utf-8")
+    (out / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": max_seq_length, "do_lower_case": layout.do_lower_case}, indent=2), "utf-8")
+    pooling_dir = out / "1_Pooling"
+    pooling_dir.mkdir(exist_ok=True)
+    pooling_config = dict(layout.pooling_config) or {
+        "word_embedding_dimension": model.student_dim, "pooling_mode_cls_token": model.pooling == "cls",
+        "pooling_mode_mean_tokens": model.pooling == "mean", "pooling_mode_max_tokens": model.pooling == "max",
+        "pooling_mode_mean_sqrt_len_tokens": model.pooling == "mean_sqrt_len"}
+    (pooling_dir / "config.json").write_text(json.dumps(pooling_config, indent=2), "utf-8")
+    (out / "2_Normalize").mkdir(exist_ok=True)  # sentence-transformers expects the module folder
+    if model.projection is not None:
+        from safetensors.torch import save_file
+
+        (out / PROJECTION_DIR).mkdir()
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.projection.state_dict().items()},
+                  str(out / PROJECTION_DIR / "model.safetensors"))
+        (out / PROJECTION_DIR / "config.json").write_text(json.dumps({
+            "in_features": model.student_dim, "out_features": model.projection.out_features,
+            "matryoshka": "size d uses the first d input columns of weight"}, indent=2), "utf-8")
