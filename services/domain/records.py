@@ -259,6 +259,17 @@ class LogRecord(_OpenAIModel):
             record.__dict__["_canonical"] = text  # what the cached property would compute
         return record
 
+    @classmethod
+    def from_canonical_json(cls, text: str) -> LogRecord:
+        """Load a record from its canonical JSON (a log store's body), reusing the text as is.
+
+        Canonical JSON re-validated and dumped gives itself back, so a record read from a store
+        gets its id without serializing again.
+        """
+        record = cls.model_validate_json(text)
+        record.__dict__["_canonical"] = text
+        return record
+
     @cached_property
     def id(self) -> str:
         """sha256 of the record's canonical JSON (timestamp included)."""

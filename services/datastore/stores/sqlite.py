@@ -146,7 +146,7 @@ class SqliteLogStore:
                 except sqlite3.Error as exc:
                     raise StoreError(f"reading the SQLite log store {self.path} failed: {exc}") from exc
             for _, _, body in rows:
-                yield LogRecord.model_validate_json(body)
+                yield LogRecord.from_canonical_json(body)  # bodies are canonical JSON (see write)
             if len(rows) < page:
                 return
             cursor = (rows[-1][1], rows[-1][0])
