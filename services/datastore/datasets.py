@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.datastore.pipeline.dedup import deduplicate
+from services.datastore.pipeline.dedup import DedupReport
 from services.datastore.pipeline.icl import (
     Embedder,
     TokenCounter,
@@ -28,10 +28,12 @@ from services.datastore.pipeline.icl import (
 )
 from services.datastore.pipeline.redact import redact_records
 from services.datastore.pipeline.split import DatasetSplits, Example, split_examples
-from services.datastore.pipeline.workload import LabelParser, detect_workload_type, parse_labels
+from services.datastore.pipeline.spool import RecordSpool, SpooledRecord, deduplicate_to_spool
+from services.datastore.pipeline.workload import workload_type_of
 from services.datastore.stores.base import LogStore
 from services.domain.errors import ConfigError, InsufficientData, StoreError
-from services.domain.records import CallType, ChatResponse, LogRecord, canonical_json
+from services.domain.labels import LabelParser, answer_text
+from services.domain.records import CallType, LogRecord, canonical_json
 from services.domain.settings import Settings
 
 MAX_LISTED_IDS = 100
@@ -47,9 +49,9 @@ class DatasetRef:
         return {"dataset_id": self.dataset_id, "splits": self.splits, "manifest": self.manifest}
 
 
-def chat_training_example(record: LogRecord) -> dict[str, Any]:
-    """OpenAI chat fine-tuning line: the request's messages plus the teacher's answer, tools intact."""
-    data = record.model_dump(mode="json", exclude_unset=True, by_alias=True)
+def chat_training_example(data: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI chat fine-tuning line from a chat record's JSON: the request's messages plus the
+    teacher's answer, tools intact."""
     answer = data["response"]["choices"][0]["message"]
     line: dict[str, Any] = {"messages": [*data["request"]["messages"], answer]}
     if data["request"].get("tools"):
@@ -57,12 +59,11 @@ def chat_training_example(record: LogRecord) -> dict[str, Any]:
     return line
 
 
-def _stratum(record: LogRecord, workload_type: str, label: str | None) -> str | None:
+def _stratum(record: SpooledRecord, workload_type: str, label: str | None) -> str | None:
     if workload_type == "classification":
         return label
-    if workload_type == "tool_calling" and isinstance(record.response, ChatResponse):
-        calls = record.response.choices[0].message.tool_calls or []
-        return calls[0].function.name if calls else "(no tool)"
+    if workload_type == "tool_calling":
+        return record.tool
     return None
 
 
@@ -99,16 +100,47 @@ def build_dataset(
         stream, redaction = redact_records(export(), extra_patterns=settings.datasets.redaction_patterns)
     else:
         stream, redaction = export(), None
-    unique, dedup = deduplicate(stream, digits=settings.datasets.dedup_digits)
-    if not exported:
-        raise InsufficientData(
-            f"no records for workload {workload_id!r}"
-            + (f" and client {client_id!r}" if client_id else "")
-            + "; ingest logs first (flywheel ingest FILE)"
-        )
-    redaction_json = redaction.to_json() if redaction is not None else {"disabled": True}
     parser = LabelParser(workload_cfg.label_pattern, workload_cfg.labels)
-    workload_type = detect_workload_type(unique, configured=workload_cfg.type, parser=parser)
+    root.mkdir(parents=True, exist_ok=True)
+    # The kept records wait on disk; from here on the build holds ids, timestamps and strata.
+    with RecordSpool(root) as spool:
+        unique, dedup = deduplicate_to_spool(
+            stream, spool, digits=settings.datasets.dedup_digits, label_of=lambda r: parser.parse(answer_text(r))
+        )
+        if not exported:
+            raise InsufficientData(
+                f"no records for workload {workload_id!r}"
+                + (f" and client {client_id!r}" if client_id else "")
+                + "; ingest logs first (flywheel ingest FILE)"
+            )
+        redaction_json = redaction.to_json() if redaction is not None else {"disabled": True}
+        return _build_from_spooled(
+            unique, dedup, settings, workload_id=workload_id, client_id=client_id, root=root, exported=exported,
+            redaction_json=redaction_json, count_tokens=count_tokens, token_counter_name=token_counter_name,
+            embed=embed,
+        )
+
+
+def _build_from_spooled(
+    unique: list[SpooledRecord],
+    dedup: DedupReport,
+    settings: Settings,
+    *,
+    workload_id: str,
+    client_id: str | None,
+    root: Path,
+    exported: int,
+    redaction_json: dict[str, Any],
+    count_tokens: TokenCounter | None,
+    token_counter_name: str,
+    embed: Embedder | None,
+) -> DatasetRef:
+    split_cfg = settings.data_split
+    workload_cfg = settings.workload(workload_id)
+    if workload_cfg.type != "auto":
+        workload_type: str = workload_cfg.type
+    else:
+        workload_type = workload_type_of([r.call_type for r in unique], (r.label for r in unique))
     # A workload trains on one call shape: embedding calls in a chat workload (or the reverse)
     # are left out and counted, never half-converted.
     is_embedding = workload_type == "embedding"
@@ -116,12 +148,14 @@ def build_dataset(
     if off_shape:
         unique = [r for r in unique if (r.call_type is CallType.EMBEDDING) == is_embedding]
     unparsed: list[str] = []
-    labelled: list[tuple[LogRecord, str | None]] = [(r, None) for r in unique]
+    labelled: list[tuple[SpooledRecord, str | None]] = [(r, None) for r in unique]
     if workload_type == "classification":
-        labelled, label_report = parse_labels(unique, parser)  # type: ignore[assignment]
-        unparsed = label_report.unparsed_ids
+        labelled = [(r, r.label) for r in unique if r.label is not None]
+        unparsed = [r.id for r in unique if r.label is None]
+    # Spooled records stand in for LogRecords: split and ICL read ids and timestamps, and load
+    # only the records they pick.
     examples = [Example(r, _stratum(r, workload_type, label), label) for r, label in labelled]
-    splits = split_examples(examples, split_cfg)
+    splits = split_examples(examples, split_cfg)  # type: ignore[arg-type]
 
     counter = count_tokens or approx_tokens
     budget = settings.icl.max_context_length - settings.icl.reserved_tokens
@@ -134,8 +168,10 @@ def build_dataset(
     else:
         per_record = _icl_examples(splits, settings, embed=embed, budget=budget, count_tokens=counter)
         lines = {
-            "train": (canonical_json(chat_training_example(e.record)) for e in splits.train),
-            "val": (canonical_json(chat_training_example(e.record)) for e in splits.val),
+            "train": (canonical_json(chat_training_example(json.loads(e.record.canonical_json())))
+                      for e in splits.train),
+            "val": (canonical_json(chat_training_example(json.loads(e.record.canonical_json())))
+                    for e in splits.val),
             "eval": (e.record.canonical_json() for e in splits.eval),
             "icl_eval": (canonical_json(with_examples(e.record, ex))
                          for e, ex in zip(splits.eval, per_record, strict=True)),

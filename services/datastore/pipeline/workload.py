@@ -58,16 +58,23 @@ def detect_workload_type(
     classification (answers parse as labels from a bounded set) > chat."""
     if configured != "auto":
         return configured  # type: ignore[return-value]
-    if not records:
+    parser = parser or LabelParser()
+    return workload_type_of([r.call_type for r in records], (parser.parse(answer_text(r)) for r in records))
+
+
+def workload_type_of(call_types: Sequence[CallType], labels: Iterable[str | None]) -> DetectedType:
+    """The type that records with these call types and parsed answer labels (None: no label) show.
+
+    For callers that keep only what they need of each record (the dataset build spools records).
+    """
+    if not call_types:
         return "chat"
-    types = Counter(r.call_type for r in records)
-    if types[CallType.EMBEDDING] > len(records) / 2:
+    types = Counter(call_types)
+    if types[CallType.EMBEDDING] > len(call_types) / 2:
         return "embedding"
     if types[CallType.TOOL_CALLING]:
         return "tool_calling"
-    parser = parser or LabelParser()
-    parsed = [parser.parse(answer_text(r)) for r in records]
-    found = [p for p in parsed if p is not None]
-    if len(found) >= CLASSIFICATION_MIN_PARSE_SHARE * len(records) and len(set(found)) <= CLASSIFICATION_MAX_LABELS:
+    found = [label for label in labels if label is not None]
+    if len(found) >= CLASSIFICATION_MIN_PARSE_SHARE * len(call_types) and len(set(found)) <= CLASSIFICATION_MAX_LABELS:
         return "classification"
     return "chat"
