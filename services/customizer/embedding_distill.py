@@ -379,7 +379,9 @@ class EmbeddingDistillTrainer:
         after = evaluate_agreement(task) if val_items else {}
 
         staged = artifacts.staging_dir(request.output_dir)
-        save_student(model, tokenizer, Path(request.base_model_path), staged, max_seq_length=max_length)
+        # Serving keeps the base model's input limit; max_seq_length only bounds training batches.
+        save_student(model, tokenizer, Path(request.base_model_path), staged,
+                     max_seq_length=layout.max_seq_length or max_length)
         metrics = {
             **result.to_json(),
             "train_texts": offset,
