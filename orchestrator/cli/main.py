@@ -12,6 +12,7 @@ from orchestrator.cli.commands_data import data_group
 from orchestrator.cli.commands_datasets import datasets_group
 from orchestrator.cli.commands_logs import ingest_command, logs_group
 from orchestrator.cli.commands_models import models_group
+from orchestrator.cli.commands_train import evaluate_command, train_command
 from orchestrator.cli.output import CliState
 
 
@@ -24,7 +25,10 @@ from orchestrator.cli.output import CliState
         "  flywheel data convert twitter_topic --out var/demo/logs.jsonl.gz\n"
         "  flywheel ingest var/demo/logs.jsonl.gz\n"
         "  flywheel logs stats\n"
-        "  flywheel models fetch\n\n"
+        "  flywheel models fetch\n"
+        "  flywheel datasets build --workload news_topic\n"
+        "  flywheel train --dataset ID --student minilm-classifier\n"
+        "  flywheel evaluate --dataset ID --candidate minilm-classifier\n\n"
         "Every command that reports takes --json: exactly one JSON document on stdout, "
         "progress and logs on stderr."
     ),
@@ -54,6 +58,8 @@ cli.add_command(logs_group)
 cli.add_command(data_group)
 cli.add_command(models_group)
 cli.add_command(datasets_group)
+cli.add_command(train_command)
+cli.add_command(evaluate_command)
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 Batch = Any
 CHECKPOINT = "checkpoint"
 MAX_GRAD_NORM = 1.0
+VALIDATIONS_PER_RUN = 5  # validation is inference over up to max_val_examples: keep it a small share
 
 
 class StudentTask(Protocol):
@@ -147,8 +148,8 @@ def run_training(
     # The scheduler is stepped by hand once per optimizer step (not prepared), so it counts real steps.
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(settings.warmup_ratio * total_steps), total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
-    eval_every = settings.eval_every_steps or max(1, min(steps_per_epoch, math.ceil(total_steps / 10)))
-    val_batches = _shard(task.val_batches(), world, rank)
+    eval_every = settings.eval_every_steps or max(1, min(steps_per_epoch, math.ceil(total_steps / VALIDATIONS_PER_RUN)))
+    val_batches = _shard(_capped(task, task.val_batches(), settings.max_val_examples), world, rank)
 
     state = LoopState(fingerprint=fingerprint)
     best_weights: dict[str, torch.Tensor] | None = None
@@ -257,6 +258,19 @@ def _shard(batches: Sequence[Batch], world: int, rank: int) -> Sequence[Batch]:
         return batches
     usable = len(batches) // world * world
     return list(batches[rank:usable:world])
+
+
+def _capped(task: StudentTask, batches: Sequence[Batch], limit: int | None) -> Sequence[Batch]:
+    """The first batches holding `limit` examples: a fixed subset, so val losses compare across steps."""
+    if limit is None:
+        return batches
+    kept, seen = [], 0
+    for batch in batches:
+        if seen >= limit:
+            break
+        kept.append(batch)
+        seen += task.examples_in(batch)
+    return kept
 
 
 def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

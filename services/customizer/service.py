@@ -11,12 +11,20 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from services.customizer.artifacts import load_artifact
 from services.customizer.base import StudentTrainer, TrainControl, TrainRequest
 from services.domain.artifacts import StudentArtifact, StudentKind
 from services.domain.datasets import DatasetRef, load_dataset
 from services.domain.errors import ConfigError, TrainingFailed
-from services.domain.settings import CandidateSettings, LoraSettings, Settings, TrainingSettings
+from services.domain.settings import (
+    CandidateSettings,
+    LoraSettings,
+    Settings,
+    TrainingSettings,
+    format_validation_error,
+)
 from services.models.cache import ModelCache
 
 log = logging.getLogger(__name__)
@@ -77,7 +85,10 @@ def plan_training(
         )
     training, lora = effective_training(settings, candidate)
     if overrides:
-        training = TrainingSettings.model_validate({**training.model_dump(), **overrides})
+        try:
+            training = TrainingSettings.model_validate({**training.model_dump(), **overrides})
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, source="training overrides")) from None
     if training.finetune == "full" and kind is StudentKind.CAUSAL_LM_LORA:
         raise ConfigError(f"candidate {candidate.name!r}: training.finetune 'full' applies to encoder students only")
     cache = ModelCache(settings.models)

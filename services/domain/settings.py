@@ -163,9 +163,12 @@ class TrainingSettings(_Section):
         "length_grouped", description="length_grouped: batch examples of similar length (less padding)."
     )
     eval_every_steps: int | None = Field(
-        None, ge=1, description="Validation-loss interval in steps (default: ~10 per run, at least once an epoch)."
+        None, ge=1, description="Validation-loss interval in steps (default: ~5 per run, at least once an epoch)."
     )
     checkpoint_every_steps: int = Field(50, ge=1, description="Save a resumable checkpoint every N steps.")
+    max_val_examples: int | None = Field(
+        512, ge=1, description="Validation examples used for the val loss / early stopping (None: all)."
+    )
 
 
 def _partial(model: type[_Section], name: str) -> type[_Section]:
