@@ -30,7 +30,8 @@ def run(*args: str, config: Path | None = None):  # type: ignore[no-untyped-def]
     "command",
     [[], ["config"], ["config", "check"], ["config", "show"], ["ingest"], ["logs"], ["logs", "stats"],
      ["logs", "quarantine"], ["data"], ["data", "convert"], ["data", "list"], ["models"], ["models", "list"],
-     ["models", "fetch"], ["datasets"], ["datasets", "build"], ["datasets", "list"], ["datasets", "show"]],
+     ["models", "fetch"], ["datasets"], ["datasets", "build"], ["datasets", "list"], ["datasets", "show"],
+     ["train"], ["evaluate"]],
 )
 def test_every_command_explains_itself(command: list[str]) -> None:
     result = run(*command, "--help")
