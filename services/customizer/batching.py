@@ -43,18 +43,19 @@ def batch_order(lengths: Sequence[int], *, batch_size: int, seed: int, epoch: in
     return batches
 
 
-def collate(examples: Sequence[TokenizedExample], *, pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad to the longest example of the batch."""
+def collate(examples: Sequence[TokenizedExample], *, pad_id: int, left: bool = False) -> dict[str, torch.Tensor]:
+    """Pad to the longest example of the batch (on the left with `left`, so answers end aligned)."""
     width = max(len(e) for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(examples), width), dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
     for row, example in enumerate(examples):
         n = len(example)
-        ids[row, :n] = torch.tensor(example.input_ids)
-        mask[row, :n] = 1
+        span = slice(width - n, width) if left else slice(0, n)
+        ids[row, span] = torch.tensor(example.input_ids)
+        mask[row, span] = 1
         if example.labels is not None:
-            labels[row, :n] = torch.tensor(example.labels)
+            labels[row, span] = torch.tensor(example.labels)
     batch = {"input_ids": ids, "attention_mask": mask}
     if examples[0].labels is not None:
         batch["labels"] = labels

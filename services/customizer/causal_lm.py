@@ -51,6 +51,26 @@ def tokenize_chat_example(
     return TokenizedExample(ids, labels), truncated
 
 
+def answer_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy over answer tokens, computing logits only where answers are.
+
+    Batches are left-padded, so every answer ends at the last position: the logits of the last
+    `longest answer + 1` positions are all the loss needs. The LM head and the softmax over the
+    vocabulary (49k entries for SmolLM2) then run on a handful of positions instead of the whole
+    prompt. Position ids skip the left padding, so each row sees the positions it would alone.
+    """
+    device = next(model.parameters()).device
+    ids, mask, labels = (batch[k].to(device) for k in ("input_ids", "attention_mask", "labels"))
+    answer_start = (labels != IGNORE_INDEX).int().argmax(dim=1)
+    keep = int((ids.shape[1] - answer_start).max()) + 1
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
+    targets = labels[:, ids.shape[1] - keep + 1:]
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX
+    )
+
+
 class CausalLMTask:
     """The loop's view of a causal-LM LoRA run."""
 
@@ -59,7 +79,8 @@ class CausalLMTask:
         self.model, self.train, self.val = model, train, val
         self.batch_size, self.seed, self.grouped, self.pad_id = batch_size, seed, grouped, pad_id
         self._lengths = [len(e) for e in train]
-        self._val_batches = [collate(val[i:i + batch_size], pad_id=pad_id) for i in range(0, len(val), batch_size)]
+        self._val_batches = [collate(val[i:i + batch_size], pad_id=pad_id, left=True)
+                             for i in range(0, len(val), batch_size)]
 
     def epoch_batches(self, epoch: int) -> Sequence[dict[str, torch.Tensor]]:
         order = batch_order(self._lengths, batch_size=self.batch_size, seed=self.seed, epoch=epoch,
@@ -70,9 +91,7 @@ class CausalLMTask:
         return self._val_batches
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        device = next(model.parameters()).device
-        out = model(**{k: v.to(device) for k, v in batch.items()})
-        return out.loss
+        return answer_loss(model, batch)
 
     def examples_in(self, batch: dict[str, torch.Tensor]) -> int:
         return int(batch["input_ids"].shape[0])
@@ -90,7 +109,7 @@ class _LazyBatches(Sequence[dict[str, torch.Tensor]]):
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        return collate([self.examples[i] for i in self.order[index]], pad_id=self.pad_id)
+        return collate([self.examples[i] for i in self.order[index]], pad_id=self.pad_id, left=True)
 
 
 def load_base(path: Any, *, precision: str) -> tuple[Any, Any]:

@@ -93,3 +93,24 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path: Path) -> None:
     second = train_candidate(resumed.settings, "tiny-lora", resumed.dataset.dataset_id)
     assert second.metrics["resumed_from_step"] == 5
     assert second.metrics["val_history"][-1][1] == pytest.approx(full.metrics["val_history"][-1][1], rel=1e-4)
+
+
+def test_answer_loss_equals_the_full_right_padded_loss(plane: ModelPlane) -> None:
+    """Logits on answer positions only, left padding: the same loss as the plain full-logits way."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from services.customizer.batching import collate
+    from services.customizer.causal_lm import answer_loss
+
+    request = plan_training(plane.settings, "tiny-lora", plane.dataset)
+    tokenizer = AutoTokenizer.from_pretrained(str(request.base_model_path))
+    model = AutoModelForCausalLM.from_pretrained(str(request.base_model_path)).eval()
+    lines = list(plane.dataset.read_split("train"))[:6]
+    lines[0]["messages"][-2]["content"] += " with a much longer headline than the others in this batch"
+    examples = [tokenize_chat_example(tokenizer, line, max_length=256)[0] for line in lines]  # type: ignore[index]
+    with torch.no_grad():
+        ours = answer_loss(model, collate(examples, pad_id=0, left=True))
+        right = collate(examples, pad_id=0)
+        plain = model(input_ids=right["input_ids"], attention_mask=right["attention_mask"], labels=right["labels"]).loss
+    assert float(ours) == pytest.approx(float(plain), rel=1e-4)
