@@ -179,6 +179,10 @@ def _gguf_to_safetensors(gguf: Path, target: Path) -> None:
     if real_missing or unexpected:
         raise ModelUnavailable(f"GGUF weights did not map: missing={real_missing[:5]} unexpected={unexpected[:5]}")
     fresh.tie_weights()
+    # The weights are dequantized now; a leftover GGUF quantization_config makes Trainer and
+    # peft treat the model as quantized and refuse to train it.
+    if getattr(fresh.config, "quantization_config", None) is not None:
+        del fresh.config.quantization_config
     fresh.save_pretrained(str(target), safe_serialization=True)
     tokenizer.save_pretrained(str(target))
     fresh.generation_config.save_pretrained(str(target))

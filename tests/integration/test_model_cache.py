@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -81,6 +82,8 @@ def test_smollm2_gguf_becomes_safetensors_that_generate(real_cache: ModelCache) 
     build_s = time.perf_counter() - started
     assert "model.safetensors" in entry.files and entry.verified["forward_pass"] == "ok"
     assert entry.verified["parameters"] > 100_000_000
+    config = json.loads((Path(entry.path) / "config.json").read_text())
+    assert "quantization_config" not in config, "dequantized weights must not claim to be GGUF-quantized"
     started = time.perf_counter()
     path = real_cache.path("smollm2-135m-instruct")
     tokenizer = AutoTokenizer.from_pretrained(str(path))
