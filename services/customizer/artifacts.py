@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from services.customizer.base import TrainRequest
 from services.domain.artifacts import ARTIFACT_MANIFEST, StudentArtifact, load_artifact
 
-__all__ = ["code_version", "file_hashes", "finalize", "load_artifact", "staging_dir"]
+__all__ = ["code_version", "file_hashes", "finalize", "load_artifact", "publish", "staging_dir"]
 
 
 @cache
@@ -108,3 +109,20 @@ def finalize(
     staged.rename(request.output_dir)
     return artifact
 
+
+
+def publish(request: TrainRequest, save: Callable[[Path], None], **finalize_args: Any) -> StudentArtifact:
+    """Save and finalize on the main process only; every process returns the same artifact.
+
+    Under `accelerate launch`/`torchrun` each rank runs the trainer; only rank 0 writes files,
+    the others wait at a barrier and read the manifest it wrote.
+    """
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.is_main_process:
+        staged = staging_dir(request.output_dir)
+        save(staged)
+        finalize(request, staged, **finalize_args)
+    state.wait_for_everyone()
+    return load_artifact(request.output_dir)

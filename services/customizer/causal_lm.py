@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -155,9 +156,10 @@ class CausalLMLoraTrainer:
                             grouped=settings.batching == "length_grouped", pad_id=tokenizer.pad_token_id)
         result = run_training(task, settings, candidate=request.candidate, work_dir=request.work_dir,
                               fingerprint=request.fingerprint(), control=control)
-        staged = artifacts.staging_dir(request.output_dir)
-        model.save_pretrained(str(staged / "adapter"))
-        tokenizer.save_pretrained(str(staged / "adapter"))
+        def save(staged: Path) -> None:
+            model.save_pretrained(str(staged / "adapter"))
+            tokenizer.save_pretrained(str(staged / "adapter"))
+
         metrics = {
             **result.to_json(),
             "train_examples": len(train),
@@ -169,7 +171,7 @@ class CausalLMLoraTrainer:
             "padding_share_first_epoch": round(padding_share(task.epoch_batches(0)[:50]), 4),
             "mean_input_tokens": round(sum(len(e) for e in train) / len(train), 1),
         }
-        artifact = artifacts.finalize(request, staged, metrics=metrics)
+        artifact = artifacts.publish(request, save, metrics=metrics)
         clear_checkpoints(request.work_dir)
         return artifact
 

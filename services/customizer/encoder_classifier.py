@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -112,9 +113,10 @@ class EncoderClassifierTrainer:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         if settings.finetune == "lora":
             model = model.merge_and_unload()
-        staged = artifacts.staging_dir(request.output_dir)
-        model.save_pretrained(str(staged / "model"))
-        tokenizer.save_pretrained(str(staged / "model"))
+        def save(staged: Path) -> None:
+            model.save_pretrained(str(staged / "model"))
+            tokenizer.save_pretrained(str(staged / "model"))
+
         metrics = {
             **result.to_json(),
             "train_examples": len(train),
@@ -123,8 +125,8 @@ class EncoderClassifierTrainer:
             "trainable_parameters": trainable,
             "label_counts": dict(Counter(label for _, label in train_pairs)),
         }
-        artifact = artifacts.finalize(request, staged, metrics=metrics, labels=labels,
-                                      answer_template=template or "{label}")
+        artifact = artifacts.publish(request, save, metrics=metrics, labels=labels,
+                                     answer_template=template or "{label}")
         clear_checkpoints(request.work_dir)
         return artifact
 
