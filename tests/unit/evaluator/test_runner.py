@@ -70,3 +70,47 @@ def test_customized_without_an_artifact_says_how_to_train(plane: ModelPlane) -> 
 def test_results_are_plain_json(plane: ModelPlane) -> None:
     paths = list((Path(plane.settings.artifacts.root) / "evaluations").rglob("*.json"))
     assert paths and all(json.loads(p.read_text())["candidate"] for p in paths)
+
+
+def _tool_logs(n: int) -> list[dict]:
+    tools = [{"type": "function", "function": {"name": "get_quote", "parameters": {"type": "object"}}},
+             {"type": "function", "function": {"name": "get_news", "parameters": {"type": "object"}}}]
+    logs = []
+    for i in range(n):
+        name = "get_quote" if i % 2 else "get_news"
+        logs.append({
+            "workload_id": "desk_tools", "client_id": "c", "timestamp": 1_760_000_000 + i,
+            "request": {"model": "t", "tools": tools,
+                        "messages": [{"role": "user", "content": f"{name.split('_')[1]} for ticker T{i}"}]},
+            "response": {"choices": [{"message": {"role": "assistant", "content": None, "tool_calls": [
+                {"id": f"c{i}", "type": "function",
+                 "function": {"name": name, "arguments": json.dumps({"ticker": f"T{i}"})}}]}}]},
+        })
+    return logs
+
+
+def test_tool_calling_candidate_is_scored_on_names_and_arguments(tmp_path: Path) -> None:
+    plane = model_plane(tmp_path, logs=_tool_logs(80), workload_id="desk_tools", max_steps=3)
+    settings = plane.settings.model_copy(update={"evaluation": plane.settings.evaluation.model_copy(
+        update={"max_eval_records": 4})})
+    assert plane.dataset.workload_type == "tool_calling"
+    train_line = next(plane.dataset.read_split("train"))
+    assert train_line["messages"][-1]["tool_calls"], "training keeps tool calls intact"
+    train_candidate(settings, "tiny-lora", plane.dataset.dataset_id)
+    result = evaluate(settings, candidate="tiny-lora", dataset_id=plane.dataset.dataset_id, kind=EvalKind.CUSTOMIZED)
+    assert result.metric_name == "score_vs_teacher" and result.decoding == "generate"
+    assert {"name_accuracy", "name_args_accuracy"} <= set(result.metrics)
+    assert result.n == 4 and 0 <= (result.score or 0) <= 1
+
+
+def test_chat_candidate_without_a_judge_gets_the_lexical_score(tmp_path: Path) -> None:
+    logs = [{"workload_id": "qa", "client_id": "c", "timestamp": 1_760_000_000 + i,
+             "request": {"model": "t", "messages": [{"role": "user", "content": f"summarize filing {i}"}]},
+             "response": {"choices": [{"message": {"role": "assistant", "content": f"revenue rose {i} percent"}}]}}
+            for i in range(80)]
+    plane = model_plane(tmp_path, logs=logs, workload_id="qa")
+    settings = plane.settings.model_copy(update={"evaluation": plane.settings.evaluation.model_copy(
+        update={"max_eval_records": 4})})
+    result = evaluate(settings, candidate="tiny-lora", dataset_id=plane.dataset.dataset_id, kind=EvalKind.BASE)
+    assert result.workload_type == "chat" and result.metric_name == "score_vs_teacher"
+    assert "token_f1" in json.dumps(result.metrics)
