@@ -111,6 +111,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--threads", type=int, default=2)
+    defaults = {"mse": 1.0, "cosine": 1.0, "similarity": 1.0}  # DistillationSettings' defaults
+    for term, value in defaults.items():
+        parser.add_argument(f"--{term}-weight", type=float, default=value, help=f"distillation.{term}_weight")
     parser.add_argument("--json", type=Path, default=RESULTS / "embedding_distill.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -150,7 +153,8 @@ def main() -> None:
     training = TrainingSettings(finetune="full", learning_rate=args.lr, batch_size=args.batch_size,
                                 max_steps=args.steps, warmup_ratio=0.1, max_seq_length=128,
                                 early_stopping_patience=0, checkpoint_every_steps=1000, seed=42)
-    distillation = DistillationSettings(matryoshka_dims=list(DIMS))
+    distillation = DistillationSettings(matryoshka_dims=list(DIMS), mse_weight=args.mse_weight,
+                                        cosine_weight=args.cosine_weight, similarity_weight=args.similarity_weight)
     request = TrainRequest(
         candidate="minilm-distilled", kind=StudentKind.EMBEDDING_DISTILL, base_model="minilm-l6",
         base_model_path=student_path, dataset=dataset, training=training, lora=LoraSettings(),
