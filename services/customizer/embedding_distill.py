@@ -378,10 +378,6 @@ class EmbeddingDistillTrainer:
                               fingerprint=request.fingerprint(), control=control)
         after = evaluate_agreement(task) if val_items else {}
 
-        staged = artifacts.staging_dir(request.output_dir)
-        # Serving keeps the base model's input limit; max_seq_length only bounds training batches.
-        save_student(model, tokenizer, Path(request.base_model_path), staged,
-                     max_seq_length=layout.max_seq_length or max_length)
         metrics = {
             **result.to_json(),
             "train_texts": offset,
@@ -398,7 +394,13 @@ class EmbeddingDistillTrainer:
             "distillation": {"before": before, "after": after},
             "val_cosine_to_teacher": after.get("cosine"),
         }
-        artifact = artifacts.finalize(request, staged, metrics=metrics)
+
+        def save(staged: Path) -> None:
+            # Serving keeps the base model's input limit; max_seq_length only bounds training batches.
+            save_student(model, tokenizer, Path(request.base_model_path), staged,
+                         max_seq_length=layout.max_seq_length or max_length)
+
+        artifact = artifacts.publish(request, save, metrics=metrics)
         clear_checkpoints(request.work_dir)
         return artifact
 
