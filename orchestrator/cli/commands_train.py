@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,8 @@ def train_command(state: CliState, dataset_id: str, candidate: str, overrides: t
     finally:
         if bar is not None:
             bar.close()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun / accelerate launch every rank trains; only rank 0 reports
     payload = artifact.model_dump(mode="json")
 
     def human() -> None:

@@ -53,15 +53,6 @@ def file_hashes(directory: Path) -> dict[str, str]:
     return hashes
 
 
-def base_model_sha256(path: Path) -> str | None:
-    """sha256 over the cached base model's file hashes (from its cache manifest), if it has one."""
-    manifest = path / "flywheel-model.json"
-    if not manifest.exists():
-        return None
-    files = json.loads(manifest.read_text("utf-8")).get("files", {})
-    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
-
-
 def staging_dir(output_dir: Path) -> Path:
     """An empty directory to write the weights into before `finalize`."""
     partial = output_dir.with_name(output_dir.name + ".partial")
@@ -87,7 +78,7 @@ def finalize(
         candidate=request.candidate,
         kind=request.kind,
         base_model=request.base_model,
-        base_model_sha256=base_model_sha256(request.base_model_path),
+        base_model_sha256=request.base_model_sha256,
         dataset_id=dataset.dataset_id,
         dataset_hashes={name: split["sha256"] for name, split in dataset.splits.items() if name in ("train", "val")},
         workload_id=str(dataset.manifest.get("workload_id")),

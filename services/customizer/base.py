@@ -35,6 +35,7 @@ class TrainRequest:
     label_pattern: str | None = None  # classification workloads
     labels: list[str] | None = None
     teacher_model_path: Path | None = None  # embedding distillation when logs lack vectors
+    base_model_sha256: str | None = None  # sha256 over the cached base model's file hashes
     distillation: DistillationSettings | None = None  # embedding distillation losses and Matryoshka dims
 
     def hyperparameters(self) -> dict[str, Any]:

@@ -88,6 +88,7 @@ class LoopResult:
     best_step: int | None
     stopped_early: bool
     examples: int
+    processes: int
     train_seconds: float
     examples_per_s: float
     peak_rss_mb: float
@@ -237,9 +238,10 @@ def run_training(
         best_val_loss=state.best_val_loss,
         best_step=state.best_step,
         stopped_early=state.stopped_early,
-        examples=state.examples,
+        examples=state.examples * world,  # every rank trains on its own equal share
+        processes=world,
         train_seconds=round(state.train_seconds, 3),
-        examples_per_s=round(state.examples / state.train_seconds, 3) if state.train_seconds else 0.0,
+        examples_per_s=round(state.examples * world / state.train_seconds, 3) if state.train_seconds else 0.0,
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         peak_gpu_mb=round(gpu, 1) if gpu is not None else None,
         resumed_from_step=state.resumed_from_step,

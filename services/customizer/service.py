@@ -7,6 +7,8 @@ its last checkpoint. This is what makes the Celery task safe to re-deliver (acks
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,9 @@ def plan_training(
     if spec.kind != expected:
         raise ConfigError(f"candidate {candidate.name!r} is {kind.value} but model {candidate.model!r} is a {spec.kind}")
     base_path = cache.path(candidate.model)
+    cached = cache.cached(candidate.model)
+    base_sha = (hashlib.sha256(json.dumps(cached.files, sort_keys=True).encode()).hexdigest()
+                if cached is not None else None)
     workload = settings.workload(str(dataset.manifest.get("workload_id")))
     teacher_path = None
     if kind is StudentKind.EMBEDDING_DISTILL and candidate.teacher_model is not None:
@@ -105,7 +110,7 @@ def plan_training(
         candidate=candidate.name, kind=kind, base_model=candidate.model, base_model_path=base_path,
         dataset=dataset, training=training, lora=lora, output_dir=Path(), work_dir=Path(),
         label_pattern=workload.label_pattern, labels=workload.labels or dataset.labels() or None,
-        teacher_model_path=teacher_path,
+        teacher_model_path=teacher_path, base_model_sha256=base_sha,
         distillation=settings.distillation if kind is StudentKind.EMBEDDING_DISTILL else None,
     )
     run = probe.fingerprint()[:16]
