@@ -4,8 +4,9 @@ Labels come from the dataset (manifest label set, or `workloads.<id>.labels`); t
 from the teacher's answers with the workload's label pattern. The artifact records the teacher's
 answer format (e.g. `[[[{label}]]]`) so that, served behind the chat API, the student answers
 exactly as the teacher would.
-LoRA (default; the head is trained in full) or a full fine-tune (`training.finetune: full`).
-A LoRA student is merged before saving: serving then loads one plain model, no peft needed.
+The model is `services.models.runtime.classifier.MeanPoolClassifier` (mean-pooled encoder +
+linear head). LoRA on the encoder (default; the head is trained in full) or a full fine-tune
+(`training.finetune: full`). A LoRA encoder is merged before saving: serving needs no peft.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from services.domain.errors import TrainingFailed
 from services.domain.labels import LabelParser
 from services.domain.settings import DEFAULT_LABEL_PATTERN
 from services.models.runtime.chat_format import content_text, last_user_text
+from services.models.runtime.classifier import MeanPoolClassifier
 
 log = logging.getLogger(__name__)
 # BERT-family linear layers; "all-linear" on a sequence classifier would also wrap the head.
@@ -68,7 +70,7 @@ class EncoderClassifierTask:
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         device = next(model.parameters()).device
-        logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
+        logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
         return torch.nn.functional.cross_entropy(logits.float(), batch["targets"].to(device))
 
     def examples_in(self, batch: dict[str, torch.Tensor]) -> int:
@@ -79,7 +81,7 @@ class EncoderClassifierTrainer:
     kind = StudentKind.ENCODER_CLASSIFIER
 
     def train(self, request: TrainRequest, control: TrainControl) -> StudentArtifact:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModel, AutoTokenizer
 
         settings = request.training
         seed_everything(settings.seed)
@@ -92,17 +94,18 @@ class EncoderClassifierTrainer:
                                  f"answers; found {len(labels)} labels, {len(train_pairs)} examples", reason="bad_data")
         index = {label: i for i, label in enumerate(labels)}
         tokenizer = AutoTokenizer.from_pretrained(str(request.base_model_path))
-        model = AutoModelForSequenceClassification.from_pretrained(
-            str(request.base_model_path), num_labels=len(labels),
-            id2label=dict(enumerate(labels)), label2id=index,
-        )
+        try:  # the pooler is unused (mean pooling): do not load or train it
+            encoder = AutoModel.from_pretrained(str(request.base_model_path), add_pooling_layer=False)
+        except TypeError:  # architectures without a pooler
+            encoder = AutoModel.from_pretrained(str(request.base_model_path))
         if settings.finetune == "lora":
             from peft import LoraConfig, get_peft_model
 
             targets = ENCODER_LORA_TARGETS if request.lora.target_modules == "all-linear" else request.lora.target_modules
-            model = get_peft_model(model, LoraConfig(
+            encoder = get_peft_model(encoder, LoraConfig(
                 r=request.lora.rank, lora_alpha=request.lora.alpha, lora_dropout=request.lora.dropout,
-                target_modules=targets, task_type="SEQ_CLS"))
+                target_modules=targets))
+        model = MeanPoolClassifier(encoder, len(labels))
         train = _encode(tokenizer, train_pairs, index, settings.max_seq_length)
         val = _encode(tokenizer, val_pairs, index, settings.max_seq_length)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -112,10 +115,11 @@ class EncoderClassifierTrainer:
                               fingerprint=request.fingerprint(), control=control)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         if settings.finetune == "lora":
-            model = model.merge_and_unload()
+            model.encoder = model.encoder.merge_and_unload()
+        meta = {"labels": labels, "answer_template": template or "{label}", "max_length": settings.max_seq_length}
+
         def save(staged: Path) -> None:
-            model.save_pretrained(str(staged / "model"))
-            tokenizer.save_pretrained(str(staged / "model"))
+            model.save(staged / "model", tokenizer, meta)
 
         metrics = {
             **result.to_json(),

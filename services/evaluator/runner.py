@@ -193,7 +193,7 @@ def _classifier_outputs(
 ) -> tuple[list[Any], list[float]]:
     from services.models.runtime.classifier import ClassifierRunner
 
-    runner = ClassifierRunner(Path(artifact.path) / "model", answer_template=artifact.answer_template or "{label}")
+    runner = ClassifierRunner(Path(artifact.path) / "model")
     texts = [last_user_text(r["request"]["messages"]) for r in records]
     # Scored through the same parser as the teacher: the student's chat answer must parse too.
     return _timed(texts, lambda text: parser.parse(runner.answer([{"messages": [

@@ -1,7 +1,15 @@
-"""An encoder-classifier student: text -> (label, confidence), and a chat answer in the teacher's format."""
+"""Encoder-classifier students: mean-pooled encoder + linear head; text -> (label, confidence).
+
+Mean pooling, not the [CLS]/pooler output: sentence encoders such as all-MiniLM-L6-v2 were
+trained to put the meaning of a text in the mean of its token vectors; their [CLS] token was not
+(a pooler-based head on MiniLM stayed near chance in our runs). Layout of a saved student:
+`<dir>/` holds the encoder (a Hugging Face model + tokenizer) and `classifier_head.safetensors`
++ `classifier.json` (labels, answer template, max length).
+"""
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -12,20 +20,62 @@ from services.domain.labels import render_label
 from services.models.runtime.causal_lm import best_device
 from services.models.runtime.chat_format import last_user_text
 
+HEAD_FILE = "classifier_head.safetensors"
+META_FILE = "classifier.json"
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+
+class MeanPoolClassifier(torch.nn.Module):
+    """encoder -> mean of token vectors -> dropout -> linear layer over the labels."""
+
+    def __init__(self, encoder: torch.nn.Module, num_labels: int, *, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = torch.nn.Dropout(dropout)
+        self.head = torch.nn.Linear(int(encoder.config.hidden_size), num_labels)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.head(self.dropout(mean_pool(hidden, attention_mask)))
+
+    def save(self, directory: Path, tokenizer: Any, meta: dict[str, Any]) -> None:
+        from safetensors.torch import save_file
+
+        directory.mkdir(parents=True, exist_ok=True)
+        self.encoder.save_pretrained(str(directory))
+        tokenizer.save_pretrained(str(directory))
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
+                  str(directory / HEAD_FILE))
+        (directory / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> tuple[MeanPoolClassifier, dict[str, Any]]:
+        from safetensors.torch import load_file
+        from transformers import AutoModel
+
+        meta = json.loads((directory / META_FILE).read_text("utf-8"))
+        model = cls(AutoModel.from_pretrained(str(directory)), len(meta["labels"]))
+        model.head.load_state_dict(load_file(str(directory / HEAD_FILE)))
+        return model, meta
+
 
 class ClassifierRunner:
-    """Load a saved sequence classifier (the customizer's `model/` directory) once; classify many."""
+    """Load a saved student (the customizer's `model/` directory) once; classify many. Thread-safe."""
 
-    def __init__(self, model_dir: str | Path, *, answer_template: str = "{label}", max_length: int = 256,
-                 device: torch.device | None = None) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    def __init__(self, model_dir: str | Path, *, device: torch.device | None = None) -> None:
+        from transformers import AutoTokenizer
 
         self.device = device or best_device()
+        model, meta = MeanPoolClassifier.load(Path(model_dir))
+        self.model = model.to(self.device).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).to(self.device).eval()
-        config = self.model.config
-        self.labels = [config.id2label[i] for i in range(config.num_labels)]
-        self.answer_template, self.max_length = answer_template, max_length
+        self.labels: list[str] = list(meta["labels"])
+        self.answer_template: str = meta.get("answer_template") or "{label}"
+        self.max_length: int = int(meta.get("max_length", 256))
         self._lock = threading.Lock()
 
     @torch.inference_mode()
@@ -33,7 +83,7 @@ class ClassifierRunner:
         batch = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True,
                                max_length=self.max_length).to(self.device)
         with self._lock:
-            logits = self.model(**batch).logits
+            logits = self.model(batch["input_ids"], batch["attention_mask"])
         return torch.softmax(logits.float(), dim=-1).cpu()
 
     def classify(self, texts: list[str]) -> list[tuple[str, float]]:
