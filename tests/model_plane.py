@@ -64,6 +64,7 @@ def model_plane(root: Path, *, records: int = 160, workload_id: str = "news_topi
         "candidates": [
             {"name": "tiny-lora", "model": "tiny-lm", "kind": "causal_lm_lora"},
             {"name": "tiny-clf", "model": "tiny-bert", "kind": "encoder_classifier"},
+            {"name": "tiny-emb", "model": "tiny-bert", "kind": "embedding_distill"},
         ],
         "training": {"epochs": 2, "batch_size": 8, "learning_rate": 5e-3, "max_seq_length": 96,
                      "checkpoint_every_steps": 5, "seed": 7, **training},
@@ -79,3 +80,20 @@ def model_plane(root: Path, *, records: int = 160, workload_id: str = "news_topi
         dataset = build_dataset(store, settings, workload_id=workload_id, client_id=None,
                                 root=root / "artifacts" / "datasets")
     return ModelPlane(settings=settings, dataset=DatasetRef(dataset.dataset_id, dataset.splits, dataset.manifest), root=root)
+
+
+def embedding_logs(n: int, *, dim: int = 16, seed: int = 0, workload_id: str = "filing_search") -> list[dict[str, Any]]:
+    """Embedding calls whose teacher vectors depend on the topic of the text (learnable structure)."""
+    rng = random.Random(seed)
+    centers = {label: [rng.gauss(0, 1) for _ in range(dim)] for label in TOPICS}
+    records = []
+    for i in range(n):
+        label = list(TOPICS)[i % len(TOPICS)]
+        text = f"{rng.choice(TOPICS[label])} {i}"
+        vector = [c + rng.gauss(0, 0.3) for c in centers[label]]
+        records.append({
+            "workload_id": workload_id, "client_id": "desk-1", "timestamp": 1_760_000_000 + i,
+            "request": {"model": "teacher-embed", "input": text},
+            "response": {"data": [{"index": 0, "embedding": vector}]},
+        })
+    return records

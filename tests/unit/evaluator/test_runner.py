@@ -114,3 +114,19 @@ def test_chat_candidate_without_a_judge_gets_the_lexical_score(tmp_path: Path) -
     result = evaluate(settings, candidate="tiny-lora", dataset_id=plane.dataset.dataset_id, kind=EvalKind.BASE)
     assert result.workload_type == "chat" and result.metric_name == "score_vs_teacher"
     assert "token_f1" in json.dumps(result.metrics)
+
+
+def test_embedding_student_is_scored_on_neighbour_agreement(tmp_path: Path) -> None:
+    from tests.model_plane import embedding_logs
+
+    plane = model_plane(tmp_path, logs=embedding_logs(120), workload_id="filing_search", max_steps=10)
+    assert plane.dataset.workload_type == "embedding"
+    settings = plane.settings.model_copy(update={"distillation": plane.settings.distillation.model_copy(
+        update={"matryoshka_dims": [8]})})
+    train_candidate(settings, "tiny-emb", plane.dataset.dataset_id)
+    result = evaluate(settings, candidate="tiny-emb", dataset_id=plane.dataset.dataset_id, kind=EvalKind.CUSTOMIZED)
+    assert result.applicable and result.metric_name == "score_vs_teacher"
+    assert result.n == plane.dataset.splits["eval"]["count"] and result.score is not None
+    assert "8" in json.dumps(result.metrics), "truncated (Matryoshka) dims are scored too"
+    base = evaluate(settings, candidate="tiny-emb", dataset_id=plane.dataset.dataset_id, kind=EvalKind.BASE)
+    assert not base.applicable and "embedding student" in (base.reason or "")
