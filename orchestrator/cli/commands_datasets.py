@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from orchestrator.cli.output import CliState, emit, handles_errors, json_option, log
-from services.datastore.datasets import build_dataset, list_datasets, load_dataset
+from services.datastore.datasets import build_dataset, list_datasets
 from services.datastore.stores import open_log_store
+from services.domain.datasets import load_dataset
 from services.domain.errors import ConfigError
 from services.domain.settings import Settings, apply_overrides
 

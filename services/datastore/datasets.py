@@ -13,7 +13,6 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,22 +30,13 @@ from services.datastore.pipeline.split import DatasetSplits, Example, split_exam
 from services.datastore.pipeline.spool import RecordSpool, SpooledRecord, deduplicate_to_spool
 from services.datastore.pipeline.workload import workload_type_of
 from services.datastore.stores.base import LogStore
+from services.domain.datasets import DatasetRef
 from services.domain.errors import ConfigError, InsufficientData, StoreError
 from services.domain.labels import LabelParser, answer_text
 from services.domain.records import CallType, LogRecord, canonical_json
 from services.domain.settings import Settings
 
 MAX_LISTED_IDS = 100
-
-
-@dataclass(frozen=True)
-class DatasetRef:
-    dataset_id: str
-    splits: dict[str, dict[str, Any]]  # name -> {"sha256", "count", "path"}
-    manifest: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"dataset_id": self.dataset_id, "splits": self.splits, "manifest": self.manifest}
 
 
 def chat_training_example(data: dict[str, Any]) -> dict[str, Any]:
@@ -300,11 +290,3 @@ def list_datasets(root: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["created_at"], reverse=True)
 
 
-def load_dataset(root: Path, dataset_id: str) -> DatasetRef:
-    matches = sorted((root / "datasets").glob(f"{dataset_id}*.json"))
-    if len(matches) != 1:
-        raise InsufficientData(
-            f"no dataset {dataset_id!r}" if not matches else f"{dataset_id!r} is ambiguous ({len(matches)} datasets)"
-        )
-    ref = json.loads(matches[0].read_text("utf-8"))
-    return DatasetRef(ref["dataset_id"], ref["splits"], ref["manifest"])

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from services.datastore.datasets import build_dataset, list_datasets, load_dataset
+from services.datastore.datasets import build_dataset, list_datasets
 from services.datastore.stores.sqlite import SqliteLogStore
+from services.domain.datasets import load_dataset
 from services.domain.errors import InsufficientData
 from services.domain.records import LogRecord
 from services.domain.settings import DataSplitSettings, Settings

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
 
 import numpy as np
+
+from services.domain.errors import InsufficientData
 
 # Index matrices above this many cells are built in chunks (8 bytes each: ~32 MB per chunk).
 _MAX_CELLS = 4_000_000
@@ -54,3 +56,11 @@ def bootstrap_mean(
     return bootstrap_statistic(
         arr.size, lambda idx: arr[idx].mean(axis=1), samples=samples, confidence=confidence, seed=seed
     )
+
+
+def require_aligned(reference: Sized, predicted: Sized) -> None:
+    """One prediction per reference, and at least one of each."""
+    if len(reference) != len(predicted):
+        raise ValueError(f"{len(reference)} references but {len(predicted)} predictions")
+    if not len(reference):
+        raise InsufficientData("no eval records to score")

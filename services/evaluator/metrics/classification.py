@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from services.domain.errors import InsufficientData
-from services.evaluator.metrics.bootstrap import bootstrap_statistic
+from services.evaluator.metrics.bootstrap import bootstrap_statistic, require_aligned
 
 
 def _f1(tp: np.ndarray, n_pred: np.ndarray, n_true: np.ndarray) -> np.ndarray:
@@ -70,10 +69,7 @@ def classification_report(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Accuracy, macro/weighted F1, per-class scores, confusion matrix and f1_vs_teacher with a bootstrap CI."""
-    if len(reference) != len(predicted):
-        raise ValueError(f"{len(reference)} references but {len(predicted)} predictions")
-    if not reference:
-        raise InsufficientData("no eval records to score")
+    require_aligned(reference, predicted)
 
     teacher_labels = sorted(set(reference))
     extra_labels = sorted({p for p in predicted if p is not None} - set(teacher_labels))

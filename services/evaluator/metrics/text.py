@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from services.domain.errors import InsufficientData
-from services.evaluator.metrics.bootstrap import bootstrap_mean
+from services.evaluator.metrics.bootstrap import bootstrap_mean, require_aligned
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
@@ -76,10 +75,7 @@ def text_report(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Mean token F1 (the score, with a bootstrap CI), ROUGE-L F and exact match; None predictions score 0."""
-    if len(reference) != len(predicted):
-        raise ValueError(f"{len(reference)} references but {len(predicted)} predictions")
-    if not reference:
-        raise InsufficientData("no eval records to score")
+    require_aligned(reference, predicted)
     pairs = list(zip(reference, predicted, strict=True))
     f1 = np.array([0.0 if p is None else token_f1(r, p) for r, p in pairs])
     rouge = np.array([0.0 if p is None else rouge_l_f(r, p) for r, p in pairs])

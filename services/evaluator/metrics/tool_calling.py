@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from services.domain.errors import InsufficientData
-from services.evaluator.metrics.bootstrap import bootstrap_mean
+from services.evaluator.metrics.bootstrap import bootstrap_mean, require_aligned
 
 ToolTurn = Sequence[Mapping[str, Any]] | str | None
 
@@ -90,10 +89,7 @@ def tool_calling_report(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Function-name accuracy and name+arguments accuracy (the score), with a bootstrap CI."""
-    if len(reference) != len(predicted):
-        raise ValueError(f"{len(reference)} references but {len(predicted)} predictions")
-    if not reference:
-        raise InsufficientData("no eval records to score")
+    require_aligned(reference, predicted)
     outcomes = [score_turn(r, p) for r, p in zip(reference, predicted, strict=True)]
     name_ok = np.array([o[0] for o in outcomes], dtype=np.float64)
     args_ok = np.array([o[1] for o in outcomes], dtype=np.float64)
