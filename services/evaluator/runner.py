@@ -117,7 +117,9 @@ def evaluate(
 
 
 def result_path(root: Path, result: EvalResult) -> Path:
-    return root / "evaluations" / result.dataset_id[:16] / f"{result.candidate}-{result.eval_kind.value}.json"
+    """Where a result is saved; customized results name their artifact (several may share a dataset)."""
+    suffix = f"-{result.artifact_id[:12]}" if result.artifact_id else ""
+    return root / "evaluations" / result.dataset_id[:16] / f"{result.candidate}-{result.eval_kind.value}{suffix}.json"
 
 
 def _save(root: Path, result: EvalResult) -> EvalResult:
