@@ -19,8 +19,12 @@ test-fast: setup  ## the suite without slow (real-model) tests
 lint: setup  ## ruff
 	.venv/bin/ruff check orchestrator services tests bench
 
-bench: setup  ## benchmarks (print a table, write bench/results/*.json)
+bench: setup  ## benchmarks (print a table, write bench/results/*.json; about an hour on 2 CPU cores)
+	HF_HUB_OFFLINE=1 .venv/bin/flywheel models fetch
 	HF_HUB_OFFLINE=1 .venv/bin/python -m bench.ingest
+	HF_HUB_OFFLINE=1 .venv/bin/python -m bench.training_throughput
+	HF_HUB_OFFLINE=1 .venv/bin/python -m bench.learning_curve
+	HF_HUB_OFFLINE=1 .venv/bin/python -m bench.embedding_distill
 
 clean:  ## remove local state (logs, queue, models cache); keeps .venv
 	rm -rf var
