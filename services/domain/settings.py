@@ -204,7 +204,12 @@ class CandidateSettings(_Section):
 
 def _default_candidates() -> list[CandidateSettings]:
     return [
-        CandidateSettings(name="minilm-classifier", model="minilm-l6", kind="encoder_classifier"),
+        CandidateSettings(
+            name="minilm-classifier",
+            model="minilm-l6",
+            kind="encoder_classifier",
+            training=TrainingOverrides(finetune="full", learning_rate=1e-4, epochs=3, batch_size=16),
+        ),
         CandidateSettings(
             name="smollm2-lora",
             model="smollm2-135m-instruct",
