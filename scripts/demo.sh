@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole flywheel on the embedded default, as far as it exists today:
-# convert the MIT demo set to teacher logs -> ingest (with a few broken lines) -> stats -> models.
+# convert the MIT demo set to teacher logs -> ingest (with a few broken lines) -> stats -> models
+# -> dataset -> train a student -> evaluate it against the teacher.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
@@ -24,13 +25,22 @@ step "Build a versioned dataset: redact, dedup, detect the type, parse labels, s
 step "Building again on the same logs and config gives the same dataset id" \
   $FW datasets build --workload news_topic --client demo
 step "So the store still holds one dataset" $FW datasets list
+DATASET=$($FW datasets build --workload news_topic --client demo --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["dataset_id"][:16])')
+step "Train the MiniLM classifier student on CPU (capped at 200 steps for the demo; resumable)" \
+  $FW train --dataset "$DATASET" --student minilm-classifier --set max_steps=200
+step "Evaluate it against the teacher's answers (base/ICL do not apply to an encoder: it says why)" \
+  $FW evaluate --dataset "$DATASET" --candidate minilm-classifier
 
 cat <<'MSG'
 
 Done. What ran: demo data converted to OpenAI-format teacher logs, ingested into the embedded
-SQLite log store (var/logs.sqlite) with malformed lines quarantined by reason, and the packaged
-models cached as safetensors (var/models) and verified with a forward pass, and a dataset built
-from the newest 10,000 logs (var/artifacts/datasets: content-addressed splits + manifest).
-Not yet in the demo: training, evaluation, promotion and the gateway — they land with the
-model-plane, orchestrator and gateway issues.
+SQLite log store (var/logs.sqlite) with malformed lines quarantined by reason, the packaged
+models cached as safetensors (var/models) and verified with a forward pass, a dataset built
+from the newest 10,000 logs (var/artifacts/datasets: content-addressed splits + manifest), a
+MiniLM classifier student trained on CPU (var/artifacts/students) and scored against the
+teacher's answers with a bootstrap CI (var/artifacts/evaluations).
+Try next: flywheel evaluate --dataset <id> --candidate smollm2-lora --kind base --kind icl
+(SmolLM2 with constrained label scoring; a few minutes on CPU).
+Not yet in the demo: the job API, promotion and the gateway — they land with the orchestrator
+and gateway issues.
 MSG
