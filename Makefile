@@ -10,7 +10,8 @@ setup:  ## venv in .venv with the pinned stack (no-op when up to date)
 demo: setup  ## run the flywheel on the embedded default (convert -> ingest -> stats -> models)
 	@bash scripts/demo.sh
 
-test: setup  ## the whole test suite, including slow tests with real small models
+test: setup  ## the whole test suite, including slow tests with real small models (fetched first, offline)
+	HF_HUB_OFFLINE=1 .venv/bin/flywheel models fetch
 	HF_HUB_OFFLINE=1 .venv/bin/python -m pytest
 
 test-fast: setup  ## the suite without slow (real-model) tests
