@@ -122,7 +122,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from services.customizer.base import TrainControl, TrainRequest
-    from services.customizer.embedding_distill import EmbeddingDistillTrainer, embed_with_cache
+    from services.customizer.embedding_data import embed_with_cache
+    from services.customizer.embedding_distill import EmbeddingDistillTrainer
     from services.domain.artifacts import StudentKind
     from services.domain.datasets import DatasetRef
     from services.domain.settings import DistillationSettings, LoraSettings, TrainingSettings

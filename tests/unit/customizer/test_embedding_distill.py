@@ -19,14 +19,8 @@ import pytest
 import torch
 
 from services.customizer.base import TrainControl, TrainRequest
-from services.customizer.embedding_distill import (
-    PROJECTION_DIR,
-    EmbeddingDistillTrainer,
-    decode_embedding,
-    distill_losses,
-    embed_with_cache,
-    read_distill_data,
-)
+from services.customizer.embedding_data import decode_embedding, embed_with_cache, read_distill_data
+from services.customizer.embedding_distill import PROJECTION_DIR, EmbeddingDistillTrainer, distill_losses
 from services.domain.artifacts import StudentKind
 from services.domain.datasets import DatasetRef
 from services.domain.errors import TrainingCancelled, TrainingFailed
