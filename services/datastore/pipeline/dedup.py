@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 from services.domain.records import ChatRequest, EmbeddingRequest, LogRecord
 
@@ -60,13 +60,29 @@ def deduplicate(records: Iterable[LogRecord], *, digits: DigitPolicy = "keep") -
 
     The output is ordered newest first, like a log-store export.
     """
-    best: dict[str, LogRecord] = {}
+    return newest_per_key(records, digits=digits, keep=lambda record: record)
+
+
+class _Dated(Protocol):
+    timestamp: int | float
+    id: str
+
+
+KeptT = TypeVar("KeptT", bound=_Dated)
+
+
+def newest_per_key(
+    records: Iterable[LogRecord], *, digits: DigitPolicy, keep: Callable[[LogRecord], KeptT]
+) -> tuple[list[KeptT], DedupReport]:
+    """The dedup rule, whatever is kept per record: `keep(record)` runs only for a record that is
+    (for now) the newest of its key, so the caller can store it elsewhere and keep a handle."""
+    best: dict[str, KeptT] = {}
     total = 0
     for record in records:
         total += 1
         key = dedup_key(record, digits=digits)
         current = best.get(key)
         if current is None or (record.timestamp, record.id) > (current.timestamp, current.id):
-            best[key] = record
+            best[key] = keep(record)
     kept = sorted(best.values(), key=lambda r: (r.timestamp, r.id), reverse=True)
     return kept, DedupReport(kept=len(kept), removed=total - len(kept))

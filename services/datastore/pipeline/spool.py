@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.datastore.pipeline.dedup import DedupReport, DigitPolicy, dedup_key
+from services.datastore.pipeline.dedup import DedupReport, DigitPolicy, newest_per_key
 from services.domain.records import CallType, ChatResponse, LogRecord
 
 
@@ -109,16 +109,8 @@ def deduplicate_to_spool(
 ) -> tuple[list[SpooledRecord], DedupReport]:
     """`dedup.deduplicate` with the kept records parked in `spool`: the same records, in the
     same order (newest first; ties: the larger id), as handles."""
-    best: dict[str, SpooledRecord] = {}
-    total = 0
-    for record in records:
-        total += 1
-        key = dedup_key(record, digits=digits)
-        current = best.get(key)
-        if current is None or (record.timestamp, record.id) > (current.timestamp, current.id):
-            best[key] = spool.add(record, label=label_of(record))  # a replaced body stays, unread
-    kept = sorted(best.values(), key=lambda r: (r.timestamp, r.id), reverse=True)
-    return kept, DedupReport(kept=len(kept), removed=total - len(kept))
+    # A replaced body stays in the spool, unread.
+    return newest_per_key(records, digits=digits, keep=lambda record: spool.add(record, label=label_of(record)))
 
 
 def _shared(text: str | None) -> str | None:
