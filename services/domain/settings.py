@@ -8,6 +8,7 @@ Relative paths in the file are resolved against the file's own directory.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from pathlib import Path
@@ -175,6 +176,8 @@ def _partial(model: type[_Section], name: str) -> type[_Section]:
     """The same section with every field optional: per-candidate overrides of the global one."""
     fields: dict[str, Any] = {}
     for field_name, info in model.model_fields.items():
+        info = copy.copy(info)
+        info.default_factory = None  # the partial's default is None, never the full section's factory
         optional = FieldInfo.merge_field_infos(info, default=None)
         optional.annotation = info.annotation | None  # type: ignore[operator]
         fields[field_name] = (optional.annotation, optional)
@@ -321,12 +324,52 @@ class EvaluationSettings(_Section):
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
 
 
+class PromotionPolicy(_Section):
+    """When a student may replace the teacher, and how the deployment manager proceeds."""
+
+    min_score: float = Field(
+        0.9, ge=0, le=1, description="Minimum f1_vs_teacher / score_vs_teacher, judged on the LOWER CI bound."
+    )
+    min_eval_size: int = Field(100, ge=1, description="Fewer eval records than this: no verdict can be trusted.")
+    class_f1_floor: float | None = Field(
+        None, ge=0, le=1, description="Every class with enough support must reach this F1 (classification)."
+    )
+    class_floor_min_support: int = Field(10, ge=1, description="Support a class needs for its floor to apply.")
+    max_latency_p95_ms: float | None = Field(None, gt=0, description="Slower students (p95 per request) do not qualify.")
+    prefer: list[Literal["cost", "latency", "score"]] = Field(
+        default_factory=lambda: ["cost", "latency", "score"],
+        description="How to rank qualifying students: lower cost, then lower latency, then higher score.",
+    )
+    rollout: Literal["direct", "canary", "shadow"] = Field(
+        "canary", description="direct: full traffic at once; canary: canary_percent first; shadow: mirror only."
+    )
+    canary_percent: int = Field(10, ge=1, le=100)
+    require_approval: bool = Field(False, description="A person approves (POST /api/jobs/{id}/approve) before deploy.")
+
+
+PromotionOverrides = _partial(PromotionPolicy, "PromotionOverrides")
+
+
+class PricingSettings(_Section):
+    """Prices that turn measurements into cost per 1k requests (any currency, used consistently)."""
+
+    teacher_per_1k_input_tokens: float = Field(0.0006, ge=0, description="Teacher price per 1k prompt tokens.")
+    teacher_per_1k_output_tokens: float = Field(0.0006, ge=0, description="Teacher price per 1k completion tokens.")
+    student_per_hour: float = Field(0.5, ge=0, description="Hourly price of the machine serving one student.")
+    student_per_hour_by_candidate: dict[str, float] = Field(
+        default_factory=dict, description="Per-candidate hourly price (e.g. GPU students), overriding the default."
+    )
+
+
 class WorkloadSettings(_Section):
     type: WorkloadType = Field("auto", description="auto: detected from the records.")
     label_pattern: str = Field(
         DEFAULT_LABEL_PATTERN, description="Regex whose first group is the label in the teacher answer."
     )
     labels: list[str] | None = Field(None, description="The label set (else: taken from the data).")
+    promotion: PromotionOverrides = Field(  # type: ignore[valid-type]
+        default_factory=PromotionOverrides, description="Overrides of the global `promotion` policy."
+    )
 
     @model_validator(mode="after")
     def _pattern_compiles(self) -> WorkloadSettings:
@@ -365,6 +408,8 @@ class Settings(BaseSettings):
     datasets: DatasetSettings = Field(default_factory=DatasetSettings)
     icl: IclSettings = Field(default_factory=IclSettings)
     distillation: DistillationSettings = Field(default_factory=DistillationSettings)
+    promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
+    pricing: PricingSettings = Field(default_factory=PricingSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     workloads: dict[str, WorkloadSettings] = Field(
         default_factory=dict, description="Per-workload settings; unknown workloads use the defaults."
@@ -418,6 +463,11 @@ class Settings(BaseSettings):
 
     def workload(self, workload_id: str) -> WorkloadSettings:
         return self.workloads.get(workload_id) or WorkloadSettings()
+
+    def promotion_policy(self, workload_id: str) -> PromotionPolicy:
+        """The global promotion policy with the workload's overrides applied."""
+        overrides = self.workload(workload_id).promotion.model_dump(exclude_none=True)
+        return PromotionPolicy.model_validate({**self.promotion.model_dump(), **overrides})
 
     def masked(self) -> dict[str, Any]:
         """JSON-ready settings with every secret shown as '**********'."""

@@ -1,0 +1,136 @@
+"""Decide which student (if any) replaces the teacher: a pure function of evaluations and policy.
+
+A candidate qualifies when its customized evaluation
+- applies and has a score with a CI, on at least `min_eval_size` records;
+- has a LOWER CI bound at or above `min_score` (a lucky point estimate on a small eval set is not
+  enough: this is the statistically sound part);
+- meets the per-class F1 floor for every class with enough support (classification);
+- is at most `max_latency_p95_ms` per request.
+Qualifying candidates are ranked by `prefer` (default: cheaper, then faster, then better). No
+qualifying candidate means "keep the teacher", with the reason of every candidate. Costs per 1k
+requests come from the pricing section: the teacher's from its mean token usage, a student's from
+its hourly price and measured throughput.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from services.domain.decisions import CandidateVerdict, PromotionDecision
+from services.domain.evaluation import EvalKind, EvalResult
+from services.domain.settings import PricingSettings, PromotionPolicy
+
+
+@dataclass(frozen=True)
+class TeacherUsage:
+    """Mean tokens per teacher request in the job's data (prompt, completion)."""
+
+    prompt_tokens: float
+    completion_tokens: float
+
+
+def teacher_cost_per_1k(usage: TeacherUsage | None, pricing: PricingSettings) -> float | None:
+    if usage is None:
+        return None
+    per_request = (usage.prompt_tokens * pricing.teacher_per_1k_input_tokens
+                   + usage.completion_tokens * pricing.teacher_per_1k_output_tokens) / 1000
+    return round(per_request * 1000, 6)
+
+
+def student_cost_per_1k(result: EvalResult, pricing: PricingSettings) -> float | None:
+    """Hourly price over requests per hour, for 1,000 requests (serving one request at a time)."""
+    if result.latency is None or result.latency.throughput_per_s <= 0:
+        return None
+    hourly = pricing.student_per_hour_by_candidate.get(result.candidate, pricing.student_per_hour)
+    return round(hourly / (result.latency.throughput_per_s * 3600) * 1000, 6)
+
+
+def judge_candidate(result: EvalResult, policy: PromotionPolicy, pricing: PricingSettings) -> CandidateVerdict:
+    """The verdict on one customized evaluation."""
+    reasons: list[str] = []
+    if not result.applicable:
+        reasons.append(f"not evaluated: {result.reason}")
+    elif result.score is None or result.ci is None:
+        reasons.append("no score with a confidence interval (bootstrap disabled or evaluation failed)")
+    else:
+        if result.n < policy.min_eval_size:
+            reasons.append(f"eval set has {result.n} records; the policy needs at least {policy.min_eval_size}")
+        if result.ci[0] < policy.min_score:
+            reasons.append(f"{result.metric_name} lower CI bound {result.ci[0]:.3f} is below the minimum "
+                           f"{policy.min_score:.3f} (score {result.score:.3f})")
+        reasons.extend(_class_floor_failures(result, policy))
+    p95 = result.latency.p95_ms if result.latency else None
+    if policy.max_latency_p95_ms is not None and p95 is not None and p95 > policy.max_latency_p95_ms:
+        reasons.append(f"p95 latency {p95:.1f} ms exceeds {policy.max_latency_p95_ms:.1f} ms")
+    return CandidateVerdict(
+        candidate=result.candidate, qualified=not reasons, reasons=reasons, metric_name=result.metric_name,
+        score=result.score, ci_low=result.ci[0] if result.ci else None, n=result.n, latency_p95_ms=p95,
+        cost_per_1k_requests=student_cost_per_1k(result, pricing), model_size_bytes=result.model_size_bytes,
+        artifact_id=result.artifact_id,
+    )
+
+
+def _class_floor_failures(result: EvalResult, policy: PromotionPolicy) -> list[str]:
+    if policy.class_f1_floor is None or result.workload_type != "classification":
+        return []
+    per_class = result.metrics.get("per_class") or {}
+    low = sorted(
+        (label, stats["f1"]) for label, stats in per_class.items()
+        if stats.get("support", 0) >= policy.class_floor_min_support and stats.get("f1", 0.0) < policy.class_f1_floor
+    )
+    if not low:
+        return []
+    listed = ", ".join(f"{label} {f1:.2f}" for label, f1 in low[:5]) + (f" (+{len(low) - 5} more)" if len(low) > 5 else "")
+    return [f"{len(low)} classes with support >= {policy.class_floor_min_support} are below the F1 floor "
+            f"{policy.class_f1_floor:.2f}: {listed}"]
+
+
+def _rank_key(verdict: CandidateVerdict, prefer: Sequence[str]) -> tuple[float, ...]:
+    inf = float("inf")
+    keys = {
+        "cost": verdict.cost_per_1k_requests if verdict.cost_per_1k_requests is not None else inf,
+        "latency": verdict.latency_p95_ms if verdict.latency_p95_ms is not None else inf,
+        "score": -(verdict.score or 0.0),
+    }
+    return (*(keys[k] for k in prefer), verdict.candidate)  # type: ignore[return-value]
+
+
+def decide(
+    workload_id: str,
+    results: Sequence[EvalResult],
+    policy: PromotionPolicy,
+    pricing: PricingSettings,
+    *,
+    teacher_usage: TeacherUsage | None = None,
+    failed: dict[str, str] | None = None,
+) -> PromotionDecision:
+    """Choose a student or keep the teacher. `failed` names candidates whose training or evaluation failed."""
+    verdicts = [judge_candidate(r, policy, pricing) for r in results if r.eval_kind is EvalKind.CUSTOMIZED]
+    verdicts += [CandidateVerdict(candidate=name, qualified=False, reasons=[f"failed: {why}"])
+                 for name, why in sorted((failed or {}).items())]
+    teacher_cost = teacher_cost_per_1k(teacher_usage, pricing)
+    qualified = sorted((v for v in verdicts if v.qualified), key=lambda v: _rank_key(v, policy.prefer))
+    common = {
+        "workload_id": workload_id, "rollout": policy.rollout, "requires_approval": policy.require_approval,
+        "teacher_cost_per_1k_requests": teacher_cost, "policy": policy.model_dump(mode="json"),
+    }
+    if not qualified:
+        reason = ("keep the teacher: no candidate was evaluated" if not verdicts
+                  else f"keep the teacher: none of {len(verdicts)} candidates meets the policy")
+        return PromotionDecision(chosen=None, reason=reason, verdicts=verdicts, canary_percent=None, **common)
+    best = qualified[0]
+    ranked = {v.candidate: i for i, v in enumerate(qualified)}
+    verdicts = [v if v.candidate not in ranked or v is best else v.model_copy(update={
+        "reasons": [f"qualifies, but ranks #{ranked[v.candidate] + 1} by {'/'.join(policy.prefer)} after {best.candidate}"]})
+        for v in verdicts]
+    saving = ""
+    if teacher_cost is not None and best.cost_per_1k_requests is not None:
+        saving = f"; cost per 1k requests {teacher_cost:.4f} -> {best.cost_per_1k_requests:.4f}"
+    reason = (f"promote {best.candidate}: {best.metric_name} {best.score:.3f} (lower CI bound {best.ci_low:.3f} "
+              f">= {policy.min_score:.3f}){saving}")
+    return PromotionDecision(
+        chosen=best.candidate, artifact_id=best.artifact_id, reason=reason, verdicts=verdicts,
+        canary_percent=policy.canary_percent if policy.rollout == "canary" else None,
+        chosen_cost_per_1k_requests=best.cost_per_1k_requests, **common,
+    )

@@ -1,0 +1,43 @@
+"""Typed promotion decisions: which student (if any) replaces the teacher, and why, for every candidate."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CandidateVerdict(_Record):
+    """How one candidate fared against the policy."""
+
+    candidate: str
+    qualified: bool
+    reasons: list[str] = Field(description="Why it does not qualify (empty when it does), or why it was chosen/not.")
+    metric_name: str | None = None
+    score: float | None = None
+    ci_low: float | None = Field(None, description="Lower bound of the score's CI: what the policy judges.")
+    n: int = 0
+    latency_p95_ms: float | None = None
+    cost_per_1k_requests: float | None = None
+    model_size_bytes: int | None = None
+    artifact_id: str | None = None
+
+
+class PromotionDecision(_Record):
+    """The outcome of a job: a student to roll out (with how), or keep the teacher."""
+
+    workload_id: str
+    chosen: str | None = Field(description="Candidate to promote, or None: keep the teacher.")
+    artifact_id: str | None = None
+    reason: str = Field(description="One sentence a person can read.")
+    rollout: Literal["direct", "canary", "shadow"]
+    canary_percent: int | None = None
+    requires_approval: bool
+    teacher_cost_per_1k_requests: float | None = None
+    chosen_cost_per_1k_requests: float | None = None
+    verdicts: list[CandidateVerdict]
+    policy: dict[str, object] = Field(description="The policy the decision was made under.")
