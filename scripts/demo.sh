@@ -30,6 +30,8 @@ step "Train the MiniLM classifier student on CPU (capped at 200 steps for the de
   $FW train --dataset "$DATASET" --student minilm-classifier --set max_steps=200
 step "Evaluate it against the teacher's answers (base/ICL do not apply to an encoder: it says why)" \
   $FW evaluate --dataset "$DATASET" --candidate minilm-classifier
+step "Decide: does it replace the teacher? (judged on the lower CI bound; every candidate gets a reason)" \
+  $FW decide --dataset "$DATASET"
 
 cat <<'MSG'
 

@@ -124,3 +124,49 @@ def _artifact(root: Path, candidate: str, ref: str) -> Any:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+@click.command("decide")
+@click.option("--dataset", "dataset_id", required=True, help="Dataset id whose saved evaluations to judge.")
+@json_option
+@handles_errors
+@click.pass_obj
+def decide_command(state: CliState, dataset_id: str, as_json: bool) -> None:
+    """Apply the promotion policy to the saved customized evaluations of a dataset.
+
+    Every candidate is judged on the lower bound of its score's CI, the class floors and the
+    latency limit; qualifying ones are ranked by cost, latency and score. Prints the decision:
+    the student to roll out (and how), or "keep the teacher", with the reason for every candidate.
+    """
+    from orchestrator.decision import decide
+    from services.domain.datasets import load_dataset
+    from services.domain.evaluation import EvalResult
+
+    settings = state.settings
+    root = Path(settings.artifacts.root)
+    dataset = load_dataset(root / "datasets", dataset_id)
+    folder = root / "evaluations" / dataset.dataset_id[:16]
+    results = [EvalResult.model_validate_json(p.read_text("utf-8")) for p in sorted(folder.glob("*.json"))]
+    workload_id = str(dataset.manifest["workload_id"])
+    decision = decide(workload_id, results, settings.promotion_policy(workload_id), settings.pricing,
+                      teacher_usage=_teacher_usage(dataset))
+
+    def human() -> None:
+        click.echo(decision.reason)
+        for verdict in decision.verdicts:
+            mark = "ok " if verdict.qualified else "no "
+            click.echo(f"  {mark}{verdict.candidate}: " + ("; ".join(verdict.reasons) or "chosen"))
+
+    emit(decision.model_dump(mode="json"), as_json=as_json, human=human)
+
+
+def _teacher_usage(dataset: Any) -> Any:
+    """Mean prompt/completion tokens of the teacher's eval answers, when the logs carry usage."""
+    from orchestrator.decision import TeacherUsage
+
+    usages = [u for r in dataset.read_split("eval") if isinstance(u := r.get("response", {}).get("usage"), dict)
+              and isinstance(u.get("prompt_tokens"), int)]
+    if not usages:
+        return None
+    return TeacherUsage(sum(u["prompt_tokens"] for u in usages) / len(usages),
+                        sum(u.get("completion_tokens", 0) for u in usages) / len(usages))

@@ -12,7 +12,7 @@ from orchestrator.cli.commands_data import data_group
 from orchestrator.cli.commands_datasets import datasets_group
 from orchestrator.cli.commands_logs import ingest_command, logs_group
 from orchestrator.cli.commands_models import models_group
-from orchestrator.cli.commands_train import evaluate_command, train_command
+from orchestrator.cli.commands_train import decide_command, evaluate_command, train_command
 from orchestrator.cli.output import CliState
 
 
@@ -28,7 +28,8 @@ from orchestrator.cli.output import CliState
         "  flywheel models fetch\n"
         "  flywheel datasets build --workload news_topic\n"
         "  flywheel train --dataset ID --student minilm-classifier\n"
-        "  flywheel evaluate --dataset ID --candidate minilm-classifier\n\n"
+        "  flywheel evaluate --dataset ID --candidate minilm-classifier\n"
+        "  flywheel decide --dataset ID\n\n"
         "Every command that reports takes --json: exactly one JSON document on stdout, "
         "progress and logs on stderr."
     ),
@@ -60,6 +61,7 @@ cli.add_command(models_group)
 cli.add_command(datasets_group)
 cli.add_command(train_command)
 cli.add_command(evaluate_command)
+cli.add_command(decide_command)
 
 
 def main() -> None:

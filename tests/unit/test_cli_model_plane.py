@@ -65,3 +65,18 @@ def test_unknown_dataset_says_how_to_list_them(plane: tuple[ModelPlane, Path]) -
     result = run(config, "evaluate", "--dataset", "ffff", "--candidate", "tiny-clf", "--json")
     assert result.exit_code == 1
     assert "flywheel datasets list" in json.loads(result.stdout)["error"]["message"]
+
+
+def test_decide_judges_the_saved_evaluations(plane: tuple[ModelPlane, Path]) -> None:
+    model, config = plane
+    dataset = model.dataset.dataset_id[:12]
+    assert run(config, "train", "--dataset", dataset, "--student", "tiny-lora", "--json").exit_code == 0
+    assert run(config, "evaluate", "--dataset", dataset, "--candidate", "tiny-lora", "--kind", "customized",
+               "--json").exit_code == 0
+    decided = run(config, "decide", "--dataset", dataset, "--json")
+    assert decided.exit_code == 0, decided.output
+    body = json.loads(decided.stdout)
+    # 4 training steps of a random tiny model on a 24-record eval set: the teacher stays.
+    assert body["chosen"] is None and body["reason"].startswith("keep the teacher")
+    verdict = next(v for v in body["verdicts"] if v["candidate"] == "tiny-lora")
+    assert any("eval set has 24 records" in r for r in verdict["reasons"])
