@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from orchestrator.cli.output import CliState, emit, handles_errors, json_option, log
-from services.datastore.datasets import build_dataset, list_datasets
-from services.datastore.stores import open_log_store
+from orchestrator.cli.output import CliState, emit, handles_errors, json_option
+from services.datastore.datasets import list_datasets
+from services.datastore.service import build_for_workload, datasets_root
 from services.domain.datasets import load_dataset
 from services.domain.errors import ConfigError
-from services.domain.settings import Settings, apply_overrides
-
-DATA_SECTIONS = ("data_split", "datasets", "icl", "workloads")
+from services.domain.settings import Settings
 
 
 def parse_assignments(items: tuple[str, ...]) -> dict[str, object]:
@@ -34,37 +31,7 @@ def parse_assignments(items: tuple[str, ...]) -> dict[str, object]:
 
 
 def _root(settings: Settings) -> Path:
-    return Path(settings.artifacts.root) / "datasets"
-
-
-def _student_token_counter(settings: Settings) -> tuple[Callable[[str], int] | None, str]:
-    """Count ICL tokens with the first causal-LM student's tokenizer, if it is in the cache."""
-    from services.models.cache import ModelCache
-
-    cache = ModelCache(settings.models)
-    for candidate in settings.candidates:
-        if candidate.enabled and candidate.kind == "causal_lm_lora" and cache.cached(candidate.model):
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(str(cache.path(candidate.model)))
-            def count(text: str, tokenizer=tokenizer) -> int:  # type: ignore[no-untyped-def]
-                return len(tokenizer.encode(text, add_special_tokens=False))
-
-            return count, f"tokenizer:{candidate.model}"
-    log.warning("no causal-LM student is fetched; ICL budget counted as characters/4 (run `flywheel models fetch`)")
-    return None, "approx_chars_div_4"
-
-
-def _embedder(settings: Settings) -> Callable[[list[str]], object] | None:
-    """Sentence embeddings for semantic ICL selection, from the model cache."""
-    if settings.icl.example_selection != "semantic_similarity":
-        return None
-    from sentence_transformers import SentenceTransformer
-
-    from services.models.cache import ModelCache
-
-    model = SentenceTransformer(str(ModelCache(settings.models).path(settings.icl.embedding_model)), device="cpu")
-    return lambda texts: model.encode(texts, batch_size=64, show_progress_bar=len(texts) > 500)
+    return datasets_root(settings)
 
 
 @click.group("datasets", help="Build, list and inspect versioned datasets made from the teacher logs.")
@@ -88,16 +55,8 @@ def datasets_build(
     parse labels, split eval/train/val (stratified, seeded), pick ICL examples, and store the
     splits content-addressed. The same logs and config give the same dataset id.
     """
-    settings = state.settings
-    if overrides:
-        settings = apply_overrides(settings, parse_assignments(overrides), allowed=DATA_SECTIONS)
-    store = open_log_store(settings.log_store, settings.ingest)
-    counter, counter_name = _student_token_counter(settings)
-    try:
-        ref = build_dataset(store, settings, workload_id=workload_id, client_id=client_id, root=_root(settings),
-                            count_tokens=counter, token_counter_name=counter_name, embed=_embedder(settings))
-    finally:
-        store.close()
+    ref = build_for_workload(state.settings, workload_id=workload_id, client_id=client_id,
+                             overrides=parse_assignments(overrides) if overrides else None)
     payload = {"dataset_id": ref.dataset_id,
                "splits": {k: {"sha256": v["sha256"], "count": v["count"]} for k, v in ref.splits.items()},
                "manifest": ref.manifest}

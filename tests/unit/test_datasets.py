@@ -116,3 +116,14 @@ def test_calls_of_another_shape_are_left_out_and_counted(store: SqliteLogStore, 
     assert ref.manifest["workload_type"] == "classification"
     assert ref.manifest["other_call_types"] == {"count": 1, "record_ids": [stray.id]}
     assert ref.splits["train"]["count"] == ref.manifest["counts"]["train"]
+
+
+def test_config_hash_covers_data_settings_only() -> None:
+    from services.datastore.datasets import config_hash
+    from services.domain.settings import Settings
+
+    base = Settings()
+    policy = Settings.model_validate({"workloads": {"w": {"promotion": {"min_score": 0.5}}}, "training": {"epochs": 9}})
+    data = Settings.model_validate({"data_split": {"eval_size": 150}})
+    assert config_hash(base, "w") == config_hash(policy, "w"), "promotion/training settings keep dataset ids"
+    assert config_hash(base, "w") != config_hash(data, "w")
