@@ -13,6 +13,7 @@ from orchestrator.cli.commands_datasets import datasets_group
 from orchestrator.cli.commands_logs import ingest_command, logs_group
 from orchestrator.cli.commands_models import models_group
 from orchestrator.cli.commands_train import decide_command, evaluate_command, train_command
+from orchestrator.cli.commands_worker import worker_command
 from orchestrator.cli.output import CliState
 
 
@@ -62,6 +63,7 @@ cli.add_command(datasets_group)
 cli.add_command(train_command)
 cli.add_command(evaluate_command)
 cli.add_command(decide_command)
+cli.add_command(worker_command)
 
 
 def main() -> None:

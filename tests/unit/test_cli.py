@@ -31,7 +31,7 @@ def run(*args: str, config: Path | None = None):  # type: ignore[no-untyped-def]
     [[], ["config"], ["config", "check"], ["config", "show"], ["ingest"], ["logs"], ["logs", "stats"],
      ["logs", "quarantine"], ["data"], ["data", "convert"], ["data", "list"], ["models"], ["models", "list"],
      ["models", "fetch"], ["datasets"], ["datasets", "build"], ["datasets", "list"], ["datasets", "show"],
-     ["train"], ["evaluate"], ["decide"]],
+     ["train"], ["evaluate"], ["decide"], ["worker"]],
 )
 def test_every_command_explains_itself(command: list[str]) -> None:
     result = run(*command, "--help")
