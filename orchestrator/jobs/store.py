@@ -1,0 +1,171 @@
+"""The job store: SQLAlchemy over SQLite (embedded) or PostgreSQL (production), same code and schema.
+
+`JobStore(url)` migrates the database to the newest schema on open (Alembic), then offers the
+operations the API and the pipeline need. Status changes follow one vocabulary and never leave a
+finished state (a late message from a worker cannot resurrect a cancelled job).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from orchestrator.jobs.models import Job, JobStatus, Stage
+from services.domain.errors import FlywheelError, StoreError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class JobNotFound(FlywheelError):
+    """No job with that id."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobStore:
+    def __init__(self, url: str) -> None:
+        try:
+            if url.startswith("sqlite:///"):
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(url, pool_pre_ping=True)
+            if self.engine.dialect.name == "sqlite":
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+            self.upgrade()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open the job store at {self.engine.url!r}: {exc}") from exc
+
+    def upgrade(self) -> None:
+        """Migrate to the newest schema (a no-op when up to date)."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- jobs ---------------------------------------------------------------------------------
+
+    def create_job(self, *, workload_id: str, client_id: str | None, overrides: dict[str, Any] | None = None) -> Job:
+        now = _now()
+        job = Job(id=str(uuid.uuid4()), workload_id=workload_id, client_id=client_id, status=JobStatus.QUEUED.value,
+                  overrides=overrides or {}, cancel_requested=False, created_at=now, updated_at=now)
+        with self._sessions.begin() as session:
+            session.add(job)
+        return self.get_job(job.id)
+
+    def get_job(self, job_id: str) -> Job:
+        with self._sessions() as session:
+            job = session.get(Job, job_id, options=[selectinload(Job.stages)])
+            if job is None:
+                raise JobNotFound(f"no job {job_id!r}")
+            return job
+
+    def list_jobs(self, *, workload_id: str | None = None, status: str | None = None, limit: int = 50,
+                  offset: int = 0) -> tuple[list[Job], int]:
+        """A page of jobs, newest first, and the total matching."""
+        query = select(Job)
+        if workload_id is not None:
+            query = query.where(Job.workload_id == workload_id)
+        if status is not None:
+            query = query.where(Job.status == status)
+        with self._sessions() as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = session.scalars(query.options(selectinload(Job.stages))
+                                   .order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)).all()
+            return list(rows), total
+
+    def set_job(self, job_id: str, *, status: JobStatus | None = None, **fields: Any) -> Job:
+        """Update a job; a finished job keeps its status (late updates are ignored for status)."""
+        with self._sessions.begin() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise JobNotFound(f"no job {job_id!r}")
+            for key, value in fields.items():
+                setattr(job, key, value)
+            if status is not None and not JobStatus(job.status).finished:
+                job.status = status.value
+                if status.finished:
+                    job.finished_at = _now()
+            job.updated_at = _now()
+        return self.get_job(job_id)
+
+    def request_cancel(self, job_id: str) -> Job:
+        """Flag the job; running work sees the flag between steps. A queued job is cancelled at once."""
+        job = self.get_job(job_id)
+        if JobStatus(job.status).finished:
+            return job
+        if job.status == JobStatus.QUEUED.value:
+            return self.set_job(job_id, status=JobStatus.CANCELLED, cancel_requested=True)
+        return self.set_job(job_id, cancel_requested=True)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        with self._sessions() as session:
+            return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+    def delete_job(self, job_id: str) -> None:
+        with self._sessions.begin() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise JobNotFound(f"no job {job_id!r}")
+            session.delete(job)
+
+    # --- stages -------------------------------------------------------------------------------
+
+    def set_stage(self, job_id: str, name: str, *, candidate: str | None = None, status: JobStatus | None = None,
+                  progress: float | None = None, detail: dict[str, Any] | None = None,
+                  result: dict[str, Any] | None = None, error: str | None = None) -> Stage:
+        """Create or update one stage row (job, name, candidate); timestamps follow the status."""
+        with self._sessions.begin() as session:
+            stage = self._stage(session, job_id, name, candidate)
+            if status is not None and not JobStatus(stage.status).finished:
+                stage.status = status.value
+                if status is JobStatus.RUNNING and stage.started_at is None:
+                    stage.started_at = _now()
+                if status.finished:
+                    stage.finished_at = _now()
+                    stage.progress = 1.0 if status is JobStatus.COMPLETED else stage.progress
+            if progress is not None:
+                stage.progress = max(0.0, min(1.0, progress))
+            if detail is not None:
+                stage.detail = detail
+            if result is not None:
+                stage.result = result
+            if error is not None:
+                stage.error = error
+            session.flush()
+            return stage
+
+    @staticmethod
+    def _stage(session: Session, job_id: str, name: str, candidate: str | None) -> Stage:
+        query = select(Stage).where(Stage.job_id == job_id, Stage.name == name)
+        query = query.where(Stage.candidate.is_(None) if candidate is None else Stage.candidate == candidate)
+        stage = session.scalars(query).first()
+        if stage is None:
+            if session.get(Job, job_id) is None:
+                raise JobNotFound(f"no job {job_id!r}")
+            stage = Stage(job_id=job_id, name=name, candidate=candidate, status=JobStatus.QUEUED.value,
+                          progress=0.0, detail={})
+            session.add(stage)
+        return stage
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")  # ON DELETE CASCADE for stages
+    cursor.execute("PRAGMA journal_mode=WAL")  # the API reads while workers write
+    cursor.close()
