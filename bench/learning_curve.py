@@ -91,10 +91,11 @@ def _settings(root: Path, training: dict[str, Any]) -> Any:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sources", nargs="+", default=["twitter_topic", "phrasebank"])
-    parser.add_argument("--sizes", nargs="+", default=["500", "1000", "2000", "4000", "all"])
+    parser.add_argument("--sizes", nargs="*", default=["500", "1000", "2000", "4000", "all"])
     parser.add_argument("--lm-sizes", nargs="*", type=int, default=[200], help="SmolLM2 LoRA sizes (CPU: small).")
     parser.add_argument("--lm-steps", type=int, default=25, help="Step cap of each SmolLM2 LoRA run on CPU.")
     parser.add_argument("--no-lm", action="store_true", help="Skip SmolLM2 (base, ICL and LoRA).")
+    parser.add_argument("--no-base-icl", action="store_true", help="Skip the SmolLM2 base and ICL evaluations.")
     parser.add_argument("--eval-size", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
@@ -110,7 +111,7 @@ def main() -> None:
                 continue
             available = full.splits["train"]["count"]
             sizes = sorted({available if s == "all" else min(int(s), available) for s in args.sizes})
-            if not args.no_lm:
+            if not args.no_lm and not args.no_base_icl:
                 row = run_in_child(student, tmp, full.dataset_id, "smollm2-lora", args.threads, {}, ["base", "icl"])
                 rows.append({"source": source, "train_size": 0, **row})
                 print(rows[-1], flush=True)

@@ -150,7 +150,11 @@ def run_training(
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(settings.warmup_ratio * total_steps), total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     eval_every = settings.eval_every_steps or max(1, min(steps_per_epoch, math.ceil(total_steps / VALIDATIONS_PER_RUN)))
-    val_batches = _shard(_capped(task, task.val_batches(), settings.max_val_examples), world, rank)
+    # Validation is forward-only (about a third of a training step per example); capping it at the
+    # examples trained between two validations keeps it under ~a third of the run, also for slow models.
+    trained_between = eval_every * ga * settings.batch_size
+    val_limit = min(settings.max_val_examples or trained_between, trained_between)
+    val_batches = _shard(_capped(task, task.val_batches(), val_limit), world, rank)
 
     state = LoopState(fingerprint=fingerprint)
     best_weights: dict[str, torch.Tensor] | None = None
