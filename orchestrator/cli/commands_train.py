@@ -146,7 +146,11 @@ def decide_command(state: CliState, dataset_id: str, as_json: bool) -> None:
     root = Path(settings.artifacts.root)
     dataset = load_dataset(root / "datasets", dataset_id)
     folder = root / "evaluations" / dataset.dataset_id[:16]
-    results = [EvalResult.model_validate_json(p.read_text("utf-8")) for p in sorted(folder.glob("*.json"))]
+    saved = [EvalResult.model_validate_json(p.read_text("utf-8")) for p in sorted(folder.glob("*.json"))]
+    newest: dict[tuple[str, str], EvalResult] = {}
+    for result in sorted(saved, key=lambda r: r.created_at):
+        newest[(result.candidate, result.eval_kind.value)] = result  # a re-trained candidate: its latest run
+    results = list(newest.values())
     workload_id = str(dataset.manifest["workload_id"])
     decision = decide(workload_id, results, settings.promotion_policy(workload_id), settings.pricing,
                       teacher_usage=_teacher_usage(dataset))
