@@ -8,8 +8,8 @@ import click
 
 from orchestrator.cli.output import CliState, emit, handles_errors, json_option
 from services.datastore.datasets import list_datasets
-from services.datastore.service import build_for_workload, datasets_root
-from services.domain.datasets import load_dataset
+from services.datastore.service import build_for_workload
+from services.domain.datasets import datasets_root, load_dataset
 from services.domain.errors import ConfigError
 from services.domain.settings import Settings
 
@@ -31,7 +31,7 @@ def parse_assignments(items: tuple[str, ...]) -> dict[str, object]:
 
 
 def _root(settings: Settings) -> Path:
-    return datasets_root(settings)
+    return datasets_root(settings.artifacts.root)
 
 
 @click.group("datasets", help="Build, list and inspect versioned datasets made from the teacher logs.")

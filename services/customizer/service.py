@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from services.customizer.artifacts import load_artifact
 from services.customizer.base import StudentTrainer, TrainControl, TrainRequest
 from services.domain.artifacts import StudentArtifact, StudentKind
-from services.domain.datasets import DatasetRef, load_dataset
+from services.domain.datasets import DatasetRef, datasets_root, load_dataset
 from services.domain.errors import ConfigError, TrainingFailed
 from services.domain.settings import (
     CandidateSettings,
@@ -54,14 +54,6 @@ def trainer_for(kind: StudentKind) -> StudentTrainer:
     return EmbeddingDistillTrainer()
 
 
-def candidate_settings(settings: Settings, name: str) -> CandidateSettings:
-    for candidate in settings.candidates:
-        if candidate.name == name:
-            return candidate
-    known = ", ".join(c.name for c in settings.candidates) or "(none)"
-    raise ConfigError(f"no candidate named {name!r} in config `candidates`; known: {known}")
-
-
 def effective_training(settings: Settings, candidate: CandidateSettings) -> tuple[TrainingSettings, LoraSettings]:
     """The global `training`/`lora` sections with the candidate's overrides applied."""
     training = settings.training.model_copy(update=candidate.training.model_dump(exclude_none=True))
@@ -69,15 +61,11 @@ def effective_training(settings: Settings, candidate: CandidateSettings) -> tupl
     return TrainingSettings.model_validate(training.model_dump()), LoraSettings.model_validate(lora.model_dump())
 
 
-def datasets_root(settings: Settings) -> Path:
-    return Path(settings.artifacts.root) / "datasets"
-
-
 def plan_training(
     settings: Settings, candidate_name: str, dataset: DatasetRef, *, overrides: dict[str, Any] | None = None
 ) -> TrainRequest:
     """Resolve a candidate against the config, the model cache and the dataset; check they fit."""
-    candidate = candidate_settings(settings, candidate_name)
+    candidate = settings.candidate(candidate_name)
     kind = StudentKind(candidate.kind)
     workload_type = dataset.workload_type
     if workload_type not in SUPPORTED_WORKLOADS[kind]:
@@ -128,7 +116,7 @@ def train_candidate(
     overrides: dict[str, Any] | None = None,
 ) -> StudentArtifact:
     """Train (or find already trained) one candidate on one dataset."""
-    dataset = load_dataset(datasets_root(settings), dataset_id)
+    dataset = load_dataset(datasets_root(settings.artifacts.root), dataset_id)
     request = plan_training(settings, candidate_name, dataset, overrides=overrides)
     try:
         existing = load_artifact(request.output_dir)

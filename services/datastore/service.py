@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from services.datastore.datasets import build_dataset
 from services.datastore.stores import open_log_store
-from services.domain.datasets import DatasetRef
+from services.domain.datasets import DatasetRef, datasets_root
 from services.domain.settings import Settings, apply_overrides
 
 log = logging.getLogger(__name__)
 DATA_SECTIONS = ("data_split", "datasets", "icl", "workloads")
-
-
-def datasets_root(settings: Settings) -> Path:
-    return Path(settings.artifacts.root) / "datasets"
 
 
 def build_for_workload(
@@ -31,7 +26,7 @@ def build_for_workload(
     counter, counter_name = student_token_counter(settings)
     try:
         return build_dataset(store, settings, workload_id=workload_id, client_id=client_id,
-                             root=datasets_root(settings), count_tokens=counter, token_counter_name=counter_name,
+                             root=datasets_root(settings.artifacts.root), count_tokens=counter, token_counter_name=counter_name,
                              embed=icl_embedder(settings))
     finally:
         store.close()

@@ -56,6 +56,11 @@ class DatasetRef:
             raise StoreError(f"split {name} of dataset {self.dataset_id[:12]} is missing: {path}") from None
 
 
+def datasets_root(artifacts_root: str | Path) -> Path:
+    """Where datasets live under the configured `artifacts.root`."""
+    return Path(artifacts_root) / "datasets"
+
+
 def load_dataset(root: Path, dataset_id: str) -> DatasetRef:
     """The dataset under `root` whose id is or starts with `dataset_id`."""
     matches = sorted((root / "datasets").glob(f"{dataset_id}*.json"))

@@ -464,6 +464,14 @@ class Settings(BaseSettings):
     def workload(self, workload_id: str) -> WorkloadSettings:
         return self.workloads.get(workload_id) or WorkloadSettings()
 
+    def candidate(self, name: str) -> CandidateSettings:
+        """The candidate named `name`; ConfigError naming the known ones otherwise."""
+        for candidate in self.candidates:
+            if candidate.name == name:
+                return candidate
+        known = ", ".join(c.name for c in self.candidates) or "(none)"
+        raise ConfigError(f"no candidate named {name!r} in config `candidates`; known: {known}")
+
     def promotion_policy(self, workload_id: str) -> PromotionPolicy:
         """The global promotion policy with the workload's overrides applied."""
         overrides = self.workload(workload_id).promotion.model_dump(exclude_none=True)

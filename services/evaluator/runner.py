@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from services.domain.artifacts import StudentArtifact, StudentKind, find_artifacts
-from services.domain.datasets import DatasetRef, load_dataset
-from services.domain.errors import ConfigError, InsufficientData, ModelUnavailable
+from services.domain.datasets import DatasetRef, datasets_root, load_dataset
+from services.domain.errors import InsufficientData, ModelUnavailable
 from services.domain.evaluation import EvalKind, EvalResult
 from services.domain.labels import LabelParser, render_label
 from services.domain.settings import CandidateSettings, Settings
@@ -57,8 +57,8 @@ def evaluate(
 ) -> EvalResult:
     """Evaluate `candidate` (`kind`: base, icl or customized) on the dataset's eval split; save and return the result."""
     root = Path(settings.artifacts.root)
-    dataset = load_dataset(root / "datasets", dataset_id)
-    spec = _candidate(settings, candidate)
+    dataset = load_dataset(datasets_root(root), dataset_id)
+    spec = settings.candidate(candidate)
     student_kind = StudentKind(spec.kind)
     split = "icl_eval" if kind is EvalKind.ICL else "eval"
     sha = dataset.splits.get(split, {}).get("sha256", "")
@@ -129,14 +129,6 @@ def _save(root: Path, result: EvalResult) -> EvalResult:
     partial.write_text(result.model_dump_json(indent=2), encoding="utf-8")
     partial.replace(path)
     return result
-
-
-def _candidate(settings: Settings, name: str) -> CandidateSettings:
-    for candidate in settings.candidates:
-        if candidate.name == name:
-            return candidate
-    raise ConfigError(f"no candidate named {name!r} in config `candidates`; known: "
-                      f"{', '.join(c.name for c in settings.candidates) or '(none)'}")
 
 
 def _answer(record: dict[str, Any]) -> dict[str, Any]:

@@ -16,20 +16,16 @@ import json
 import re
 from typing import Any
 
+from services.domain.records import content_text
+
+__all__ = ["assistant_text", "content_text", "last_user_text", "parse_assistant_text", "prompt_text", "template_messages"]
+
 TOOL_CALL_RE = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
 TOOLS_HEADER = (
     "You can call these functions. To call one, answer with "
     '<tool_call>{"name": <function name>, "arguments": <JSON object>}</tool_call> '
     "(one block per call) and nothing else.\nFunctions:\n"
 )
-
-
-def content_text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict) and part.get("type") == "text")
 
 
 def assistant_text(message: dict[str, Any]) -> str:
