@@ -15,12 +15,10 @@ pytestmark = pytest.mark.gpu
 
 
 def test_lora_trains_in_mixed_precision_on_cuda(tmp_path: Path) -> None:
-    import torch
-
     plane = model_plane(tmp_path, max_steps=6, precision="auto")
     artifact = train_candidate(plane.settings, "tiny-lora", plane.dataset.dataset_id)
     assert artifact.metrics["peak_gpu_mb"] is not None and artifact.metrics["peak_gpu_mb"] > 0
-    assert torch.cuda.is_bf16_supported() or artifact.metrics["steps"] == 6
+    assert artifact.metrics["steps"] == 6 and artifact.metrics["train_loss"] is not None
     result = evaluate(plane.settings, candidate="tiny-lora", dataset_id=plane.dataset.dataset_id,
                       kind=EvalKind.CUSTOMIZED)
     assert result.applicable and result.score is not None
