@@ -20,7 +20,7 @@ from services.customizer.batching import IGNORE_INDEX, TokenizedExample, batch_o
 from services.customizer.loop import clear_checkpoints, mixed_precision, run_training, seed_everything
 from services.domain.artifacts import StudentArtifact, StudentKind
 from services.domain.errors import TrainingFailed
-from services.models.runtime.chat_format import assistant_text, template_messages
+from services.models.runtime.chat_format import answer_turn, prompt_text
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +33,10 @@ def tokenize_chat_example(
     if not messages or messages[-1].get("role") != "assistant":
         return None
     tools = line.get("tools")
-    prompt = tokenizer.apply_chat_template(template_messages(messages[:-1], tools), tokenize=False,
-                                           add_generation_prompt=True)
-    full = tokenizer.apply_chat_template(template_messages(messages, tools), tokenize=False)
-    if not full.startswith(prompt):
-        # A template that renders the last turn differently with add_generation_prompt: fall back
-        # to the answer appended to the prompt, closed by the end-of-sequence token.
-        full = prompt + assistant_text(messages[-1]) + (tokenizer.eos_token or "")
+    prompt = prompt_text(tokenizer, messages[:-1], tools)
+    answer = answer_turn(tokenizer, messages[:-1], messages[-1], tools)
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    answer_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
     if not answer_ids or len(answer_ids) >= max_length:
         return None
     truncated = len(prompt_ids) + len(answer_ids) > max_length

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from services.models.runtime.chat_format import template_messages
+from services.models.runtime.chat_format import answer_turn, prompt_text
 
 
 def best_device() -> torch.device:
@@ -54,15 +54,11 @@ class CausalLMRunner:
         return sorted(i for i in ids if i is not None)
 
     def prompt(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
-        return str(self.tokenizer.apply_chat_template(template_messages(messages, tools), tokenize=False,
-                                                      add_generation_prompt=True))
+        return prompt_text(self.tokenizer, messages, tools)
 
     def answer_suffix(self, messages: list[dict[str, Any]], answer: str) -> str:
         """How the chat template writes `answer` as the assistant's turn (end-of-turn included)."""
-        prompt = self.prompt(messages)
-        full = str(self.tokenizer.apply_chat_template(
-            template_messages([*messages, {"role": "assistant", "content": answer}]), tokenize=False))
-        return full[len(prompt):] if full.startswith(prompt) else answer + (self.tokenizer.eos_token or "")
+        return answer_turn(self.tokenizer, messages, {"role": "assistant", "content": answer})
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

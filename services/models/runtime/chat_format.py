@@ -18,7 +18,8 @@ from typing import Any
 
 from services.domain.records import content_text
 
-__all__ = ["assistant_text", "content_text", "last_user_text", "parse_assistant_text", "prompt_text", "template_messages"]
+__all__ = ["answer_turn", "assistant_text", "content_text", "last_user_text", "parse_assistant_text", "prompt_text",
+           "template_messages"]
 
 TOOL_CALL_RE = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
 TOOLS_HEADER = (
@@ -88,6 +89,19 @@ def prompt_text(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict
     """The prompt a causal-LM student continues: the request rendered by its chat template."""
     return str(tokenizer.apply_chat_template(template_messages(messages, tools), tokenize=False,
                                              add_generation_prompt=True))
+
+
+def answer_turn(tokenizer: Any, messages: list[dict[str, Any]], answer: dict[str, Any],
+                tools: list[dict[str, Any]] | None = None) -> str:
+    """How the chat template writes `answer` after the prompt (end-of-turn included): the text a
+    student is trained to produce and that label scoring measures."""
+    prompt = prompt_text(tokenizer, messages, tools)
+    full = str(tokenizer.apply_chat_template(template_messages([*messages, answer], tools), tokenize=False))
+    if full.startswith(prompt):
+        return full[len(prompt):]
+    # A template that renders the last turn differently with add_generation_prompt: the answer
+    # appended to the prompt, closed by the end-of-sequence token.
+    return assistant_text(answer) + (tokenizer.eos_token or "")
 
 
 def last_user_text(messages: list[dict[str, Any]]) -> str:
