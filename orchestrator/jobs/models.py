@@ -1,6 +1,6 @@
 """The job store's tables: a job, its stages (one row per stage and candidate), its events.
 
-One status vocabulary end to end (`JobStatus`): queued, running, completed, failed, cancelled.
+One status vocabulary end to end (`JobStatus`, in the shared domain): queued, running, completed, failed, cancelled.
 Schema changes go through Alembic migrations (`orchestrator/jobs/migrations`), never create_all,
 so SQLite (embedded) and PostgreSQL (production) always have the same schema.
 """
@@ -8,23 +8,14 @@ so SQLite (embedded) and PostgreSQL (production) always have the same schema.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from services.domain.jobs import JobStatus
 
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+__all__ = ["Base", "Event", "Job", "JobStatus", "Stage"]
 
 
 class Base(DeclarativeBase):
@@ -70,3 +61,23 @@ class Stage(Base):
     job: Mapped[Job] = relationship(back_populates="stages")
 
     __table_args__ = (Index("ix_stages_job", "job_id", "name", "candidate", unique=True),)
+
+
+class Event(Base):
+    """An audit or schedule event: job created/cancelled/deleted/approved, client data erased, run skipped.
+
+    No foreign key to jobs: the audit trail outlives a deleted job.
+    """
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    job_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    workload_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    client_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (Index("ix_events_kind_at", "kind", "at"), Index("ix_events_workload_at", "workload_id", "at"))

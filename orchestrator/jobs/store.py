@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from orchestrator.jobs.models import Job, JobStatus, Stage
+from orchestrator.jobs.models import Event, Job, JobStatus, Stage
 from services.domain.errors import FlywheelError, StoreError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -52,6 +52,9 @@ class JobStore:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Several processes (API, workers) may open the store at once: migrate one at a time.
+                connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7243101)")
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
@@ -60,10 +63,14 @@ class JobStore:
 
     # --- jobs ---------------------------------------------------------------------------------
 
-    def create_job(self, *, workload_id: str, client_id: str | None, overrides: dict[str, Any] | None = None) -> Job:
+    def create_job(self, *, workload_id: str, client_id: str | None, overrides: dict[str, Any] | None = None,
+                   stages: list[tuple[str, str | None]] = ()) -> Job:  # type: ignore[assignment]
+        """A queued job with its planned stage rows (queued too, so a new job shows its whole plan)."""
         now = _now()
         job = Job(id=str(uuid.uuid4()), workload_id=workload_id, client_id=client_id, status=JobStatus.QUEUED.value,
                   overrides=overrides or {}, cancel_requested=False, created_at=now, updated_at=now)
+        job.stages = [Stage(name=name, candidate=candidate, status=JobStatus.QUEUED.value, progress=0.0, detail={})
+                      for name, candidate in stages]
         with self._sessions.begin() as session:
             session.add(job)
         return self.get_job(job.id)
@@ -123,6 +130,51 @@ class JobStore:
             if job is None:
                 raise JobNotFound(f"no job {job_id!r}")
             session.delete(job)
+
+    def jobs_using(self, *, dataset_id: str | None = None, artifact_id: str | None = None) -> list[str]:
+        """Ids of jobs whose stage results name this dataset or artifact (lineage for cleanup and erasure)."""
+        with self._sessions() as session:
+            rows = session.execute(select(Stage.job_id, Stage.result).where(Stage.result.is_not(None))).all()
+        found = []
+        for job_id, result in rows:
+            if (dataset_id and result.get("dataset_id") == dataset_id) or (
+                    artifact_id and result.get("artifact_id") == artifact_id):
+                found.append(job_id)
+        return sorted(set(found))
+
+    def last_job(self, workload_id: str) -> Job | None:
+        jobs, _ = self.list_jobs(workload_id=workload_id, limit=1)
+        return jobs[0] if jobs else None
+
+    def workload_summaries(self) -> dict[str, dict[str, Any]]:
+        """Per workload: number of jobs and the newest job's id, status and creation time."""
+        with self._sessions() as session:
+            rows = session.execute(select(Job.workload_id, func.count(), func.max(Job.created_at))
+                                   .group_by(Job.workload_id)).all()
+        return {w: {"jobs": n, "last_job_at": at} for w, n, at in rows}
+
+    # --- events -------------------------------------------------------------------------------
+
+    def add_event(self, kind: str, *, actor: str | None = None, job_id: str | None = None,
+                  workload_id: str | None = None, client_id: str | None = None,
+                  detail: dict[str, Any] | None = None) -> Event:
+        event = Event(kind=kind, at=_now(), actor=actor, job_id=job_id, workload_id=workload_id,
+                      client_id=client_id, detail=detail or {})
+        with self._sessions.begin() as session:
+            session.add(event)
+        return event
+
+    def events(self, *, kind: str | None = None, workload_id: str | None = None, job_id: str | None = None,
+               limit: int = 100) -> list[Event]:
+        query = select(Event)
+        if kind is not None:
+            query = query.where(Event.kind == kind)
+        if workload_id is not None:
+            query = query.where(Event.workload_id == workload_id)
+        if job_id is not None:
+            query = query.where(Event.job_id == job_id)
+        with self._sessions() as session:
+            return list(session.scalars(query.order_by(Event.at.desc(), Event.id.desc()).limit(limit)).all())
 
     # --- stages -------------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 Idempotent and resumable (`train_candidate`), so `acks_late` re-delivery after a crash resumes
 from the last checkpoint instead of starting over. Bounded by the worker's concurrency, never by
-one task waiting on another.
+one task waiting on another. Progress (step, loss, examples/s, ETA) goes to the job's stage row;
+the job's cancel flag stops the run at the next step (its checkpoint is kept).
 """
 
 from __future__ import annotations
@@ -11,17 +12,35 @@ from typing import Any
 
 from celery import Celery
 
+from services.customizer.base import TrainControl
 from services.customizer.service import train_candidate
+from services.domain.artifacts import TrainingProgress
+from services.domain.jobs import JobReporter
 from services.domain.settings import Settings
-from services.domain.tasks import QUEUE_OF, TRAIN, TrainPayload
+from services.domain.stage_runner import StageContext, run_stage
+from services.domain.tasks import QUEUE_OF, TRAIN, TrainPayload, upstream_value
 
 
-def register(app: Celery, settings: Settings) -> None:
-    @app.task(name=TRAIN, queue=QUEUE_OF[TRAIN], acks_late=True)
-    def train_task(payload: dict[str, Any]) -> dict[str, Any]:
+def register(app: Celery, settings: Settings, reporter: JobReporter | None = None) -> None:
+    @app.task(name=TRAIN, queue=QUEUE_OF[TRAIN], acks_late=True, bind=True, shared=False)
+    def train_task(self: Any, upstream: dict[str, Any] | None = None, *, payload: dict[str, Any]) -> dict[str, Any]:
         """Train (or find, or resume) the candidate's student on the dataset; return its artifact id."""
         request = TrainPayload.model_validate(payload)
-        artifact = train_candidate(settings, request.candidate, request.dataset_id,
-                                   overrides=request.overrides or None)
-        return {"artifact_id": artifact.artifact_id, "path": artifact.path, "metrics": {
-            k: artifact.metrics.get(k) for k in ("steps", "best_val_loss", "examples_per_s", "train_seconds")}}
+
+        def work(ctx: StageContext) -> dict[str, Any]:
+            dataset_id = upstream_value(request.dataset_id, upstream, "dataset_id")
+
+            def on_progress(progress: TrainingProgress) -> None:
+                fraction = progress.step / progress.max_steps if progress.max_steps else None
+                ctx.progress(fraction, detail=progress.model_dump(mode="json"))
+
+            control = TrainControl(on_progress=on_progress, should_cancel=ctx.cancelled, report_every_s=2.0)
+            artifact = train_candidate(settings, request.candidate, dataset_id,
+                                       overrides=request.overrides or None, control=control)
+            return {"dataset_id": dataset_id, "artifact_id": artifact.artifact_id, "path": artifact.path,
+                    "kind": artifact.kind.value, "size_bytes": artifact.size_bytes,
+                    "metrics": {k: artifact.metrics.get(k) for k in (
+                        "steps", "train_loss", "best_val_loss", "best_step", "examples_per_s", "train_seconds",
+                        "stopped_early", "train_examples", "val_history")}}
+
+        return run_stage(self, reporter, request.job, work, upstream=upstream)

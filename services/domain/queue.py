@@ -2,7 +2,7 @@
 
 embedded: kombu's SQLAlchemy transport on a SQLite file as broker and a SQLite result backend,
 so a laptop needs no server. redis: a Redis broker (and result backend unless set apart).
-Each service queue (datastore, customizer, evaluator, deployment) is declared here so that the
+Each queue (datastore, customizer, evaluator, deployment, and orchestrator for the decision) is declared here so that the
 orchestrator can enqueue tasks by name without importing any worker.
 """
 
@@ -16,7 +16,7 @@ from kombu import Queue
 from services.domain.errors import ConfigError
 from services.domain.settings import QueueSettings
 
-SERVICE_QUEUES = ("datastore", "customizer", "evaluator", "deployment")
+SERVICE_QUEUES = ("datastore", "customizer", "evaluator", "deployment", "orchestrator")
 
 
 def broker_urls(settings: QueueSettings) -> tuple[str, str]:
@@ -35,7 +35,9 @@ def make_celery_app(settings: QueueSettings, *, name: str = "flywheel") -> Celer
     app = Celery(name, broker=broker, backend=backend, set_as_current=False)
     app.conf.update(
         task_queues=[Queue(q) for q in SERVICE_QUEUES],
-        task_default_queue="datastore",
+        task_default_queue="orchestrator",
+        # Chords poll for their header on non-Redis result backends: keep that off the GPU queues.
+        task_routes={"celery.chord_unlock": {"queue": "orchestrator"}},
         task_acks_late=True,  # tasks are idempotent; a worker crash re-delivers instead of losing work
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,  # long GPU tasks must not be hoarded by one worker
@@ -50,4 +52,6 @@ def make_celery_app(settings: QueueSettings, *, name: str = "flywheel") -> Celer
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )
+    if settings.backend == "redis":  # the SQL transport passes its options to create_engine: Redis only
+        app.conf.broker_transport_options = {"visibility_timeout": settings.visibility_timeout_s}
     return app

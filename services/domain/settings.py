@@ -71,6 +71,11 @@ class QueueSettings(_Section):
     embedded_dir: Path = Field(Path("var/queue"), description="Broker/result files (embedded).")
     polling_interval_s: float = Field(0.1, gt=0, le=10, description="Broker polling interval.")
     task_time_limit_s: int = Field(6 * 3600, ge=10, description="Hard limit of one task.")
+    visibility_timeout_s: int = Field(
+        7 * 3600, ge=1,
+        description="Redis: an unacknowledged task is re-delivered after this long (a worker killed mid-task). "
+                    "Keep it above task_time_limit_s, or a long training is delivered twice.")
+    embedded_concurrency: int = Field(2, ge=1, le=64, description="Threads of the in-process worker (embedded).")
 
     @model_validator(mode="after")
     def _broker_for_redis(self) -> QueueSettings:

@@ -1,0 +1,153 @@
+"""Job operations shared by the REST API and the CLI: create (validate, plan, enqueue), cancel,
+approve, delete (with cleanup). The queue is reached through a Celery app with no tasks
+registered: every task is sent by name.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from pydantic import ValidationError
+
+from orchestrator.jobs.models import Job
+from orchestrator.jobs.store import JobStore
+from orchestrator.pipeline.canvas import job_canvas, planned_stages
+from services.domain.datasets import datasets_root
+from services.domain.errors import ConfigError, FlywheelError
+from services.domain.jobs import JobOverrides, JobStatus
+from services.domain.jobs import Stage as StageName
+from services.domain.settings import Settings, TrainingSettings, apply_overrides, format_validation_error
+
+log = logging.getLogger(__name__)
+
+DATA_SECTIONS = ("data_split", "datasets", "icl", "workloads")
+
+
+class Conflict(FlywheelError):
+    """The operation does not fit the job's state (delete a running job, approve without a decision)."""
+
+
+def validate_overrides(settings: Settings, raw: dict[str, Any] | None) -> JobOverrides:
+    """Overrides checked against the same schema as config.yaml; ConfigError names what is wrong."""
+    try:
+        overrides = JobOverrides.model_validate(raw or {})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source="overrides")) from None
+    if overrides.data:
+        apply_overrides(settings, overrides.data, allowed=DATA_SECTIONS)
+    if overrides.candidates is not None:
+        if not overrides.candidates:
+            raise ConfigError("overrides.candidates is empty; name at least one candidate or leave it out")
+        for name in overrides.candidates:
+            settings.candidate(name)
+    if overrides.training:
+        try:
+            TrainingSettings.model_validate({**settings.training.model_dump(), **overrides.training})
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, source="overrides.training")) from None
+    return overrides
+
+
+class JobService:
+    def __init__(self, settings: Settings, store: JobStore, app: Celery) -> None:
+        self.settings, self.store, self.app = settings, store, app
+
+    def create(self, *, workload_id: str, client_id: str | None, overrides: dict[str, Any] | None = None,
+               actor: str | None = None) -> Job:
+        checked = validate_overrides(self.settings, overrides)
+        stages = [(stage.value, candidate) for stage, candidate in planned_stages(self.settings, checked)]
+        job = self.store.create_job(workload_id=workload_id, client_id=client_id,
+                                    overrides=checked.model_dump(mode="json", exclude_defaults=True), stages=stages)
+        canvas = job_canvas(self.app, self.settings, job_id=job.id, workload_id=workload_id, client_id=client_id,
+                            overrides=checked)
+        try:
+            canvas.apply_async()
+        except Exception as exc:  # noqa: BLE001 - the broker is down: the job must not stay queued forever
+            self.store.set_job(job.id, status=JobStatus.FAILED, error=f"could not enqueue: {exc}")
+            raise FlywheelError(f"the queue is unavailable ({type(exc).__name__}: {exc}); job {job.id} failed") from exc
+        self.store.add_event("job.created", actor=actor, job_id=job.id, workload_id=workload_id, client_id=client_id,
+                             detail={"overrides": job.overrides})
+        return self.store.get_job(job.id)
+
+    def cancel(self, job_id: str, *, actor: str | None = None) -> Job:
+        job = self.store.request_cancel(job_id)
+        self.store.add_event("job.cancel_requested", actor=actor, job_id=job_id, workload_id=job.workload_id)
+        return job
+
+    def approve(self, job_id: str, *, actor: str | None = None) -> Job:
+        job = self.store.get_job(job_id)
+        decision = job.decision or {}
+        if decision.get("status") != "awaiting_approval":
+            raise Conflict(f"job {job_id} has no decision awaiting approval (decision status: "
+                           f"{decision.get('status') or 'none yet'})")
+        approved = {**decision, "status": "approved", "approved_by": actor}
+        job = self.store.set_job(job_id, decision=approved)
+        self.store.add_event("job.approved", actor=actor, job_id=job_id, workload_id=job.workload_id,
+                             detail={"chosen": decision.get("chosen"), "artifact_id": decision.get("artifact_id")})
+        return job
+
+    def delete(self, job_id: str, *, actor: str | None = None) -> dict[str, Any]:
+        """Delete a finished job and what it created (artifacts, evaluations, datasets) that nothing else uses.
+
+        A promoted student (the job's chosen artifact) is kept. A job still queued or running must be
+        cancelled first.
+        """
+        job = self.store.get_job(job_id)
+        if not JobStatus(job.status).finished:
+            raise Conflict(f"job {job_id} is {job.status}; cancel it first (POST /api/jobs/{job_id}/cancel or "
+                           f"`flywheel jobs cancel {job_id}`), then delete it")
+        removed = self._cleanup(job)
+        self.store.delete_job(job_id)
+        self.store.add_event("job.deleted", actor=actor, job_id=job_id, workload_id=job.workload_id,
+                             client_id=job.client_id, detail=removed)
+        return {"id": job_id, "deleted": True, **removed}
+
+    def _cleanup(self, job: Job) -> dict[str, Any]:
+        root = Path(self.settings.artifacts.root)
+        kept = {(job.decision or {}).get("artifact_id")} - {None}
+        removed: dict[str, list[str]] = {"artifacts": [], "evaluations": [], "datasets": []}
+        for stage in job.stages:
+            result = stage.result or {}
+            artifact_id = result.get("artifact_id")
+            if stage.name == StageName.CUSTOMIZE.value and artifact_id and artifact_id not in kept:
+                others = [j for j in self.store.jobs_using(artifact_id=artifact_id) if j != job.id]
+                path = result.get("path")
+                if not others and path and Path(path).is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed["artifacts"].append(artifact_id)
+        dataset_id = next((s.result.get("dataset_id") for s in job.stages
+                           if s.name == StageName.BUILD_DATASET.value and s.result), None)
+        if dataset_id and not [j for j in self.store.jobs_using(dataset_id=dataset_id) if j != job.id]:
+            evaluations = root / "evaluations" / dataset_id[:16]
+            kept_prefixes = tuple(a[:12] for a in kept)
+            for path in sorted(evaluations.glob("*.json")) if evaluations.is_dir() else []:
+                if not kept_prefixes or not path.stem.endswith(kept_prefixes):
+                    path.unlink(missing_ok=True)
+                    removed["evaluations"].append(path.name)
+            if not kept:
+                manifest = datasets_root(root) / "datasets" / f"{dataset_id}.json"
+                if manifest.exists():
+                    manifest.unlink()
+                    removed["datasets"].append(dataset_id)
+                    removed["blobs"] = collect_unused_blobs(datasets_root(root))
+        return removed
+
+
+def collect_unused_blobs(root: Path) -> list[str]:
+    """Remove split files no remaining dataset manifest names (blobs are shared between datasets)."""
+    import json
+
+    used: set[str] = set()
+    for manifest in (root / "datasets").glob("*.json") if (root / "datasets").is_dir() else []:
+        for split in json.loads(manifest.read_text("utf-8")).get("splits", {}).values():
+            used.add(Path(split["path"]).name)
+    removed = []
+    for blob in sorted((root / "blobs").glob("*")) if (root / "blobs").is_dir() else []:
+        if blob.name not in used and not blob.name.startswith(".partial"):  # .partial: a build in flight
+            blob.unlink(missing_ok=True)
+            removed.append(blob.name)
+    return removed

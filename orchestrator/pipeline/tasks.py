@@ -1,0 +1,84 @@
+"""The orchestrator's own tasks (queue `orchestrator`): decide at the end of a job, and mark a
+job failed when its canvas breaks. Light: no torch, no worker imports; they read the stage
+results the service workers recorded in the job store and call the pure `decide`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+
+from orchestrator.decision import TeacherUsage, decide
+from orchestrator.jobs.models import Job
+from orchestrator.jobs.store import JobStore
+from services.domain.evaluation import EvalResult
+from services.domain.jobs import JobStatus, Stage
+from services.domain.settings import Settings
+from services.domain.tasks import DECIDE, JOB_FAILED, QUEUE_OF, DecidePayload
+
+log = logging.getLogger(__name__)
+
+# A candidate whose training or customized evaluation failed cannot be promoted; base/ICL failures
+# are listed on the job but do not disqualify the trained student.
+DISQUALIFYING = (Stage.CUSTOMIZE.value, Stage.CUSTOMIZED_EVAL.value)
+
+
+def register(app: Celery, settings: Settings, store: JobStore) -> None:
+    @app.task(name=DECIDE, queue=QUEUE_OF[DECIDE], acks_late=True, shared=False)
+    def decide_task(_header: Any = None, *, payload: dict[str, Any]) -> dict[str, Any]:
+        """Apply the workload's promotion policy to the job's evaluations; finish the job."""
+        return finish_job(store, settings, DecidePayload.model_validate(payload).job_id)
+
+    @app.task(name=JOB_FAILED, queue=QUEUE_OF[JOB_FAILED], shared=False)
+    def job_failed_task(*args: Any, job_id: str | None = None) -> None:
+        """Error callback of a job's canvas: the chord broke (a task killed by its time limit, a lost result)."""
+        job_id = job_id or next((a for a in args if isinstance(a, str)), None)
+        error = next((f"{type(a).__name__}: {a}" for a in args if isinstance(a, BaseException)), "the job's canvas failed")
+        if job_id:
+            store.set_stage(job_id, Stage.DECIDE.value, status=JobStatus.FAILED, error=error)
+            store.set_job(job_id, status=JobStatus.FAILED, error=error)
+
+
+def finish_job(store: JobStore, settings: Settings, job_id: str) -> dict[str, Any]:
+    job = store.get_job(job_id)
+    decide_stage = Stage.DECIDE.value
+    if job.cancel_requested or job.status == JobStatus.CANCELLED.value:
+        store.set_stage(job_id, decide_stage, status=JobStatus.CANCELLED, error="job cancelled")
+        store.set_job(job_id, status=JobStatus.CANCELLED)
+        return {"ok": False, "cancelled": True}
+    store.set_stage(job_id, decide_stage, status=JobStatus.RUNNING)
+    build = next((s for s in job.stages if s.name == Stage.BUILD_DATASET.value), None)
+    if build is None or build.status != JobStatus.COMPLETED.value or not build.result:
+        error = f"build_dataset failed: {build.error if build else 'never ran'}"
+        store.set_stage(job_id, decide_stage, status=JobStatus.CANCELLED, error=f"not run: {error}")
+        store.set_job(job_id, status=JobStatus.FAILED, error=error)
+        return {"ok": False, "error": error}
+    results, failed = candidate_outcomes(job)
+    usage = build.result.get("teacher_usage")
+    decision = decide(job.workload_id, results, settings.promotion_policy(job.workload_id), settings.pricing,
+                      teacher_usage=TeacherUsage(**usage) if usage else None, failed=failed)
+    body = decision.model_dump(mode="json")
+    body["status"] = ("awaiting_approval" if decision.chosen and decision.requires_approval
+                      else "recorded" if decision.chosen else "keep_teacher")
+    store.set_stage(job_id, decide_stage, status=JobStatus.COMPLETED,
+                    result={"chosen": decision.chosen, "reason": decision.reason})
+    store.set_job(job_id, status=JobStatus.COMPLETED, decision=body, dataset_id=build.result["dataset_id"])
+    log.info("job %s: %s", job_id, decision.reason)
+    return {"ok": True, "chosen": decision.chosen}
+
+
+def candidate_outcomes(job: Job) -> tuple[list[EvalResult], dict[str, str]]:
+    """Customized evaluations that completed, and the candidates that failed (with the stage and reason)."""
+    results: list[EvalResult] = []
+    failed: dict[str, str] = {}
+    for stage in job.stages:
+        if stage.candidate is None:
+            continue
+        if stage.name in DISQUALIFYING and stage.status == JobStatus.FAILED.value:
+            failed.setdefault(stage.candidate, f"{stage.name}: {stage.error}")
+        if (stage.name == Stage.CUSTOMIZED_EVAL.value and stage.status == JobStatus.COMPLETED.value
+                and stage.result and "result" in stage.result):
+            results.append(EvalResult.model_validate(stage.result["result"]))
+    return results, failed

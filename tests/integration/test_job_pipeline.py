@@ -1,0 +1,80 @@
+"""A whole job through the real pipeline: the canvas built by task name, an in-process Celery worker
+on the embedded SQLite broker, the job store recording every stage, and the decision at the end."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.jobs.service import JobService
+from orchestrator.jobs.store import JobStore
+from orchestrator.jobs.view import job_view
+from orchestrator.pipeline.embedded import embedded_worker
+from services.domain.jobs import JobStatus
+from tests.model_plane import model_plane
+
+
+def wait_finished(store: JobStore, job_id: str, timeout: float = 300.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = store.get_job(job_id)
+        if JobStatus(job.status).finished and (job.decision is not None or job.status != "completed"):
+            return job_view(job)
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish in {timeout} s: {job_view(store.get_job(job_id))}")
+
+
+@pytest.fixture
+def plane(tmp_path: Path):
+    return model_plane(tmp_path, records=120, max_steps=3)
+
+
+def test_job_runs_every_stage_and_decides(plane) -> None:
+    store = JobStore(plane.settings.job_store.url)
+    with embedded_worker(plane.settings, store) as app:
+        service = JobService(plane.settings, store, app)
+        job = service.create(workload_id="news_topic", client_id=None, actor="test")
+        assert job.status == "queued" and len(job.stages) == 1 + 3 * 4 + 1, "the whole plan is visible at once"
+        view = wait_finished(store, job.id)
+
+    assert view["status"] == "completed", view
+    assert view["dataset"]["counts"]["eval"] == plane.dataset.splits["eval"]["count"]
+    by_name = {c["name"]: c for c in view["candidates"]}
+    lora = by_name["tiny-lora"]
+    assert lora["status"] == "completed"
+    for kind in ("base", "icl", "customized"):
+        assert 0.0 <= lora["evaluations"][kind]["f1_vs_teacher"] <= 1.0
+    assert lora["training"]["metrics"]["steps"] == 3 and len(lora["training"]["artifact_id"]) == 64
+    clf = by_name["tiny-clf"]
+    assert clf["evaluations"]["base"]["applicable"] is False and "does not apply" in clf["evaluations"]["base"]["reason"]
+    assert clf["evaluations"]["customized"]["f1_vs_teacher"] is not None
+    # An embedding student cannot learn a classification workload: that candidate fails, the job goes on.
+    emb = by_name["tiny-emb"]
+    assert emb["status"] == "failed"
+    assert any(f["candidate"] == "tiny-emb" and f["stage"] == "customize" and "cannot learn" in f["error"]
+               for f in view["failed_candidates"])
+    assert all(s["status"] in ("completed", "failed", "cancelled") for s in view["stages"])
+    decision = view["decision"]
+    verdicts = {v["candidate"]: v for v in decision["verdicts"]}
+    assert set(verdicts) == {"tiny-lora", "tiny-clf", "tiny-emb"}, "every candidate gets a reason"
+    assert any("eval set has" in r for r in verdicts["tiny-lora"]["reasons"]), "24 eval records < policy minimum"
+    assert decision["chosen"] is None and decision["status"] == "keep_teacher"
+    assert [e.kind for e in store.events(job_id=job.id)] == ["job.created"]
+
+
+def test_candidate_subset_and_invalid_overrides(plane) -> None:
+    from services.domain.errors import ConfigError
+
+    store = JobStore(plane.settings.job_store.url)
+    service = JobService(plane.settings, store, app=None)  # type: ignore[arg-type] - validation fails before enqueueing
+    with pytest.raises(ConfigError, match="no candidate named 'nope'"):
+        service.create(workload_id="news_topic", client_id=None, overrides={"candidates": ["nope"]})
+    with pytest.raises(ConfigError, match="learning_rate"):
+        service.create(workload_id="news_topic", client_id=None, overrides={"training": {"learning_rate": -1}})
+    with pytest.raises(ConfigError, match="eval_size"):
+        service.create(workload_id="news_topic", client_id=None, overrides={"data": {"data_split.eval_size": 0}})
+    with pytest.raises(ConfigError, match="not allowed"):
+        service.create(workload_id="news_topic", client_id=None, overrides={"data": {"job_store.url": "x"}})
+    assert store.list_jobs()[1] == 0, "an invalid job is never created"
