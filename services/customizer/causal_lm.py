@@ -20,6 +20,7 @@ from services.customizer.batching import IGNORE_INDEX, TokenizedExample, batch_o
 from services.customizer.loop import clear_checkpoints, mixed_precision, run_training, seed_everything
 from services.domain.artifacts import StudentArtifact, StudentKind
 from services.domain.errors import TrainingFailed
+from services.models.locks import MODEL_LOAD_LOCK
 from services.models.runtime.chat_format import answer_turn, prompt_text
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,8 @@ def load_base(path: Any, *, precision: str) -> tuple[Any, Any]:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[mixed_precision(precision)]
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype if dtype != torch.float16 else torch.float32)
+    with MODEL_LOAD_LOCK:
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype if dtype != torch.float16 else torch.float32)
     return model, tokenizer
 
 

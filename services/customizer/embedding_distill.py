@@ -57,6 +57,7 @@ from services.customizer.loop import clear_checkpoints, run_training, seed_every
 from services.domain.artifacts import StudentArtifact, StudentKind
 from services.domain.errors import TrainingFailed
 from services.domain.settings import DistillationSettings
+from services.models.locks import MODEL_LOAD_LOCK
 from services.models.runtime.embedder import Pooling, SentenceTransformerLayout, pool, quiet_loading
 
 log = logging.getLogger(__name__)
@@ -227,7 +228,7 @@ class EmbeddingDistillTrainer:
         val_items = [tuple(i + offset for i in item) for item in val_data.items]
 
         layout = SentenceTransformerLayout(Path(request.base_model_path))
-        with quiet_loading():
+        with quiet_loading(), MODEL_LOAD_LOCK:
             tokenizer = AutoTokenizer.from_pretrained(str(layout.transformer_path))
             encoder = AutoModel.from_pretrained(str(layout.transformer_path))
         student_dim = int(encoder.config.hidden_size)

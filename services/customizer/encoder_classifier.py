@@ -27,6 +27,7 @@ from services.domain.artifacts import StudentArtifact, StudentKind
 from services.domain.errors import TrainingFailed
 from services.domain.labels import LabelParser
 from services.domain.settings import DEFAULT_LABEL_PATTERN
+from services.models.locks import MODEL_LOAD_LOCK
 from services.models.runtime.chat_format import content_text, last_user_text
 from services.models.runtime.classifier import MeanPoolClassifier
 
@@ -94,10 +95,11 @@ class EncoderClassifierTrainer:
                                  f"answers; found {len(labels)} labels, {len(train_pairs)} examples", reason="bad_data")
         index = {label: i for i, label in enumerate(labels)}
         tokenizer = AutoTokenizer.from_pretrained(str(request.base_model_path))
-        try:  # the pooler is unused (mean pooling): do not load or train it
-            encoder = AutoModel.from_pretrained(str(request.base_model_path), add_pooling_layer=False)
-        except TypeError:  # architectures without a pooler
-            encoder = AutoModel.from_pretrained(str(request.base_model_path))
+        with MODEL_LOAD_LOCK:
+            try:  # the pooler is unused (mean pooling): do not load or train it
+                encoder = AutoModel.from_pretrained(str(request.base_model_path), add_pooling_layer=False)
+            except TypeError:  # architectures without a pooler
+                encoder = AutoModel.from_pretrained(str(request.base_model_path))
         if settings.finetune == "lora":
             from peft import LoraConfig, get_peft_model
 

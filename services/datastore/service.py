@@ -11,6 +11,7 @@ from services.datastore.datasets import build_dataset
 from services.datastore.stores import open_log_store
 from services.domain.datasets import DatasetRef, datasets_root
 from services.domain.settings import Settings, apply_overrides
+from services.models.locks import MODEL_LOAD_LOCK
 
 log = logging.getLogger(__name__)
 DATA_SECTIONS = ("data_split", "datasets", "icl", "workloads")
@@ -58,7 +59,8 @@ def icl_embedder(settings: Settings) -> Callable[[list[str]], object] | None:
 
     from services.models.cache import ModelCache
 
-    model = SentenceTransformer(str(ModelCache(settings.models).path(settings.icl.embedding_model)), device="cpu")
+    with MODEL_LOAD_LOCK:
+        model = SentenceTransformer(str(ModelCache(settings.models).path(settings.icl.embedding_model)), device="cpu")
     return lambda texts: model.encode(texts, batch_size=64, show_progress_bar=len(texts) > 500)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from services.models.locks import MODEL_LOAD_LOCK
 from services.models.runtime.chat_format import answer_turn, prompt_text
 
 
@@ -36,11 +37,12 @@ class CausalLMRunner:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(str(base_path), dtype=dtype)
-        if adapter_path is not None:
-            from peft import PeftModel
+        with MODEL_LOAD_LOCK:
+            model = AutoModelForCausalLM.from_pretrained(str(base_path), dtype=dtype)
+            if adapter_path is not None:
+                from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, str(adapter_path)).merge_and_unload()
+                model = PeftModel.from_pretrained(model, str(adapter_path)).merge_and_unload()
         self.model = model.to(self.device).eval()
         self._lock = threading.Lock()
         self._stop_ids = self._end_of_turn_ids()

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from services.domain.labels import render_label
+from services.models.locks import MODEL_LOAD_LOCK
 from services.models.runtime.causal_lm import best_device
 from services.models.runtime.chat_format import last_user_text
 
@@ -58,7 +59,8 @@ class MeanPoolClassifier(torch.nn.Module):
         from transformers import AutoModel
 
         meta = json.loads((directory / META_FILE).read_text("utf-8"))
-        model = cls(AutoModel.from_pretrained(str(directory)), len(meta["labels"]))
+        with MODEL_LOAD_LOCK:
+            model = cls(AutoModel.from_pretrained(str(directory)), len(meta["labels"]))
         model.head.load_state_dict(load_file(str(directory / HEAD_FILE)))
         return model, meta
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from services.domain.errors import ModelUnavailable
+from services.models.locks import MODEL_LOAD_LOCK
 
 Pooling = Literal["mean", "cls", "max", "mean_sqrt_len"]
 _POOLING_FLAGS: dict[str, Pooling] = {
@@ -105,7 +106,7 @@ class Embedder:
             raise ModelUnavailable(f"{self.path} is not a model directory (no config.json or modules.json)")
         self.layout = SentenceTransformerLayout(self.path)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        with quiet_loading():
+        with quiet_loading(), MODEL_LOAD_LOCK:
             self.tokenizer = AutoTokenizer.from_pretrained(str(self.layout.transformer_path))
             self.model = AutoModel.from_pretrained(str(self.layout.transformer_path)).to(self.device).eval()
         limit = self.layout.max_seq_length or getattr(self.model.config, "max_position_embeddings", 512)

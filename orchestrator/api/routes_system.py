@@ -1,0 +1,184 @@
+"""Log ingestion, client data erasure, workloads, audit events, health, readiness, metrics."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import time
+import zlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import generate_latest
+from sqlalchemy import text
+
+from orchestrator.api.auth import Principal, require
+from orchestrator.api.errors import ApiError
+from orchestrator.jobs.view import event_view, job_summary
+
+router = APIRouter()
+
+
+async def _body(request: Request) -> bytes:
+    limit = request.app.state.settings.api.max_request_bytes
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "payload_too_large", f"request body exceeds api.max_request_bytes ({limit}); "
+                                                     "split it into smaller batches")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post("/api/logs", tags=["logs"], summary="Bulk-ingest teacher log records (JSON Lines, optionally gzip)")
+async def ingest_logs(request: Request, principal: Annotated[Principal, Depends(require("write"))]) -> dict[str, Any]:
+    """One OpenAI-format record per line, as `flywheel ingest` reads them. Invalid lines are quarantined
+    with a reason; the summary satisfies read == stored + quarantined + duplicates."""
+    body = await _body(request)
+    if request.headers.get("content-encoding", "").lower() == "gzip" or body[:2] == b"\x1f\x8b":
+        try:
+            body = gzip.decompress(body)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ApiError(400, "bad_request", f"body is not valid gzip: {exc}") from None
+    summary = await run_in_threadpool(_ingest, request, body, principal)
+    metrics = request.app.state.metrics
+    for outcome in ("stored", "quarantined", "duplicates"):
+        metrics.ingested.labels(outcome).inc(summary[outcome])
+    return summary
+
+
+def _ingest(request: Request, body: bytes, principal: Principal) -> dict[str, Any]:
+    from services.datastore.ingest import ingest_lines, read_lines
+    from services.datastore.stores import open_log_store
+
+    settings = request.app.state.settings
+    store = open_log_store(settings.log_store, settings.ingest)
+    try:
+        summary = ingest_lines(read_lines(io.BytesIO(body), max_bytes=settings.ingest.max_record_bytes),
+                               store=store, source=f"api:{principal.name}:{request.state.request_id}",
+                               file_sha256=hashlib.sha256(body).hexdigest(),
+                               max_record_bytes=settings.ingest.max_record_bytes, batch_size=settings.ingest.batch_size)
+    finally:
+        store.close()
+    out = summary.to_json()
+    out.pop("files", None)
+    return out
+
+
+@router.delete("/api/clients/{client_id}/data", tags=["clients"],
+               summary="Erase a client's logs, the datasets built from them and the students trained on those")
+def erase_client_data(client_id: str, request: Request,
+                      principal: Annotated[Principal, Depends(require("write"))]) -> dict[str, Any]:
+    from orchestrator.erasure import erase_client
+
+    return erase_client(request.app.state.settings, request.app.state.store, client_id, actor=principal.name)
+
+
+@router.get("/api/workloads", tags=["workloads"], summary="Workloads: record counts, last job, latest decision")
+def workloads(request: Request, _: Annotated[Principal, Depends(require("read"))]) -> dict[str, Any]:
+    from services.datastore.stores import open_log_store
+
+    settings = request.app.state.settings
+    store = request.app.state.store
+    log_store = open_log_store(settings.log_store, settings.ingest)
+    try:
+        counts = log_store.counts()
+    finally:
+        log_store.close()
+    out: dict[str, dict[str, Any]] = {}
+    for row in counts:
+        entry = out.setdefault(row.workload_id, {"workload_id": row.workload_id, "records": 0, "clients": {},
+                                                 "last_record_at": None})
+        entry["records"] += row.records
+        entry["clients"][row.client_id] = row.records
+        entry["last_record_at"] = max(entry["last_record_at"] or 0, row.last_timestamp)
+    for workload_id in store.workload_summaries():
+        out.setdefault(workload_id, {"workload_id": workload_id, "records": 0, "clients": {}, "last_record_at": None})
+    for workload_id, entry in out.items():
+        last = store.last_job(workload_id)
+        entry["last_job"] = job_summary(last) if last else None
+        decided = store.list_jobs(workload_id=workload_id, status="completed", limit=1)[0]
+        entry["latest_decision"] = ({"job_id": decided[0].id, **{k: (decided[0].decision or {}).get(k)
+                                     for k in ("chosen", "status", "reason")}} if decided else None)
+        # The serving route and champion are the deployment manager's (issue 7): the teacher serves until then.
+        entry["route"] = {"phase": "teacher", "champion": None}
+    return {"workloads": sorted(out.values(), key=lambda e: e["workload_id"])}
+
+
+@router.get("/api/events", tags=["audit"], summary="Audit events, newest first")
+def events(request: Request, _: Annotated[Principal, Depends(require("read"))], kind: str | None = None,
+           workload_id: str | None = None, limit: int = 100) -> dict[str, Any]:
+    rows = request.app.state.store.events(kind=kind, workload_id=workload_id, limit=max(1, min(limit, 1000)))
+    return {"events": [event_view(e) for e in rows]}
+
+
+@router.get("/api/health", tags=["system"], summary="Liveness: the process answers")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/api/ready", tags=["system"], summary="Readiness: job store, log store, queue and tracking reachable")
+def ready(request: Request) -> JSONResponse:
+    checks = {"job_store": _check(lambda: _job_store(request)), "log_store": _check(lambda: _log_store(request)),
+              "queue": _check(lambda: _queue(request)), "tracking": _check(lambda: _tracking(request))}
+    ok = all(c["ok"] for c in checks.values())
+    return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks}, 200 if ok else 503)
+
+
+def _check(probe: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        detail = probe()
+        return {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1), **({"detail": detail} if detail else {})}
+    except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
+        return {"ok": False, "ms": round((time.perf_counter() - started) * 1000, 1), "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _job_store(request: Request) -> None:
+    with request.app.state.store.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def _log_store(request: Request) -> None:
+    from services.datastore.stores import open_log_store
+
+    settings = request.app.state.settings
+    store = open_log_store(settings.log_store, settings.ingest)
+    try:
+        store.quarantine_counts()
+    finally:
+        store.close()
+
+
+def _queue(request: Request) -> str:
+    settings = request.app.state.settings
+    with request.app.state.celery.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, timeout=2)
+    return settings.queue.backend
+
+
+def _tracking(request: Request) -> str:
+    tracking = request.app.state.settings.tracking
+    if not tracking.enabled:
+        return "disabled"
+    uri = tracking.tracking_uri
+    if uri.startswith(("http://", "https://")):
+        import httpx
+
+        httpx.get(uri.rstrip("/") + "/health", timeout=2).raise_for_status()
+    return uri.split(":", 1)[0]
+
+
+@router.get("/metrics", tags=["system"], summary="Prometheus metrics", response_class=PlainTextResponse)
+def metrics(request: Request) -> PlainTextResponse:
+    registry = request.app.state.metrics.registry
+    body = generate_latest(registry).decode()
+    store = request.app.state.store
+    lines = ["# HELP flywheel_jobs Jobs in the job store by status.", "# TYPE flywheel_jobs gauge"]
+    for status in ("queued", "running", "completed", "failed", "cancelled"):
+        lines.append(f'flywheel_jobs{{status="{status}"}} {store.list_jobs(status=status, limit=1)[1]}')
+    return PlainTextResponse(body + "\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
