@@ -134,7 +134,8 @@ def _record_candidate(client: MlflowClient, settings: Settings, experiment_id: s
     spec = next((c for c in settings.candidates if c.name == name), None)
     training = candidate.get("training") or {}
     scalars = training.get("metrics") or {}
-    verdict = next((v for v in (view.get("decision") or {}).get("verdicts") or [] if v.get("candidate") == name), {})
+    verdicts = (view.get("decision") or {}).get("verdicts") or []
+    verdict: dict[str, Any] = next((v for v in verdicts if v.get("candidate") == name), {})
     failure = next((f for f in view.get("failed_candidates") or [] if f.get("candidate") == name), None)
     start, end = _span(view, name)
     run_id = client.create_run(experiment_id, start_time=start, run_name=name,
@@ -214,7 +215,7 @@ def _log(client: MlflowClient, run_id: str, *, metrics: Metrics | None = None, p
 
     now = int(time.time() * 1000)
     metric_rows = [Metric(key, value, now, step) for key, value, step in metrics or []]
-    param_rows = [Param(k, _clip(str(v), PARAM_CHARS)) for k, v in (params or {}).items() if v is not None]
+    param_rows = [Param(k, str(v)[:PARAM_CHARS]) for k, v in (params or {}).items() if v is not None]
     tag_rows = [RunTag(k, str(v)) for k, v in (tags or {}).items() if v is not None]
     for i in range(0, max(len(metric_rows), len(param_rows), len(tag_rows), 1), BATCH):
         client.log_batch(run_id, metrics=metric_rows[i:i + BATCH], params=param_rows[i:i + BATCH],

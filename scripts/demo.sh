@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole flywheel on the embedded default, as far as it exists today:
 # convert the MIT demo set to teacher logs -> ingest (with a few broken lines) -> stats -> models
-# -> dataset -> train a student -> evaluate it against the teacher.
+# -> dataset -> one flywheel job (train, evaluate against the teacher, decide).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
@@ -25,13 +25,11 @@ step "Build a versioned dataset: redact, dedup, detect the type, parse labels, s
 step "Building again on the same logs and config gives the same dataset id" \
   $FW datasets build --workload news_topic --client demo
 step "So the store still holds one dataset" $FW datasets list
-DATASET=$($FW datasets build --workload news_topic --client demo --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["dataset_id"][:16])')
-step "Train the MiniLM classifier student on CPU (capped at 200 steps for the demo; resumable)" \
-  $FW train --dataset "$DATASET" --student minilm-classifier --set max_steps=200
-step "Evaluate it against the teacher's answers (base/ICL do not apply to an encoder: it says why)" \
-  $FW evaluate --dataset "$DATASET" --candidate minilm-classifier
-step "Decide: does it replace the teacher? (judged on the lower CI bound; every candidate gets a reason)" \
-  $FW decide --dataset "$DATASET"
+if [[ "${STUDENTS:-minilm}" == "all" ]]; then CANDIDATES=(); else CANDIDATES=(--candidate minilm-classifier); fi
+step "Run a whole flywheel job on the in-process worker: build -> evaluate/train every candidate -> decide
+    (MiniLM capped at 200 steps for the demo; STUDENTS=all adds the SmolLM2 LoRA student, slow on CPU)" \
+  $FW jobs create --workload news_topic --client demo "${CANDIDATES[@]}" --set training.max_steps=200 --wait
+step "Jobs so far (the REST API shows the same: flywheel serve api, then GET /api/jobs)" $FW jobs list
 
 cat <<'MSG'
 
@@ -39,10 +37,10 @@ Done. What ran: demo data converted to OpenAI-format teacher logs, ingested into
 SQLite log store (var/logs.sqlite) with malformed lines quarantined by reason, the packaged
 models cached as safetensors (var/models) and verified with a forward pass, a dataset built
 from the newest 10,000 logs (var/artifacts/datasets: content-addressed splits + manifest), a
-MiniLM classifier student trained on CPU (var/artifacts/students) and scored against the
-teacher's answers with a bootstrap CI (var/artifacts/evaluations).
-Try next: flywheel evaluate --dataset <id> --candidate smollm2-lora --kind base --kind icl
-(SmolLM2 with constrained label scoring; a few minutes on CPU).
-Not yet in the demo: the job API, promotion and the gateway — they land with the orchestrator
-and gateway issues.
+flywheel job (var/jobs.sqlite) that trained a MiniLM classifier student on CPU
+(var/artifacts/students), scored it against the teacher's answers with a bootstrap CI and
+decided by the promotion policy whether it replaces the teacher.
+Try next: flywheel serve api   (then http://127.0.0.1:8000/docs, POST /api/jobs)
+          flywheel jobs show <id>
+Not yet in the demo: promotion through the gateway (issue 7) and the dashboard (issue 9).
 MSG

@@ -10,6 +10,7 @@ import click
 from orchestrator.cli.commands_config import config_group
 from orchestrator.cli.commands_data import data_group
 from orchestrator.cli.commands_datasets import datasets_group
+from orchestrator.cli.commands_jobs import jobs_group, serve_group
 from orchestrator.cli.commands_logs import ingest_command, logs_group
 from orchestrator.cli.commands_models import models_group
 from orchestrator.cli.commands_train import decide_command, evaluate_command, train_command
@@ -31,6 +32,7 @@ from orchestrator.cli.output import CliState
         "  flywheel train --dataset ID --student minilm-classifier\n"
         "  flywheel evaluate --dataset ID --candidate minilm-classifier\n"
         "  flywheel decide --dataset ID\n\n"
+        "or all of it as one job: flywheel jobs create --workload news_topic --wait\n\n"
         "Every command that reports takes --json: exactly one JSON document on stdout, "
         "progress and logs on stderr."
     ),
@@ -64,6 +66,8 @@ cli.add_command(train_command)
 cli.add_command(evaluate_command)
 cli.add_command(decide_command)
 cli.add_command(worker_command)
+cli.add_command(jobs_group)
+cli.add_command(serve_group)
 
 
 def main() -> None:
