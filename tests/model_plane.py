@@ -59,6 +59,8 @@ def model_plane(root: Path, *, records: int = 160, workload_id: str = "news_topi
         "log_store": {"sqlite_path": str(root / "logs.sqlite")},
         "job_store": {"url": f"sqlite:///{root / 'jobs.sqlite'}"},
         "queue": {"embedded_dir": str(root / "queue"), "polling_interval_s": 0.05},
+        # MLflow costs seconds per job (schema creation); the tests that check tracking turn it on.
+        "tracking": {"enabled": False, "tracking_uri": f"sqlite:///{root / 'mlflow.sqlite'}"},
         "models": {"cache_dir": str(root / "cache"), "registry": {
             "tiny-lm": {"source": "local", "kind": "causal_lm", "path": str(lm)},
             "tiny-bert": {"source": "local", "kind": "encoder", "path": str(bert)},

@@ -13,6 +13,8 @@ from celery import Celery
 from orchestrator.decision import TeacherUsage, decide
 from orchestrator.jobs.models import Job
 from orchestrator.jobs.store import JobStore
+from orchestrator.jobs.view import job_view
+from orchestrator.tracking import track_job
 from services.domain.evaluation import EvalResult
 from services.domain.jobs import JobStatus, Stage
 from services.domain.settings import Settings
@@ -28,8 +30,13 @@ DISQUALIFYING = (Stage.CUSTOMIZE.value, Stage.CUSTOMIZED_EVAL.value)
 def register(app: Celery, settings: Settings, store: JobStore) -> None:
     @app.task(name=DECIDE, queue=QUEUE_OF[DECIDE], acks_late=True, shared=False)
     def decide_task(_header: Any = None, *, payload: dict[str, Any]) -> dict[str, Any]:
-        """Apply the workload's promotion policy to the job's evaluations; finish the job."""
-        return finish_job(store, settings, DecidePayload.model_validate(payload).job_id)
+        """Apply the workload's promotion policy to the job's evaluations; finish the job; track it."""
+        job_id = DecidePayload.model_validate(payload).job_id
+        outcome = finish_job(store, settings, job_id)
+        run_id = track_job(settings, job_view(store.get_job(job_id)))  # never raises; logs why it failed
+        if run_id is not None:
+            store.set_stage(job_id, Stage.DECIDE.value, detail={"mlflow_run_id": run_id})
+        return {**outcome, "mlflow_run_id": run_id}
 
     @app.task(name=JOB_FAILED, queue=QUEUE_OF[JOB_FAILED], shared=False)
     def job_failed_task(*args: Any, job_id: str | None = None) -> None:
@@ -39,6 +46,7 @@ def register(app: Celery, settings: Settings, store: JobStore) -> None:
         if job_id:
             store.set_stage(job_id, Stage.DECIDE.value, status=JobStatus.FAILED, error=error)
             store.set_job(job_id, status=JobStatus.FAILED, error=error)
+            track_job(settings, job_view(store.get_job(job_id)))
 
 
 def finish_job(store: JobStore, settings: Settings, job_id: str) -> dict[str, Any]:

@@ -41,6 +41,6 @@ def register(app: Celery, settings: Settings, reporter: JobReporter | None = Non
                     "kind": artifact.kind.value, "size_bytes": artifact.size_bytes,
                     "metrics": {k: artifact.metrics.get(k) for k in (
                         "steps", "train_loss", "best_val_loss", "best_step", "examples_per_s", "train_seconds",
-                        "stopped_early", "train_examples", "val_history")}}
+                        "stopped_early", "train_examples", "val_history", "resumed_from_step")}}
 
         return run_stage(self, reporter, request.job, work, upstream=upstream)

@@ -32,12 +32,17 @@ def plane(tmp_path: Path):
 
 
 def test_job_runs_every_stage_and_decides(plane) -> None:
-    store = JobStore(plane.settings.job_store.url)
-    with embedded_worker(plane.settings, store) as app:
-        service = JobService(plane.settings, store, app)
+    settings = plane.settings.model_copy(update={"tracking": plane.settings.tracking.model_copy(update={"enabled": True})})
+    store = JobStore(settings.job_store.url)
+    with embedded_worker(settings, store) as app:
+        service = JobService(settings, store, app)
         job = service.create(workload_id="news_topic", client_id=None, actor="test")
         assert job.status == "queued" and len(job.stages) == 1 + 3 * 4 + 1, "the whole plan is visible at once"
         view = wait_finished(store, job.id)
+        deadline = time.monotonic() + 120
+        while not (run_id := store.get_job(job.id).stages[-1].detail.get("mlflow_run_id")):  # tracked after deciding
+            assert time.monotonic() < deadline, "the job was never tracked in MLflow"
+            time.sleep(0.2)
 
     assert view["status"] == "completed", view
     assert view["dataset"]["counts"]["eval"] == plane.dataset.splits["eval"]["count"]
@@ -62,6 +67,15 @@ def test_job_runs_every_stage_and_decides(plane) -> None:
     assert any("eval set has" in r for r in verdicts["tiny-lora"]["reasons"]), "24 eval records < policy minimum"
     assert decision["chosen"] is None and decision["status"] == "keep_teacher"
     assert [e.kind for e in store.events(job_id=job.id)] == ["job.created"]
+    # The job's MLflow run: a parent run per job, a child per candidate with its scores.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.tracking.tracking_uri)
+    assert client.get_run(run_id).data.tags["flywheel.job_id"] == job.id
+    children = client.search_runs([client.get_run(run_id).info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
+    scores = {r.info.run_name: r.data.metrics.get("customized.f1_vs_teacher") for r in children}
+    assert scores["tiny-lora"] == pytest.approx(lora["evaluations"]["customized"]["f1_vs_teacher"])
 
 
 def test_candidate_subset_and_invalid_overrides(plane) -> None:
@@ -78,3 +92,26 @@ def test_candidate_subset_and_invalid_overrides(plane) -> None:
     with pytest.raises(ConfigError, match="not allowed"):
         service.create(workload_id="news_topic", client_id=None, overrides={"data": {"job_store.url": "x"}})
     assert store.list_jobs()[1] == 0, "an invalid job is never created"
+
+
+def test_cancel_stops_training_at_the_next_step(tmp_path: Path) -> None:
+    plane = model_plane(tmp_path, records=120, epochs=100, max_steps=5000, early_stopping_patience=0)
+    store = JobStore(plane.settings.job_store.url)
+    with embedded_worker(plane.settings, store) as app:
+        service = JobService(plane.settings, store, app)
+        job = service.create(workload_id="news_topic", client_id=None, overrides={"candidates": ["tiny-lora"]})
+        deadline = time.monotonic() + 120
+        while True:
+            customize = next(s for s in store.get_job(job.id).stages if s.name == "customize")
+            if customize.status == "running" and (customize.detail or {}).get("step"):
+                break
+            assert time.monotonic() < deadline, "training never started"
+            time.sleep(0.1)
+        service.cancel(job.id, actor="test")
+        view = wait_finished(store, job.id, timeout=120)
+    assert view["status"] == "cancelled"
+    stages = {s["name"]: s for s in view["stages"]}
+    assert stages["customize"]["status"] == "cancelled" and "cancelled" in stages["customize"]["error"]
+    assert stages["customize"]["detail"]["step"] < 5000, "training stopped long before its last step"
+    assert stages["customized_eval"]["status"] == "cancelled" and stages["decide"]["status"] == "cancelled"
+    assert view["decision"] is None

@@ -38,7 +38,8 @@ def client_for(store: Path) -> MlflowClient:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def evaluation(candidate: str, kind: EvalKind, score: float | None, ci: tuple[float, float] | None = None) -> dict[str, Any]:
+def evaluation(candidate: str, kind: EvalKind, score: float | None,
+               ci: tuple[float, float] | None = None) -> dict[str, Any]:
     if score is None:
         return EvalResult.not_applicable(candidate, kind, "d" * 64, "e" * 64, "classification", "no base").to_public()
     return EvalResult(candidate=candidate, eval_kind=kind, dataset_id="d" * 64, eval_sha256="e" * 64,
@@ -96,7 +97,9 @@ def parent_runs(client: MlflowClient, experiment_id: str, job_id: str) -> list[A
     return client.search_runs([experiment_id], f"tags.`flywheel.job_id` = '{job_id}'")
 
 
-def test_completed_job_is_recorded(store: Path, adapter_dir: Path) -> None:
+def test_completed_job_is_recorded(store: Path, adapter_dir: Path, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root is ./mlruns: nothing may land there
     view = job_view("news_topic", adapter_dir)
     run_id = track_job(settings_for(store), view, attempts=1)
 
@@ -114,7 +117,7 @@ def test_completed_job_is_recorded(store: Path, adapter_dir: Path) -> None:
     assert parent.data.params["train_count"] == "82" and parent.data.params["eval_count"] == "24"
     assert parent.data.metrics == {"teacher_cost_per_1k_requests": 1.23, "chosen_cost_per_1k_requests": 0.01}
     assert {a.path for a in client.list_artifacts(run_id)} == {"job.json", "decision.json"}
-    assert list((store / "artifacts" / "mlflow").rglob("job.json"))
+    assert list((store / "artifacts" / "mlflow").rglob("job.json")) and not (tmp_path / "mlruns").exists()
 
     children = {r.info.run_name: r for r in client.search_runs(
         [experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'")}
@@ -147,31 +150,55 @@ def test_tracking_twice_records_once(store: Path, adapter_dir: Path) -> None:
     second = track_job(settings_for(store), view, attempts=1)
 
     client = client_for(store)
-    experiment_id = client.get_experiment_by_name("flywheel-redelivered").experiment_id
-    assert first is not None and second == first
+    experiment = client.get_experiment_by_name("flywheel-redelivered")
+    assert experiment is not None and first is not None and second == first
+    experiment_id = experiment.experiment_id
     assert len(parent_runs(client, experiment_id, view["id"])) == 1
     assert len(client.search_runs([experiment_id], "")) == 3
     assert len(client.search_model_versions("name = 'flywheel-redelivered'")) == 1
 
 
 def test_half_written_record_is_replaced(store: Path, adapter_dir: Path) -> None:
-    view = job_view("crashed", adapter_dir, status="failed")
-    view["decision"] = None
+    view = job_view("crashed", adapter_dir)
     client = client_for(store)
-    experiment_id = client.create_experiment("flywheel-crashed")
+    experiment_id = client.create_experiment("flywheel-crashed", artifact_location=(store / "crashed").as_uri())
     stale = client.create_run(experiment_id, tags={"flywheel.job_id": view["id"]}).info.run_id  # left RUNNING
+    client.create_registered_model("flywheel-crashed")
+    client.create_model_version("flywheel-crashed", str(adapter_dir), run_id=stale, tags={"job_id": view["id"]})
 
     run_id = track_job(settings_for(store), view, attempts=1)
 
     assert run_id is not None and run_id != stale
     [parent] = parent_runs(client, experiment_id, view["id"])
-    assert parent.info.run_id == run_id and parent.info.status == "FAILED"
+    assert parent.info.run_id == run_id and parent.info.status == "FINISHED"
     assert client.get_run(stale).info.lifecycle_stage == "deleted"
+    [version] = client.search_model_versions("name = 'flywheel-crashed'")
+    assert int(version.version) == 2 and version.run_id != stale  # int from the SQLite store, str over REST
+
+
+def test_failed_job_is_recorded_as_failed(store: Path, adapter_dir: Path) -> None:
+    view = job_view("broken", adapter_dir, status="failed")
+    view.update(decision=None, chosen=None, error="TrainingFailed: out of memory")
+    view["candidates"][0]["status"] = "failed"
+    view["failed_candidates"] = [{"candidate": "smollm2-lora", "stage": "customize", "error": "TrainingFailed: oom"}]
+
+    run_id = track_job(settings_for(store), view, attempts=1)
+
+    client = client_for(store)
+    assert run_id is not None
+    parent = client.get_run(run_id)
+    assert parent.info.status == "FAILED" and parent.data.tags["flywheel.error"] == "TrainingFailed: out of memory"
+    assert "flywheel.decision.chosen" not in parent.data.tags and parent.data.metrics == {}
     assert {a.path for a in client.list_artifacts(run_id)} == {"job.json"}
+    children = {r.info.run_name: r for r in client.search_runs(
+        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'")}
+    assert children["smollm2-lora"].info.status == "FAILED"
+    assert children["smollm2-lora"].data.tags["flywheel.candidate.error"] == "customize: TrainingFailed: oom"
+    assert client.search_registered_models("name = 'flywheel-broken'") == []
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "http"])
-def test_broken_store_returns_none_quickly(kind: str, tmp_path: Path, adapter_dir: Path,
+@pytest.mark.parametrize(("kind", "reason"), [("sqlite", "FileExistsError"), ("http", "http://127.0.0.1:9/api")])
+def test_broken_store_returns_none_quickly(kind: str, reason: str, tmp_path: Path, adapter_dir: Path,
                                            monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
@@ -185,7 +212,8 @@ def test_broken_store_returns_none_quickly(kind: str, tmp_path: Path, adapter_di
 
     assert result is None
     assert time.monotonic() - started < 10
-    assert [r.getMessage() for r in caplog.records if "attempt 2/2" in r.getMessage()]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "orchestrator.tracking"]
+    assert len(warnings) == 2 and "attempt 2/2" in warnings[1] and reason in warnings[1]
 
 
 def test_disabled_tracking_records_nothing(tmp_path: Path, adapter_dir: Path) -> None:
