@@ -46,6 +46,9 @@ class JobStore:
 
     def upgrade(self) -> None:
         """Migrate to the newest schema (a no-op when up to date)."""
+        import logging
+
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # migration chatter is not the user's news
         from alembic import command
         from alembic.config import Config
 
