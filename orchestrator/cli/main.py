@@ -13,6 +13,7 @@ from orchestrator.cli.commands_datasets import datasets_group
 from orchestrator.cli.commands_jobs import jobs_group, serve_group
 from orchestrator.cli.commands_logs import ingest_command, logs_group
 from orchestrator.cli.commands_models import models_group
+from orchestrator.cli.commands_schedule import beat_command, schedule_group
 from orchestrator.cli.commands_train import decide_command, evaluate_command, train_command
 from orchestrator.cli.commands_worker import worker_command
 from orchestrator.cli.output import CliState
@@ -68,6 +69,8 @@ cli.add_command(decide_command)
 cli.add_command(worker_command)
 cli.add_command(jobs_group)
 cli.add_command(serve_group)
+cli.add_command(schedule_group)
+cli.add_command(beat_command)
 
 
 def main() -> None:

@@ -57,7 +57,8 @@ class JobService:
         self.settings, self.store, self.app = settings, store, app
 
     def create(self, *, workload_id: str, client_id: str | None, overrides: dict[str, Any] | None = None,
-               actor: str | None = None) -> Job:
+               actor: str | None = None, log_records: int | None = None) -> Job:
+        """Validate, plan, enqueue. `log_records` (the log store's count now) lets schedules count new data."""
         checked = validate_overrides(self.settings, overrides)
         stages = [(stage.value, candidate) for stage, candidate in planned_stages(self.settings, checked)]
         job = self.store.create_job(workload_id=workload_id, client_id=client_id,
@@ -70,8 +71,20 @@ class JobService:
             self.store.set_job(job.id, status=JobStatus.FAILED, error=f"could not enqueue: {exc}")
             raise FlywheelError(f"the queue is unavailable ({type(exc).__name__}: {exc}); job {job.id} failed") from exc
         self.store.add_event("job.created", actor=actor, job_id=job.id, workload_id=workload_id, client_id=client_id,
-                             detail={"overrides": job.overrides})
+                             detail={"overrides": job.overrides,
+                                     "log_records": log_records if log_records is not None else self._log_total(
+                                         workload_id, client_id)})
         return self.store.get_job(job.id)
+
+    def _log_total(self, workload_id: str, client_id: str | None) -> int | None:
+        """Best effort: the count is only bookkeeping for schedules; a log-store hiccup must not fail a job."""
+        try:
+            from orchestrator.schedules import log_total
+
+            return log_total(self.settings, workload_id, client_id)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not count the logs of %s: %s", workload_id, exc)
+            return None
 
     def cancel(self, job_id: str, *, actor: str | None = None) -> Job:
         job = self.store.request_cancel(job_id)

@@ -18,7 +18,15 @@ from orchestrator.tracking import track_job
 from services.domain.evaluation import EvalResult
 from services.domain.jobs import JobStatus, Stage
 from services.domain.settings import Settings
-from services.domain.tasks import DECIDE, JOB_FAILED, QUEUE_OF, DecidePayload
+from services.domain.tasks import (
+    DECIDE,
+    DRIFT_CHECK,
+    JOB_FAILED,
+    QUEUE_OF,
+    SCHEDULED_RUN,
+    DecidePayload,
+    WorkloadPayload,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +45,24 @@ def register(app: Celery, settings: Settings, store: JobStore) -> None:
         if run_id is not None:
             store.set_stage(job_id, Stage.DECIDE.value, detail={"mlflow_run_id": run_id})
         return {**outcome, "mlflow_run_id": run_id}
+
+    @app.task(name=SCHEDULED_RUN, queue=QUEUE_OF[SCHEDULED_RUN], shared=False, bind=True)
+    def scheduled_run_task(self: Any, *, payload: dict[str, Any]) -> dict[str, Any]:
+        """A cron tick (Celery beat): start a job when enough new records arrived, else record why not."""
+        from orchestrator.jobs.service import JobService
+        from orchestrator.schedules import scheduled_run
+
+        workload_id = WorkloadPayload.model_validate(payload).workload_id
+        return scheduled_run(settings, store, JobService(settings, store, self.app), workload_id)
+
+    @app.task(name=DRIFT_CHECK, queue=QUEUE_OF[DRIFT_CHECK], shared=False, bind=True)
+    def drift_check_task(self: Any, *, payload: dict[str, Any]) -> dict[str, Any]:
+        """Compare recent teacher labels with the last dataset; start a job past the drift thresholds."""
+        from orchestrator.jobs.service import JobService
+        from orchestrator.schedules import drift_check
+
+        workload_id = WorkloadPayload.model_validate(payload).workload_id
+        return drift_check(settings, store, JobService(settings, store, self.app), workload_id)
 
     @app.task(name=JOB_FAILED, queue=QUEUE_OF[JOB_FAILED], shared=False)
     def job_failed_task(*args: Any, job_id: str | None = None) -> None:

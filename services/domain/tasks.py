@@ -22,9 +22,11 @@ TRAIN = "customizer.train"
 EVALUATE = "evaluator.evaluate"
 DECIDE = "orchestrator.decide"
 JOB_FAILED = "orchestrator.job_failed"
+SCHEDULED_RUN = "orchestrator.scheduled_run"
+DRIFT_CHECK = "orchestrator.drift_check"
 
 QUEUE_OF = {BUILD_DATASET: "datastore", TRAIN: "customizer", EVALUATE: "evaluator", DECIDE: "orchestrator",
-            JOB_FAILED: "orchestrator"}
+            JOB_FAILED: "orchestrator", SCHEDULED_RUN: "orchestrator", DRIFT_CHECK: "orchestrator"}
 
 
 class _Payload(BaseModel):
@@ -51,6 +53,14 @@ class EvaluatePayload(_Payload):
     kind: str = Field(description="base | icl | customized")
     artifact_id: str | None = Field(None, description="customized: which artifact (default: the upstream "
                                                       "training's, else the newest on the dataset).")
+
+
+class WorkloadPayload(BaseModel):
+    """A scheduled run or drift check of one workload (sent by Celery beat)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workload_id: str
 
 
 class DecidePayload(BaseModel):
