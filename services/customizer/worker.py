@@ -8,13 +8,16 @@ the job's cancel flag stops the run at the next step (its checkpoint is kept).
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 from celery import Celery
 
 from services.customizer.base import TrainControl
-from services.customizer.service import train_candidate
+from services.customizer.service import plan_training, train_candidate
 from services.domain.artifacts import TrainingProgress
+from services.domain.datasets import datasets_root, load_dataset
+from services.domain.errors import TrainingCancelled
 from services.domain.jobs import JobReporter
 from services.domain.settings import Settings
 from services.domain.stage_runner import StageContext, run_stage
@@ -35,8 +38,12 @@ def register(app: Celery, settings: Settings, reporter: JobReporter | None = Non
                 ctx.progress(fraction, detail=progress.model_dump(mode="json"))
 
             control = TrainControl(on_progress=on_progress, should_cancel=ctx.cancelled, report_every_s=2.0)
-            artifact = train_candidate(settings, request.candidate, dataset_id,
-                                       overrides=request.overrides or None, control=control)
+            try:
+                artifact = train_candidate(settings, request.candidate, dataset_id,
+                                           overrides=request.overrides or None, control=control)
+            except TrainingCancelled:
+                _remove_checkpoints(settings, request.candidate, dataset_id, request.overrides or None)
+                raise
             return {"dataset_id": dataset_id, "artifact_id": artifact.artifact_id, "path": artifact.path,
                     "kind": artifact.kind.value, "size_bytes": artifact.size_bytes,
                     "metrics": {k: artifact.metrics.get(k) for k in (
@@ -44,3 +51,10 @@ def register(app: Celery, settings: Settings, reporter: JobReporter | None = Non
                         "stopped_early", "train_examples", "val_history", "resumed_from_step")}}
 
         return run_stage(self, reporter, request.job, work, upstream=upstream)
+
+
+def _remove_checkpoints(settings: Settings, candidate: str, dataset_id: str, overrides: dict[str, Any] | None) -> None:
+    """A cancelled job cleans up: its run's checkpoints go (a crash, unlike a cancel, keeps them to resume)."""
+    dataset = load_dataset(datasets_root(settings.artifacts.root), dataset_id)
+    work_dir = plan_training(settings, candidate, dataset, overrides=overrides).work_dir
+    shutil.rmtree(work_dir, ignore_errors=True)

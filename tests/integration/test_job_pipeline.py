@@ -115,3 +115,17 @@ def test_cancel_stops_training_at_the_next_step(tmp_path: Path) -> None:
     assert stages["customize"]["detail"]["step"] < 5000, "training stopped long before its last step"
     assert stages["customized_eval"]["status"] == "cancelled" and stages["decide"]["status"] == "cancelled"
     assert view["decision"] is None
+    work = Path(plane.settings.artifacts.root) / "work" / "tiny-lora"
+    assert not work.exists() or not any(work.iterdir()), "a cancelled job leaves no checkpoints behind"
+
+
+def test_several_jobs_run_at_once(plane) -> None:
+    store = JobStore(plane.settings.job_store.url)
+    with embedded_worker(plane.settings, store) as app:
+        service = JobService(plane.settings, store, app)
+        jobs = [service.create(workload_id="news_topic", client_id=None, overrides={
+            "candidates": ["tiny-clf"], "training": {"max_steps": steps}}) for steps in (2, 3)]
+        views = [wait_finished(store, job.id) for job in jobs]
+    assert [v["status"] for v in views] == ["completed", "completed"]
+    assert [v["candidates"][0]["training"]["metrics"]["steps"] for v in views] == [2, 3]
+    assert views[0]["dataset_id"] == views[1]["dataset_id"], "the same logs and data config build one dataset"
