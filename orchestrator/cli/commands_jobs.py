@@ -232,7 +232,7 @@ def delete_command(state: CliState, job_id: str, as_json: bool) -> None:
         f"{len(report['datasets'])} datasets"))
 
 
-@click.group("serve", help="Run a server: the orchestrator API (the gateway comes with issue 7).")
+@click.group("serve", help="Run a server: the orchestrator API or the OpenAI-compatible gateway.")
 def serve_group() -> None:
     pass
 
@@ -268,3 +268,27 @@ def serve_api_command(state: CliState, host: str | None, port: int | None, no_wo
         click.echo(f"API on http://{host or settings.api.host}:{port or settings.api.port} (docs at /docs)"
                    + (", with an in-process worker" if run_worker else ""), err=True)
         uvicorn.run(app, host=host or settings.api.host, port=port or settings.api.port, log_level="info")
+
+
+@serve_group.command("gateway")
+@click.option("--host", default=None, help="Default: gateway.host from config.")
+@click.option("--port", type=int, default=None, help="Default: gateway.port from config.")
+@handles_errors
+@click.pass_obj
+def serve_gateway_command(state: CliState, host: str | None, port: int | None) -> None:
+    """Serve the OpenAI-compatible gateway: point the teacher's clients here (base_url .../v1).
+
+    Every call is answered (today by the teacher at teacher.base_url) and logged to the datastore
+    through the queue; a datastore worker stores them (`flywheel worker datastore`, or the
+    embedded worker of `flywheel serve api`). While the queue is down, calls spool to
+    gateway.spool_path and are sent later.
+    """
+    import uvicorn
+
+    from services.deployment.gateway.app import create_gateway
+
+    settings = state.settings
+    app = create_gateway(settings)
+    click.echo(f"gateway on http://{host or settings.gateway.host}:{port or settings.gateway.port}/v1 -> teacher "
+               f"{settings.teacher.base_url}", err=True)
+    uvicorn.run(app, host=host or settings.gateway.host, port=port or settings.gateway.port, log_level="info")

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from celery import Celery
 
+from services.datastore.ingest import RawLine, ingest_lines
 from services.datastore.service import build_for_workload
+from services.datastore.stores import open_log_store
 from services.domain.datasets import DatasetRef
+from services.domain.errors import StoreError
 from services.domain.jobs import JobReporter
 from services.domain.settings import Settings
 from services.domain.stage_runner import StageContext, run_stage
-from services.domain.tasks import BUILD_DATASET, QUEUE_OF, BuildDatasetPayload
+from services.domain.tasks import BUILD_DATASET, INGEST_RECORDS, QUEUE_OF, BuildDatasetPayload, IngestRecordsPayload
 
 
 def register(app: Celery, settings: Settings, reporter: JobReporter | None = None) -> None:
@@ -29,6 +34,13 @@ def register(app: Celery, settings: Settings, reporter: JobReporter | None = Non
 
         return run_stage(self, reporter, request.job, work, upstream=upstream)
 
+    @app.task(name=INGEST_RECORDS, queue=QUEUE_OF[INGEST_RECORDS], acks_late=True, bind=True, shared=False,
+              autoretry_for=(StoreError,), retry_backoff=True, max_retries=8)
+    def ingest_records_task(self: Any, *, payload: dict[str, Any]) -> dict[str, Any]:
+        """Store records logged by the gateway; invalid ones are quarantined with a reason. Idempotent on ids."""
+        request = IngestRecordsPayload.model_validate(payload)
+        return ingest_records(settings, request.records, source=request.source)
+
 
 def teacher_usage(dataset: DatasetRef) -> dict[str, float] | None:
     """Mean prompt/completion tokens of the teacher's eval answers, when the logs carry usage."""
@@ -38,3 +50,19 @@ def teacher_usage(dataset: DatasetRef) -> dict[str, float] | None:
         return None
     return {"prompt_tokens": sum(u["prompt_tokens"] for u in usages) / len(usages),
             "completion_tokens": sum(u.get("completion_tokens", 0) for u in usages) / len(usages)}
+
+
+def ingest_records(settings: Settings, records: list[dict[str, Any]], *, source: str) -> dict[str, Any]:
+    """The same validation, quarantine and summary as `flywheel ingest`, for records sent as dicts."""
+    lines = [json.dumps(r, separators=(",", ":")).encode() for r in records]
+    raw = [RawLine(i + 1, line, len(line), too_large=len(line) > settings.ingest.max_record_bytes)
+           for i, line in enumerate(lines)]
+    store = open_log_store(settings.log_store, settings.ingest)
+    try:
+        summary = ingest_lines(raw, store=store, source=source, file_sha256=hashlib.sha256(b"\n".join(lines)).hexdigest(),
+                               max_record_bytes=settings.ingest.max_record_bytes, batch_size=settings.ingest.batch_size)
+    finally:
+        store.close()
+    out = summary.to_json()
+    out.pop("files", None)
+    return out

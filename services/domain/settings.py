@@ -119,6 +119,20 @@ class ApiSettings(_Section):
         True, description="embedded queue: run a worker for every queue inside `flywheel serve api`.")
 
 
+class GatewaySettings(_Section):
+    host: str = Field("127.0.0.1", description="Bind address of `flywheel serve gateway`.")
+    port: int = Field(8001, ge=1, le=65535)
+    aliases: dict[str, str] = Field(
+        default_factory=dict, description="Model alias -> workload id; every workload id is also its own alias.")
+    auth_enabled: bool = Field(False, description="Require a per-client API key (Authorization: Bearer).")
+    keys: list[ApiToken] = Field(default_factory=list, description="Client API keys (client_id names the client).")
+    max_request_bytes: int = Field(4 * 2**20, ge=1024, description="Largest request body.")
+    log_batch_size: int = Field(200, ge=1, le=10_000, description="Teacher calls sent to the datastore per batch.")
+    log_flush_interval_s: float = Field(1.0, gt=0, le=60, description="Longest wait before a partial batch goes.")
+    spool_path: Path = Field(Path("var/gateway-spool.jsonl"),
+                             description="Where records wait while the queue is unreachable (flushed later).")
+
+
 class TrackingSettings(_Section):
     enabled: bool = True
     tracking_uri: str = Field("sqlite:///var/mlflow.sqlite", description="MLflow tracking URI.")
@@ -160,6 +174,7 @@ class ModelsSettings(_Section):
 
 class TeacherSettings(_Section):
     model: str = Field("meta/llama-3.3-70b-instruct", description="The teacher's model name.")
+    embedding_model: str | None = Field(None, description="The teacher's embedding model (null: `model`).")
     base_url: str | None = Field(None, description="OpenAI-compatible base URL of the teacher.")
     api_key: SecretStr | None = None
     timeout_s: float = Field(60.0, gt=0, le=600)
@@ -479,6 +494,7 @@ class Settings(BaseSettings):
     queue: QueueSettings = Field(default_factory=QueueSettings)
     job_store: JobStoreSettings = Field(default_factory=JobStoreSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     models: ModelsSettings = Field(default_factory=ModelsSettings)

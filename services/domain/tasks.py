@@ -18,6 +18,7 @@ from services.domain.errors import InsufficientData
 from services.domain.jobs import JobRef
 
 BUILD_DATASET = "datastore.build_dataset"
+INGEST_RECORDS = "datastore.ingest_records"
 TRAIN = "customizer.train"
 EVALUATE = "evaluator.evaluate"
 DECIDE = "orchestrator.decide"
@@ -25,7 +26,7 @@ JOB_FAILED = "orchestrator.job_failed"
 SCHEDULED_RUN = "orchestrator.scheduled_run"
 DRIFT_CHECK = "orchestrator.drift_check"
 
-QUEUE_OF = {BUILD_DATASET: "datastore", TRAIN: "customizer", EVALUATE: "evaluator", DECIDE: "orchestrator",
+QUEUE_OF = {BUILD_DATASET: "datastore", INGEST_RECORDS: "datastore", TRAIN: "customizer", EVALUATE: "evaluator", DECIDE: "orchestrator",
             JOB_FAILED: "orchestrator", SCHEDULED_RUN: "orchestrator", DRIFT_CHECK: "orchestrator"}
 
 
@@ -39,6 +40,15 @@ class BuildDatasetPayload(_Payload):
     workload_id: str
     client_id: str | None
     overrides: dict[str, Any] = Field(default_factory=dict, description="Data-section overrides of this job.")
+
+
+class IngestRecordsPayload(BaseModel):
+    """Teacher calls logged by the gateway, as OpenAI-format record dicts (validated by the datastore)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    records: list[dict[str, Any]]
+    source: str = "gateway"
 
 
 class TrainPayload(_Payload):

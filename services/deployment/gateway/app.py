@@ -1,0 +1,229 @@
+"""The gateway (`flywheel serve gateway`): the OpenAI-compatible endpoint a team points its clients at.
+
+Today every workload routes to the teacher (route phase `teacher`): the gateway forwards the call
+to the teacher's OpenAI-compatible upstream (streamed or not), answers with who served it
+(`X-Flywheel-Served-By`, `X-Flywheel-Route-Phase`), and logs the call to the datastore through
+`TrafficLogger` (asynchronous; spooled when the queue is down). Routing to promoted students
+(shadow, canary, full, cascade, rollback) builds on this (issue 7).
+
+Workload: the request's `model` names an alias (config `gateway.aliases`; every workload id is its
+own alias) or the `X-Flywheel-Workload` header. Client: the API key's client wins, then the
+`X-Flywheel-Client` header, then OpenAI `metadata.client_id`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from services.deployment.gateway.streaming import StreamAssembler
+from services.deployment.traffic_log import TrafficLogger
+from services.domain.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class GatewayError(Exception):
+    """An OpenAI-format error: {"error": {"message", "type", "param", "code"}}."""
+
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
+                 param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"error": {"message": self.message, "type": self.type, "param": self.param,
+                                       "code": self.code}}, self.status)
+
+
+class GatewayMetrics:
+    def __init__(self, logger: TrafficLogger) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("flywheel_gateway_requests_total", "Gateway requests.",
+                                ["endpoint", "workload", "served_by", "status"], registry=self.registry)
+        self.latency = Histogram("flywheel_gateway_request_seconds", "Gateway request latency.",
+                                 ["endpoint", "served_by"], registry=self.registry)
+        self.fallbacks = Counter("flywheel_gateway_fallbacks_total", "Student failures answered by the teacher.",
+                                 ["workload"], registry=self.registry)
+        spool = Gauge("flywheel_gateway_spool_depth", "Logged calls waiting in the spool file.", registry=self.registry)
+        spool.set_function(lambda: logger.spool_depth)
+
+
+def create_gateway(settings: Settings, *, celery_app: Any = None, logger: TrafficLogger | None = None,
+                   transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    if settings.teacher.base_url is None:
+        from services.domain.errors import ConfigError
+
+        raise ConfigError("teacher.base_url is not set: the gateway needs the teacher's OpenAI-compatible URL")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        headers = {}
+        if settings.teacher.api_key is not None:
+            headers["Authorization"] = f"Bearer {settings.teacher.api_key.get_secret_value()}"
+        app.state.upstream = httpx.AsyncClient(base_url=str(settings.teacher.base_url).rstrip("/"), headers=headers,
+                                               timeout=settings.teacher.timeout_s, transport=transport)
+        try:
+            yield
+        finally:
+            await app.state.upstream.aclose()
+            if owned_logger:
+                traffic.close()
+
+    owned_logger = logger is None
+    if logger is None:
+        from services.domain.queue import make_celery_app
+
+        logger = TrafficLogger(celery_app or make_celery_app(settings.queue, name="flywheel-gateway"),
+                               settings.gateway.spool_path, batch_size=settings.gateway.log_batch_size,
+                               flush_interval_s=settings.gateway.log_flush_interval_s).start()
+    traffic = logger
+    app = FastAPI(title="Data flywheel gateway (OpenAI-compatible)", version="0.1.0", lifespan=lifespan)
+    app.state.settings, app.state.traffic = settings, traffic
+    app.state.metrics = metrics = GatewayMetrics(traffic)
+
+    @app.exception_handler(GatewayError)
+    async def _gateway_error(_: Request, exc: GatewayError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("gateway request failed")
+        return GatewayError(500, f"internal gateway error ({type(exc).__name__})", "server_error").response()
+
+    async def body_of(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if len(raw) > settings.gateway.max_request_bytes:
+            raise GatewayError(413, f"request body exceeds {settings.gateway.max_request_bytes} bytes", code="too_large")
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise GatewayError(400, f"request body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise GatewayError(400, "request body must be a JSON object")
+        return body
+
+    def caller(request: Request, body: dict[str, Any]) -> tuple[str, str]:
+        """(workload_id, client_id) for this request; 401 when keys are required and missing."""
+        key_client = None
+        if settings.gateway.auth_enabled:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            match = next((k for k in settings.gateway.keys if scheme.lower() == "bearer" and
+                          hmac.compare_digest(k.token.get_secret_value().encode(), token.strip().encode())), None)
+            if match is None:
+                raise GatewayError(401, "invalid or missing API key (Authorization: Bearer <key>)",
+                                   "authentication_error", code="invalid_api_key")
+            key_client = match.client_id or match.name
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise GatewayError(400, "`model` is required: name a workload alias", param="model")
+        workload = request.headers.get("x-flywheel-workload") or settings.gateway.aliases.get(model, model)
+        metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        client = key_client or request.headers.get("x-flywheel-client") or metadata.get("client_id") or "default"
+        return workload, str(client)
+
+    def served_headers(phase: str = "teacher", served_by: str = "teacher") -> dict[str, str]:
+        return {"X-Flywheel-Served-By": served_by, "X-Flywheel-Route-Phase": phase}
+
+    def record(workload: str, client: str, request_body: dict[str, Any], response_body: dict[str, Any]) -> None:
+        traffic.log({"workload_id": workload, "client_id": client, "timestamp": time.time(),
+                     "request": request_body, "response": response_body})
+
+    async def teacher_call(path: str, upstream_body: dict[str, Any]) -> httpx.Response:
+        try:
+            return await app.state.upstream.post(path, json=upstream_body)
+        except httpx.HTTPError as exc:
+            raise GatewayError(502, f"the teacher upstream failed: {type(exc).__name__}: {exc}", "upstream_error") from None
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        names = sorted(set(settings.gateway.aliases) | set(settings.workloads))
+        return {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "flywheel"}
+                                           for n in names]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Any:
+        started = time.perf_counter()
+        body = await body_of(request)
+        workload, client = caller(request, body)
+        if not isinstance(body.get("messages"), list) or not body["messages"]:
+            raise GatewayError(400, "`messages` must be a non-empty list", param="messages")
+        upstream_body = {k: v for k, v in body.items() if k != "metadata"} | {"model": settings.teacher.model}
+        if body.get("stream"):
+            return await stream_chat(workload, client, upstream_body, started)
+        response = await teacher_call("/chat/completions", upstream_body)
+        payload = response.json() if response.headers.get("content-type", "").startswith("application/json") else {
+            "error": {"message": response.text[:500], "type": "upstream_error"}}
+        if response.status_code == 200:
+            record(workload, client, upstream_body, payload)
+        metrics.requests.labels("chat", workload, "teacher", str(response.status_code)).inc()
+        metrics.latency.labels("chat", "teacher").observe(time.perf_counter() - started)
+        return JSONResponse(payload, response.status_code, headers=served_headers())
+
+    async def stream_chat(workload: str, client: str, upstream_body: dict[str, Any], started: float) -> Any:
+        upstream = app.state.upstream
+        request = upstream.build_request("POST", "/chat/completions", json=upstream_body)
+        try:
+            response = await upstream.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise GatewayError(502, f"the teacher upstream failed: {type(exc).__name__}: {exc}", "upstream_error") from None
+        if response.status_code != 200:
+            text = (await response.aread()).decode(errors="replace")
+            await response.aclose()
+            try:
+                payload = json.loads(text)
+            except json.JSONDecodeError:
+                payload = {"error": {"message": text[:500], "type": "upstream_error"}}
+            return JSONResponse(payload, response.status_code, headers=served_headers())
+
+        async def relay() -> AsyncIterator[bytes]:
+            assembler = StreamAssembler()
+            try:
+                async for chunk in response.aiter_raw():
+                    assembler.feed(chunk)
+                    yield chunk
+            finally:
+                await response.aclose()
+            record(workload, client, upstream_body, assembler.response())
+            metrics.requests.labels("chat", workload, "teacher", "200").inc()
+            metrics.latency.labels("chat", "teacher").observe(time.perf_counter() - started)
+
+        return StreamingResponse(relay(), media_type="text/event-stream", headers=served_headers())
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Any:
+        started = time.perf_counter()
+        body = await body_of(request)
+        workload, client = caller(request, body)
+        if "input" not in body:
+            raise GatewayError(400, "`input` is required", param="input")
+        teacher_model = settings.teacher.embedding_model or settings.teacher.model
+        upstream_body = {k: v for k, v in body.items() if k != "metadata"} | {"model": teacher_model}
+        response = await teacher_call("/embeddings", upstream_body)
+        payload = response.json()
+        if response.status_code == 200:
+            record(workload, client, {"model": teacher_model, "input": body["input"]},
+                   {"data": payload.get("data", [])})
+        metrics.requests.labels("embeddings", workload, "teacher", str(response.status_code)).inc()
+        metrics.latency.labels("embeddings", "teacher").observe(time.perf_counter() - started)
+        return JSONResponse(payload, response.status_code, headers=served_headers())
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(metrics.registry).decode(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
