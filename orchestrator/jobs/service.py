@@ -99,6 +99,9 @@ class JobService:
                            f"{decision.get('status') or 'none yet'})")
         approved = {**decision, "status": "approved", "approved_by": actor}
         job = self.store.set_job(job_id, decision=approved)
+        from orchestrator.pipeline.tasks import send_deploy
+
+        send_deploy(self.app, job_id, approved)
         self.store.add_event("job.approved", actor=actor, job_id=job_id, workload_id=job.workload_id,
                              detail={"chosen": decision.get("chosen"), "artifact_id": decision.get("artifact_id")})
         return job

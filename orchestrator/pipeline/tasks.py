@@ -16,10 +16,11 @@ from orchestrator.jobs.store import JobStore
 from orchestrator.jobs.view import job_view
 from orchestrator.tracking import track_job
 from services.domain.evaluation import EvalResult
-from services.domain.jobs import JobStatus, Stage
+from services.domain.jobs import JobRef, JobStatus, Stage
 from services.domain.settings import Settings
 from services.domain.tasks import (
     DECIDE,
+    DEPLOY,
     DRIFT_CHECK,
     JOB_FAILED,
     QUEUE_OF,
@@ -36,11 +37,13 @@ DISQUALIFYING = (Stage.CUSTOMIZE.value, Stage.CUSTOMIZED_EVAL.value)
 
 
 def register(app: Celery, settings: Settings, store: JobStore) -> None:
-    @app.task(name=DECIDE, queue=QUEUE_OF[DECIDE], acks_late=True, shared=False)
-    def decide_task(_header: Any = None, *, payload: dict[str, Any]) -> dict[str, Any]:
-        """Apply the workload's promotion policy to the job's evaluations; finish the job; track it."""
+    @app.task(name=DECIDE, queue=QUEUE_OF[DECIDE], acks_late=True, shared=False, bind=True)
+    def decide_task(self: Any, _header: Any = None, *, payload: dict[str, Any]) -> dict[str, Any]:
+        """Apply the workload's promotion policy; hand a chosen student to the deployment manager; track the job."""
         job_id = DecidePayload.model_validate(payload).job_id
         outcome = finish_job(store, settings, job_id)
+        if outcome.get("deploy"):
+            send_deploy(self.app, job_id, store.get_job(job_id).decision or {})
         run_id = track_job(settings, job_view(store.get_job(job_id)))  # never raises; logs why it failed
         if run_id is not None:
             store.set_stage(job_id, Stage.DECIDE.value, detail={"mlflow_run_id": run_id})
@@ -98,9 +101,17 @@ def finish_job(store: JobStore, settings: Settings, job_id: str) -> dict[str, An
                       else "recorded" if decision.chosen else "keep_teacher")
     store.set_stage(job_id, decide_stage, status=JobStatus.COMPLETED,
                     result={"chosen": decision.chosen, "reason": decision.reason})
-    store.set_job(job_id, status=JobStatus.COMPLETED, decision=body, dataset_id=build.result["dataset_id"])
+    deploying = body["status"] == "recorded"  # chosen, no approval needed: the deploy stage completes the job
+    store.set_job(job_id, status=None if deploying else JobStatus.COMPLETED, decision=body,
+                  dataset_id=build.result["dataset_id"])
     log.info("job %s: %s", job_id, decision.reason)
-    return {"ok": True, "chosen": decision.chosen}
+    return {"ok": True, "chosen": decision.chosen, "deploy": deploying}
+
+
+def send_deploy(app: Any, job_id: str, decision: dict[str, Any]) -> None:
+    """Hand a decision to the deployment manager, by task name (queue `deployment`)."""
+    job = JobRef(job_id=job_id, stage=Stage.DEPLOY).model_dump(mode="json")
+    app.send_task(DEPLOY, kwargs={"payload": {"decision": decision, "job": job}}, queue=QUEUE_OF[DEPLOY])
 
 
 def candidate_outcomes(job: Job) -> tuple[list[EvalResult], dict[str, str]]:

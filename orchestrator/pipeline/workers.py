@@ -9,6 +9,7 @@ WORKER_MODULES = {
     "datastore": "services.datastore.worker",
     "customizer": "services.customizer.worker",
     "evaluator": "services.evaluator.worker",
+    "deployment": "services.deployment.worker",
     "orchestrator": "orchestrator.pipeline.tasks",
 }
 ALL_QUEUES = tuple(WORKER_MODULES)

@@ -36,6 +36,7 @@ class Stage(StrEnum):
     CUSTOMIZE = "customize"
     CUSTOMIZED_EVAL = "customized_eval"
     DECIDE = "decide"
+    DEPLOY = "deploy"
 
 
 EVAL_STAGE_OF_KIND = {"base": Stage.BASE_EVAL, "icl": Stage.ICL_EVAL, "customized": Stage.CUSTOMIZED_EVAL}

@@ -24,10 +24,11 @@ EVALUATE = "evaluator.evaluate"
 DECIDE = "orchestrator.decide"
 JOB_FAILED = "orchestrator.job_failed"
 SCHEDULED_RUN = "orchestrator.scheduled_run"
+DEPLOY = "deployment.deploy"
 DRIFT_CHECK = "orchestrator.drift_check"
 
 QUEUE_OF = {BUILD_DATASET: "datastore", INGEST_RECORDS: "datastore", TRAIN: "customizer", EVALUATE: "evaluator", DECIDE: "orchestrator",
-            JOB_FAILED: "orchestrator", SCHEDULED_RUN: "orchestrator", DRIFT_CHECK: "orchestrator"}
+            JOB_FAILED: "orchestrator", DEPLOY: "deployment", SCHEDULED_RUN: "orchestrator", DRIFT_CHECK: "orchestrator"}
 
 
 class _Payload(BaseModel):
@@ -63,6 +64,10 @@ class EvaluatePayload(_Payload):
     kind: str = Field(description="base | icl | customized")
     artifact_id: str | None = Field(None, description="customized: which artifact (default: the upstream "
                                                       "training's, else the newest on the dataset).")
+
+
+class DeployPayload(_Payload):
+    decision: dict[str, Any] = Field(description="The job's decision (chosen, artifact_id, rollout, canary_percent).")
 
 
 class WorkloadPayload(BaseModel):

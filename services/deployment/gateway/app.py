@@ -1,10 +1,12 @@
 """The gateway (`flywheel serve gateway`): the OpenAI-compatible endpoint a team points its clients at.
 
-Today every workload routes to the teacher (route phase `teacher`): the gateway forwards the call
-to the teacher's OpenAI-compatible upstream (streamed or not), answers with who served it
-(`X-Flywheel-Served-By`, `X-Flywheel-Route-Phase`), and logs the call to the datastore through
-`TrafficLogger` (asynchronous; spooled when the queue is down). Routing to promoted students
-(shadow, canary, full, cascade, rollback) builds on this (issue 7).
+Each workload's route (`services/deployment/routes.py`, set by the deployment manager) says who
+answers: the teacher, or a promoted student in phase `full` (every request) or `canary` (a share).
+A student failure falls back to the teacher. Teacher calls go to its OpenAI-compatible upstream
+(streamed or not) and are logged to the datastore through `TrafficLogger` (asynchronous; spooled
+when the queue is down). Responses say who answered (`X-Flywheel-Served-By`,
+`X-Flywheel-Route-Phase`, and `model`). Shadow comparison, cascade and the route controller are
+still to come (issue 7).
 
 Workload: the request's `model` names an alias (config `gateway.aliases`; every workload id is its
 own alias) or the `X-Flywheel-Workload` header. Client: the API key's client wins, then the
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,10 +26,13 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from services.deployment.backends.local import LocalBackend
 from services.deployment.gateway.streaming import StreamAssembler
+from services.deployment.routes import Route, RouteStore
 from services.deployment.traffic_log import TrafficLogger
 from services.domain.settings import Settings
 
@@ -60,7 +66,7 @@ class GatewayMetrics:
 
 
 def create_gateway(settings: Settings, *, celery_app: Any = None, logger: TrafficLogger | None = None,
-                   transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+                   transport: httpx.AsyncBaseTransport | None = None, backend: Any = None) -> FastAPI:
     if settings.teacher.base_url is None:
         from services.domain.errors import ConfigError
 
@@ -90,6 +96,9 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
     traffic = logger
     app = FastAPI(title="Data flywheel gateway (OpenAI-compatible)", version="0.1.0", lifespan=lifespan)
     app.state.settings, app.state.traffic = settings, traffic
+    routes = RouteStore(settings.job_store.url)
+    backend = backend or LocalBackend(settings)
+    app.state.routes, app.state.backend = routes, backend
     app.state.metrics = metrics = GatewayMetrics(traffic)
 
     @app.exception_handler(GatewayError)
@@ -159,6 +168,16 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
         if not isinstance(body.get("messages"), list) or not body["messages"]:
             raise GatewayError(400, "`messages` must be a non-empty list", param="messages")
         upstream_body = {k: v for k, v in body.items() if k != "metadata"} | {"model": settings.teacher.model}
+        route = routes.get(workload)
+        if student_answers(route):
+            answer = await student_chat(route, body)
+            if answer is not None:
+                metrics.requests.labels("chat", workload, "student", "200").inc()
+                metrics.latency.labels("chat", "student").observe(time.perf_counter() - started)
+                headers = served_headers(route.phase, "student")
+                if body.get("stream"):
+                    return StreamingResponse(as_events(answer), media_type="text/event-stream", headers=headers)
+                return JSONResponse(answer, 200, headers=headers)
         if body.get("stream"):
             return await stream_chat(workload, client, upstream_body, started)
         response = await teacher_call("/chat/completions", upstream_body)
@@ -169,6 +188,20 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
         metrics.requests.labels("chat", workload, "teacher", str(response.status_code)).inc()
         metrics.latency.labels("chat", "teacher").observe(time.perf_counter() - started)
         return JSONResponse(payload, response.status_code, headers=served_headers())
+
+    def student_answers(route: Route) -> bool:
+        if route.candidate is None or route.student_kind not in ("encoder_classifier", "causal_lm_lora"):
+            return False
+        return route.phase == "full" or (route.phase == "canary" and random.uniform(0, 100) < route.canary_percent)
+
+    async def student_chat(route: Route, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The student's answer, or None after a student failure (the teacher then answers)."""
+        try:
+            return await run_in_threadpool(backend.chat, route, body)
+        except Exception as exc:  # noqa: BLE001 - any student failure falls back to the teacher
+            log.warning("student %s failed for %s, the teacher answers: %s", route.candidate, route.workload_id, exc)
+            metrics.fallbacks.labels(route.workload_id).inc()
+            return None
 
     async def stream_chat(workload: str, client: str, upstream_body: dict[str, Any], started: float) -> Any:
         upstream = app.state.upstream
@@ -200,6 +233,16 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
 
         return StreamingResponse(relay(), media_type="text/event-stream", headers=served_headers())
 
+    def as_events(answer: dict[str, Any]) -> Any:
+        """A complete answer as the OpenAI stream format (the student's answer is computed before the first byte,
+        so a student failure can still fall back to the teacher)."""
+        base = {"id": answer["id"], "object": "chat.completion.chunk", "created": answer["created"],
+                "model": answer["model"]}
+        content = answer["choices"][0]["message"]["content"]
+        yield f"data: {json.dumps(base | {'choices': [{'index': 0, 'delta': {'role': 'assistant', 'content': content}, 'finish_reason': None}]})}\n\n"
+        yield f"data: {json.dumps(base | {'choices': [{'index': 0, 'delta': {}, 'finish_reason': 'stop'}]})}\n\n"
+        yield "data: [DONE]\n\n"
+
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Any:
         started = time.perf_counter()
@@ -207,6 +250,17 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
         workload, client = caller(request, body)
         if "input" not in body:
             raise GatewayError(400, "`input` is required", param="input")
+        route = routes.get(workload)
+        if route.student_kind == "embedding_distill" and (route.phase == "full" or (
+                route.phase == "canary" and random.uniform(0, 100) < route.canary_percent)):
+            inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            try:
+                payload = await run_in_threadpool(backend.embed, route, [str(i) for i in inputs], body.get("dimensions"))
+                metrics.requests.labels("embeddings", workload, "student", "200").inc()
+                return JSONResponse(payload, 200, headers=served_headers(route.phase, "student"))
+            except Exception as exc:  # noqa: BLE001
+                log.warning("embedding student %s failed, the teacher answers: %s", route.candidate, exc)
+                metrics.fallbacks.labels(workload).inc()
         teacher_model = settings.teacher.embedding_model or settings.teacher.model
         upstream_body = {k: v for k, v in body.items() if k != "metadata"} | {"model": teacher_model}
         response = await teacher_call("/embeddings", upstream_body)

@@ -1,0 +1,45 @@
+"""Carry out a promotion decision, and roll back: the deployment manager's route changes.
+
+`deploy` puts the chosen student's route into the first phase its policy names (`direct` ->
+full, `canary` -> canary at canary_percent, `shadow` -> shadow), remembering the route it
+replaces. `rollback` restores that previous route (the previous champion or the teacher).
+Every change is a route event with its reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from services.deployment.routes import Route, RouteStore
+from services.domain.artifacts import find_artifacts
+from services.domain.errors import InsufficientData
+
+FIRST_PHASE = {"direct": "full", "canary": "canary", "shadow": "shadow"}
+
+
+def deploy(artifacts_root: Path, routes: RouteStore, decision: dict[str, Any], *, job_id: str | None,
+           reason: str = "promotion decision") -> Route:
+    chosen, artifact_id = decision.get("chosen"), decision.get("artifact_id")
+    if not chosen or not artifact_id:
+        raise InsufficientData("the decision chose no student: nothing to deploy (the teacher keeps serving)")
+    matches = [a for a in find_artifacts(artifacts_root, candidate=chosen) if a.artifact_id == artifact_id]
+    if not matches:
+        raise InsufficientData(f"artifact {artifact_id[:12]} of {chosen} is gone (deleted or erased); not deployed")
+    artifact = matches[0]
+    current = routes.get(artifact.workload_id, fresh=True)
+    phase = FIRST_PHASE[str(decision.get("rollout", "direct"))]
+    route = Route(workload_id=artifact.workload_id, phase=phase, candidate=chosen, artifact_id=artifact.artifact_id,  # type: ignore[arg-type]
+                  artifact_path=artifact.path, student_kind=artifact.kind.value, base_model=artifact.base_model,
+                  canary_percent=int(decision.get("canary_percent") or (100 if phase == "full" else 0)), job_id=job_id,
+                  previous=current.model_dump(mode="json", exclude={"previous"}) if current.phase != "teacher" or
+                  current.candidate else None)
+    return routes.set(route, action="deploy", detail={"reason": reason, "rollout": decision.get("rollout")})
+
+
+def rollback(routes: RouteStore, workload_id: str, *, reason: str) -> Route:
+    current = routes.get(workload_id, fresh=True)
+    if current.phase == "teacher" and current.candidate is None:
+        raise InsufficientData(f"workload {workload_id} is already served by the teacher: nothing to roll back")
+    restored = Route.model_validate(current.previous) if current.previous else Route.teacher(workload_id)
+    return routes.set(restored, action="rollback", detail={"reason": reason, "from": current.candidate})

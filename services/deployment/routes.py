@@ -1,0 +1,95 @@
+"""Where each workload's traffic goes: the route table the gateway reads and the deployment
+manager writes, plus an audit trail of every change (what, when, why).
+
+Phases: `teacher` (no student), `shadow` (the student answers in the background, the teacher's
+answer is returned), `canary` (the student answers `canary_percent` % of requests), `full` (the
+student answers). Each route remembers the one before it, so a rollback restores it.
+The tables live in the job-store database (`job_store.url`), created on open if missing.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from sqlalchemy import JSON, Column, DateTime, Float, Integer, MetaData, String, Table, create_engine, insert, select
+
+Phase = Literal["teacher", "shadow", "canary", "full"]
+
+metadata = MetaData()
+routes_table = Table(
+    "routes", metadata,
+    Column("workload_id", String(200), primary_key=True),
+    Column("route", JSON, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+route_events_table = Table(
+    "route_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("workload_id", String(200), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("detail", JSON, nullable=False),
+)
+
+
+class Route(BaseModel):
+    workload_id: str
+    phase: Phase = "teacher"
+    candidate: str | None = None
+    artifact_id: str | None = None
+    artifact_path: str | None = None
+    student_kind: str | None = None
+    base_model: str | None = None
+    canary_percent: int = 0
+    job_id: str | None = None
+    previous: dict[str, Any] | None = None
+
+    @classmethod
+    def teacher(cls, workload_id: str) -> Route:
+        return cls(workload_id=workload_id)
+
+
+class RouteStore:
+    def __init__(self, url: str, *, cache_s: float = 1.0) -> None:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = create_engine(url, pool_pre_ping=True)
+        metadata.create_all(self.engine)
+        self.cache_s = cache_s
+        self._cache: dict[str, tuple[float, Route]] = {}
+
+    def get(self, workload_id: str, *, fresh: bool = False) -> Route:
+        hit = self._cache.get(workload_id)
+        if hit and not fresh and time.monotonic() - hit[0] < self.cache_s:
+            return hit[1]
+        with self.engine.connect() as connection:
+            row = connection.execute(select(routes_table.c.route).where(routes_table.c.workload_id == workload_id)).first()
+        route = Route.model_validate(row[0]) if row else Route.teacher(workload_id)
+        self._cache[workload_id] = (time.monotonic(), route)
+        return route
+
+    def set(self, route: Route, *, action: str, detail: dict[str, Any] | None = None) -> Route:
+        with self.engine.begin() as connection:
+            connection.execute(routes_table.delete().where(routes_table.c.workload_id == route.workload_id))
+            connection.execute(insert(routes_table).values(workload_id=route.workload_id,
+                                                           route=route.model_dump(mode="json"), updated_at=time.time()))
+            connection.execute(insert(route_events_table).values(
+                workload_id=route.workload_id, at=datetime.now(UTC), action=action,
+                detail={"phase": route.phase, "candidate": route.candidate, "artifact_id": route.artifact_id,
+                        "job_id": route.job_id, **(detail or {})}))
+        self._cache.pop(route.workload_id, None)
+        return route
+
+    def history(self, workload_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(route_events_table).where(route_events_table.c.workload_id == workload_id)
+                                      .order_by(route_events_table.c.id.desc()).limit(limit)).mappings().all()
+        return [{**dict(r), "at": r["at"].isoformat()} for r in rows]
+
+    def all(self) -> list[Route]:
+        with self.engine.connect() as connection:
+            return [Route.model_validate(r[0]) for r in connection.execute(select(routes_table.c.route)).all()]

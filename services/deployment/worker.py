@@ -1,0 +1,39 @@
+"""The deployment worker's task (queue `deployment`): carry out a promotion decision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from services.deployment.rollout import deploy
+from services.deployment.routes import RouteStore
+from services.domain.jobs import JobReporter, JobStatus
+from services.domain.settings import Settings
+from services.domain.stage_runner import StageContext, run_stage
+from services.domain.tasks import DEPLOY, QUEUE_OF, DeployPayload
+
+
+def register(app: Celery, settings: Settings, reporter: JobReporter | None = None) -> None:
+    routes = RouteStore(settings.job_store.url)
+
+    @app.task(name=DEPLOY, queue=QUEUE_OF[DEPLOY], acks_late=True, bind=True, shared=False)
+    def deploy_task(self: Any, upstream: dict[str, Any] | None = None, *, payload: dict[str, Any]) -> dict[str, Any]:
+        """Put the chosen student's route into its first phase (idempotent: the same decision, the same route)."""
+        request = DeployPayload.model_validate(payload)
+
+        def work(ctx: StageContext) -> dict[str, Any]:
+            route = deploy(Path(settings.artifacts.root), routes, request.decision,
+                           job_id=request.job.job_id if request.job else None)
+            return {"workload_id": route.workload_id, "phase": route.phase, "candidate": route.candidate,
+                    "artifact_id": route.artifact_id, "canary_percent": route.canary_percent}
+
+        outcome = run_stage(self, reporter, request.job, work, upstream=upstream)
+        if request.job is not None and reporter is not None:
+            # The job completes once its decision is carried out (or fails with the reason it could not be).
+            if outcome["ok"]:
+                reporter.set_job(request.job.job_id, status=JobStatus.COMPLETED)
+            elif not outcome.get("cancelled"):
+                reporter.set_job(request.job.job_id, status=JobStatus.FAILED, error=f"deploy failed: {outcome['error']}")
+        return outcome
