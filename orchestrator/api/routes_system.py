@@ -96,7 +96,11 @@ def workloads(request: Request, _: Annotated[Principal, Depends(require("read"))
         entry["records"] += row.records
         entry["clients"][row.client_id] = row.records
         entry["last_record_at"] = max(entry["last_record_at"] or 0, row.last_timestamp)
+    routes = _routes(request)
     for workload_id in store.workload_summaries():
+        out.setdefault(workload_id, {"workload_id": workload_id, "records": 0, "clients": {}, "last_record_at": None})
+    for route in routes.all():
+        workload_id = route.workload_id
         out.setdefault(workload_id, {"workload_id": workload_id, "records": 0, "clients": {}, "last_record_at": None})
     for workload_id, entry in out.items():
         last = store.last_job(workload_id)
@@ -104,8 +108,9 @@ def workloads(request: Request, _: Annotated[Principal, Depends(require("read"))
         decided = store.list_jobs(workload_id=workload_id, status="completed", limit=1)[0]
         entry["latest_decision"] = ({"job_id": decided[0].id, **{k: (decided[0].decision or {}).get(k)
                                      for k in ("chosen", "status", "reason")}} if decided else None)
-        # The serving route and champion are the deployment manager's (issue 7): the teacher serves until then.
-        entry["route"] = {"phase": "teacher", "champion": None}
+        route = routes.get(workload_id, fresh=True)
+        entry["route"] = {"phase": route.phase, "student": route.candidate, "artifact_id": route.artifact_id,
+                          "canary_percent": route.canary_percent, "job_id": route.job_id}
     return {"workloads": sorted(out.values(), key=lambda e: e["workload_id"])}
 
 
@@ -182,3 +187,43 @@ def metrics(request: Request) -> PlainTextResponse:
     for status in ("queued", "running", "completed", "failed", "cancelled"):
         lines.append(f'flywheel_jobs{{status="{status}"}} {store.list_jobs(status=status, limit=1)[1]}')
     return PlainTextResponse(body + "\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+
+def _routes(request: Request) -> Any:
+    from services.deployment.routes import RouteStore
+
+    if getattr(request.app.state, "routes", None) is None:
+        request.app.state.routes = RouteStore(request.app.state.settings.job_store.url, cache_s=0)
+    return request.app.state.routes
+
+
+def _route_view(routes: Any, workload_id: str) -> dict[str, Any]:
+    route = routes.get(workload_id, fresh=True)
+    return {"route": route.model_dump(mode="json"), "history": routes.history(workload_id, limit=20)}
+
+
+@router.get("/api/workloads/{workload_id}/route", tags=["workloads"], summary="Who serves the workload, and the route history")
+def get_route(workload_id: str, request: Request, _: Annotated[Principal, Depends(require("read"))]) -> dict[str, Any]:
+    return _route_view(_routes(request), workload_id)
+
+
+@router.post("/api/workloads/{workload_id}/promote", tags=["workloads"],
+             summary="Move the student's route one phase on (shadow -> canary -> full)")
+def promote_route(workload_id: str, request: Request,
+                  principal: Annotated[Principal, Depends(require("write"))]) -> dict[str, Any]:
+    from services.deployment.rollout import promote
+
+    settings = request.app.state.settings
+    promote(_routes(request), workload_id, canary_percent=settings.promotion_policy(workload_id).canary_percent,
+            reason=f"operator {principal.name}")
+    return _route_view(_routes(request), workload_id)
+
+
+@router.post("/api/workloads/{workload_id}/rollback", tags=["workloads"],
+             summary="Restore the previous route (the previous champion or the teacher)")
+def rollback_route(workload_id: str, request: Request,
+                   principal: Annotated[Principal, Depends(require("write"))]) -> dict[str, Any]:
+    from services.deployment.rollout import rollback
+
+    rollback(_routes(request), workload_id, reason=f"operator {principal.name}")
+    return _route_view(_routes(request), workload_id)

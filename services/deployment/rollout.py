@@ -43,3 +43,17 @@ def rollback(routes: RouteStore, workload_id: str, *, reason: str) -> Route:
         raise InsufficientData(f"workload {workload_id} is already served by the teacher: nothing to roll back")
     restored = Route.model_validate(current.previous) if current.previous else Route.teacher(workload_id)
     return routes.set(restored, action="rollback", detail={"reason": reason, "from": current.candidate})
+
+
+NEXT_PHASE = {"shadow": "canary", "canary": "full"}
+
+
+def promote(routes: RouteStore, workload_id: str, *, canary_percent: int, reason: str) -> Route:
+    """Move a student's route one phase on: shadow -> canary -> full."""
+    current = routes.get(workload_id, fresh=True)
+    if current.phase not in NEXT_PHASE:
+        raise InsufficientData(f"workload {workload_id} is in phase {current.phase!r}: nothing to promote "
+                               + ("(run a job to choose a student)" if current.phase == "teacher" else "(already full)"))
+    phase = NEXT_PHASE[current.phase]
+    moved = current.model_copy(update={"phase": phase, "canary_percent": 100 if phase == "full" else canary_percent})
+    return routes.set(moved, action="promote", detail={"reason": reason, "from_phase": current.phase})

@@ -1,0 +1,34 @@
+"""Operators move routes through the API: promote (shadow -> canary -> full), rollback, history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from orchestrator.api.app import create_app
+from services.deployment.routes import Route, RouteStore
+from services.domain.settings import Settings
+
+
+def test_promote_and_rollback_through_the_api(tmp_path: Path) -> None:
+    settings = Settings.model_validate({
+        "log_store": {"sqlite_path": str(tmp_path / "logs.sqlite")},
+        "job_store": {"url": f"sqlite:///{tmp_path / 'jobs.sqlite'}"},
+        "queue": {"embedded_dir": str(tmp_path / "queue")},
+        "promotion": {"canary_percent": 25}, "tracking": {"enabled": False}})
+    routes = RouteStore(settings.job_store.url)
+    with TestClient(create_app(settings)) as client:
+        refused = client.post("/api/workloads/news_topic/promote")
+        assert refused.status_code == 422 and "nothing to promote" in refused.json()["error"]["message"]
+        routes.set(Route(workload_id="news_topic", phase="shadow", candidate="minilm-classifier", artifact_id="a" * 64,
+                         student_kind="encoder_classifier"), action="deploy", detail={"reason": "job decision"})
+        canary = client.post("/api/workloads/news_topic/promote").json()["route"]
+        assert (canary["phase"], canary["canary_percent"]) == ("canary", 25)
+        full = client.post("/api/workloads/news_topic/promote").json()
+        assert full["route"]["phase"] == "full"
+        assert [h["action"] for h in full["history"]] == ["promote", "promote", "deploy"]
+        back = client.post("/api/workloads/news_topic/rollback").json()
+        assert back["route"]["phase"] == "teacher" and back["history"][0]["detail"]["reason"] == "operator anonymous"
+        listed = {w["workload_id"]: w for w in client.get("/api/workloads").json()["workloads"]}
+        assert listed["news_topic"]["route"]["phase"] == "teacher"
