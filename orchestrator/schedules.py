@@ -142,7 +142,11 @@ def drift_check(settings: Settings, store: JobStore, service: JobService, worklo
 def beat_schedule(settings: Settings, task_names: tuple[str, str]) -> dict[str, dict[str, Any]]:
     """Celery beat entries: one per scheduled workload and one per drift-checked workload."""
     run_task, drift_task = task_names
-    entries: dict[str, dict[str, Any]] = {}
+    from services.domain.tasks import QUEUE_OF, ROUTE_CONTROLLER
+
+    entries: dict[str, dict[str, Any]] = {
+        "routes:controller": {"task": ROUTE_CONTROLLER, "schedule": parse_cron("* * * * *"),
+                              "options": {"queue": QUEUE_OF[ROUTE_CONTROLLER]}}}
     for workload_id, workload in sorted(settings.workloads.items()):
         schedule = workload.schedule
         if schedule.cron:
@@ -162,6 +166,8 @@ def next_runs(settings: Settings, now: datetime | None = None) -> list[dict[str,
     rows = []
     for name, entry in beat_schedule(settings, ("run", "drift")).items():
         kind, workload_id = name.split(":", 1)
+        if kind == "routes":
+            continue
         start, delta, _ = entry["schedule"].remaining_delta(now)
         rows.append({"workload_id": workload_id, "kind": "cron" if kind == "schedule" else "drift",
                      "cron": settings.workload(workload_id).schedule.cron if kind == "schedule"

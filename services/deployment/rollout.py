@@ -57,3 +57,28 @@ def promote(routes: RouteStore, workload_id: str, *, canary_percent: int, reason
     phase = NEXT_PHASE[current.phase]
     moved = current.model_copy(update={"phase": phase, "canary_percent": 100 if phase == "full" else canary_percent})
     return routes.set(moved, action="promote", detail={"reason": reason, "from_phase": current.phase})
+
+
+def control_routes(routes: RouteStore, policy_for: Any) -> list[dict[str, Any]]:
+    """The route controller's tick: move each student route on, or back, by its live agreement.
+
+    A route with at least `live_min_requests` compared requests since it was set rolls back below
+    `rollback_agreement_floor`, and moves shadow -> canary -> full at or above `live_agreement_floor`.
+    """
+    actions = []
+    for route in routes.all():
+        if route.candidate is None or route.phase == "teacher":
+            continue
+        policy = policy_for(route.workload_id)
+        n, share = routes.agreement(route)
+        if n < policy.live_min_requests or share is None:
+            continue
+        why = f"live agreement {share:.3f} over {n} requests"
+        if share < policy.rollback_agreement_floor:
+            moved = rollback(routes, route.workload_id, reason=f"{why} < rollback floor {policy.rollback_agreement_floor}")
+            actions.append({"workload_id": route.workload_id, "action": "rollback", "to": moved.phase, "reason": why})
+        elif route.phase in NEXT_PHASE and share >= policy.live_agreement_floor:
+            moved = promote(routes, route.workload_id, canary_percent=policy.canary_percent,
+                            reason=f"{why} >= floor {policy.live_agreement_floor}")
+            actions.append({"workload_id": route.workload_id, "action": "promote", "to": moved.phase, "reason": why})
+    return actions

@@ -15,7 +15,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import JSON, Column, DateTime, Float, Integer, MetaData, String, Table, create_engine, insert, select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    insert,
+    select,
+)
 
 Phase = Literal["teacher", "shadow", "canary", "full"]
 
@@ -25,6 +38,15 @@ routes_table = Table(
     Column("workload_id", String(200), primary_key=True),
     Column("route", JSON, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+route_samples_table = Table(
+    "route_samples", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("workload_id", String(200), nullable=False, index=True),
+    Column("candidate", String(200), nullable=False),
+    Column("phase", String(16), nullable=False),
+    Column("agree", Boolean, nullable=False),
+    Column("at", Float, nullable=False),
 )
 route_events_table = Table(
     "route_events", metadata,
@@ -47,6 +69,7 @@ class Route(BaseModel):
     canary_percent: int = 0
     job_id: str | None = None
     previous: dict[str, Any] | None = None
+    since: float = 0.0  # when this route was set: live agreement counts from here
 
     @classmethod
     def teacher(cls, workload_id: str) -> Route:
@@ -73,6 +96,7 @@ class RouteStore:
         return route
 
     def set(self, route: Route, *, action: str, detail: dict[str, Any] | None = None) -> Route:
+        route = route.model_copy(update={"since": time.time()})
         with self.engine.begin() as connection:
             connection.execute(routes_table.delete().where(routes_table.c.workload_id == route.workload_id))
             connection.execute(insert(routes_table).values(workload_id=route.workload_id,
@@ -93,3 +117,19 @@ class RouteStore:
     def all(self) -> list[Route]:
         with self.engine.connect() as connection:
             return [Route.model_validate(r[0]) for r in connection.execute(select(routes_table.c.route)).all()]
+
+    def add_sample(self, route: Route, *, agree: bool) -> None:
+        """One request answered by both the student and the teacher, and whether they agreed."""
+        with self.engine.begin() as connection:
+            connection.execute(insert(route_samples_table).values(
+                workload_id=route.workload_id, candidate=route.candidate or "", phase=route.phase, agree=agree,
+                at=time.time()))
+
+    def agreement(self, route: Route) -> tuple[int, float | None]:
+        """(compared requests, share that agreed) for the route's student since the route was set."""
+        query = select(route_samples_table.c.agree).where(
+            route_samples_table.c.workload_id == route.workload_id,
+            route_samples_table.c.candidate == (route.candidate or ""), route_samples_table.c.at >= route.since)
+        with self.engine.connect() as connection:
+            values = [bool(r[0]) for r in connection.execute(query).all()]
+        return len(values), (sum(values) / len(values) if values else None)

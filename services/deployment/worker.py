@@ -7,12 +7,12 @@ from typing import Any
 
 from celery import Celery
 
-from services.deployment.rollout import deploy
+from services.deployment.rollout import control_routes, deploy
 from services.deployment.routes import RouteStore
 from services.domain.jobs import JobReporter, JobStatus
 from services.domain.settings import Settings
 from services.domain.stage_runner import StageContext, run_stage
-from services.domain.tasks import DEPLOY, QUEUE_OF, DeployPayload
+from services.domain.tasks import DEPLOY, QUEUE_OF, ROUTE_CONTROLLER, DeployPayload
 
 
 def register(app: Celery, settings: Settings, reporter: JobReporter | None = None) -> None:
@@ -37,3 +37,8 @@ def register(app: Celery, settings: Settings, reporter: JobReporter | None = Non
             elif not outcome.get("cancelled"):
                 reporter.set_job(request.job.job_id, status=JobStatus.FAILED, error=f"deploy failed: {outcome['error']}")
         return outcome
+
+    @app.task(name=ROUTE_CONTROLLER, queue=QUEUE_OF[ROUTE_CONTROLLER], shared=False)
+    def route_controller_task() -> list[dict[str, Any]]:
+        """Celery beat, every minute: promote or roll back routes by live agreement with the teacher."""
+        return control_routes(routes, settings.promotion_policy)

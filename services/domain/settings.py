@@ -392,6 +392,14 @@ class PromotionPolicy(_Section):
     )
     canary_percent: int = Field(10, ge=1, le=100)
     require_approval: bool = Field(False, description="A person approves (POST /api/jobs/{id}/approve) before deploy.")
+    live_min_requests: int = Field(
+        50, ge=1, description="Compared requests a phase needs before the route controller moves it on or back.")
+    live_agreement_floor: float = Field(
+        0.9, ge=0, le=1, description="Live agreement with the teacher needed to move shadow -> canary -> full.")
+    rollback_agreement_floor: float = Field(
+        0.8, ge=0, le=1, description="Below this live agreement the route controller rolls back.")
+    monitor_share: float = Field(
+        0.1, ge=0, le=1, description="Share of student-served requests the teacher also answers (to watch agreement).")
 
 
 PromotionOverrides = _partial(PromotionPolicy, "PromotionOverrides")

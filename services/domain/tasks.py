@@ -25,10 +25,11 @@ DECIDE = "orchestrator.decide"
 JOB_FAILED = "orchestrator.job_failed"
 SCHEDULED_RUN = "orchestrator.scheduled_run"
 DEPLOY = "deployment.deploy"
+ROUTE_CONTROLLER = "deployment.route_controller"
 DRIFT_CHECK = "orchestrator.drift_check"
 
 QUEUE_OF = {BUILD_DATASET: "datastore", INGEST_RECORDS: "datastore", TRAIN: "customizer", EVALUATE: "evaluator", DECIDE: "orchestrator",
-            JOB_FAILED: "orchestrator", DEPLOY: "deployment", SCHEDULED_RUN: "orchestrator", DRIFT_CHECK: "orchestrator"}
+            JOB_FAILED: "orchestrator", DEPLOY: "deployment", ROUTE_CONTROLLER: "deployment", SCHEDULED_RUN: "orchestrator", DRIFT_CHECK: "orchestrator"}
 
 
 class _Payload(BaseModel):

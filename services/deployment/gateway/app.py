@@ -2,11 +2,14 @@
 
 Each workload's route (`services/deployment/routes.py`, set by the deployment manager) says who
 answers: the teacher, or a promoted student in phase `full` (every request) or `canary` (a share).
-A student failure falls back to the teacher. Teacher calls go to its OpenAI-compatible upstream
+A student failure falls back to the teacher. In `shadow` the teacher answers and the student
+answers in the background; in `canary`/`full` the teacher also answers `monitor_share` of the
+student's requests in the background (logged, so the flywheel keeps learning). Both record
+whether student and teacher agreed; the route controller (`rollout.control_routes`, on beat)
+moves routes on or back by that live agreement. Teacher calls go to its OpenAI-compatible upstream
 (streamed or not) and are logged to the datastore through `TrafficLogger` (asynchronous; spooled
 when the queue is down). Responses say who answered (`X-Flywheel-Served-By`,
-`X-Flywheel-Route-Phase`, and `model`). Shadow comparison, cascade and the route controller are
-still to come (issue 7).
+`X-Flywheel-Route-Phase`, and `model`). Cascade and the remote backends are still to come (issue 7).
 
 Workload: the request's `model` names an alias (config `gateway.aliases`; every workload id is its
 own alias) or the `X-Flywheel-Workload` header. Client: the API key's client wins, then the
@@ -15,6 +18,7 @@ own alias) or the `X-Flywheel-Workload` header. Client: the API key's client win
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -34,9 +38,13 @@ from services.deployment.backends.local import LocalBackend
 from services.deployment.gateway.streaming import StreamAssembler
 from services.deployment.routes import Route, RouteStore
 from services.deployment.traffic_log import TrafficLogger
+from services.domain.labels import LabelParser
+from services.domain.records import content_text
 from services.domain.settings import Settings
 
 log = logging.getLogger(__name__)
+
+CHAT_STUDENTS = ("encoder_classifier", "causal_lm_lora")
 
 
 class GatewayError(Exception):
@@ -61,6 +69,8 @@ class GatewayMetrics:
                                  ["endpoint", "served_by"], registry=self.registry)
         self.fallbacks = Counter("flywheel_gateway_fallbacks_total", "Student failures answered by the teacher.",
                                  ["workload"], registry=self.registry)
+        self.agreement = Counter("flywheel_gateway_agreement_total", "Requests answered by student and teacher.",
+                                 ["workload", "phase", "agree"], registry=self.registry)
         spool = Gauge("flywheel_gateway_spool_depth", "Logged calls waiting in the spool file.", registry=self.registry)
         spool.set_function(lambda: logger.spool_depth)
 
@@ -172,6 +182,8 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
         if student_answers(route):
             answer = await student_chat(route, body)
             if answer is not None:
+                if random.random() < settings.promotion_policy(workload).monitor_share:
+                    spawn(monitor(route, client, upstream_body, answer))
                 metrics.requests.labels("chat", workload, "student", "200").inc()
                 metrics.latency.labels("chat", "student").observe(time.perf_counter() - started)
                 headers = served_headers(route.phase, "student")
@@ -179,18 +191,62 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
                     return StreamingResponse(as_events(answer), media_type="text/event-stream", headers=headers)
                 return JSONResponse(answer, 200, headers=headers)
         if body.get("stream"):
-            return await stream_chat(workload, client, upstream_body, started)
+            return await stream_chat(workload, client, upstream_body, started, route, body)
         response = await teacher_call("/chat/completions", upstream_body)
         payload = response.json() if response.headers.get("content-type", "").startswith("application/json") else {
             "error": {"message": response.text[:500], "type": "upstream_error"}}
         if response.status_code == 200:
             record(workload, client, upstream_body, payload)
+            if route.phase == "shadow" and route.student_kind in CHAT_STUDENTS:
+                spawn(shadow(route, body, payload))
         metrics.requests.labels("chat", workload, "teacher", str(response.status_code)).inc()
         metrics.latency.labels("chat", "teacher").observe(time.perf_counter() - started)
-        return JSONResponse(payload, response.status_code, headers=served_headers())
+        return JSONResponse(payload, response.status_code, headers=served_headers(route.phase))
+
+    background: set[asyncio.Task[None]] = set()
+
+    def spawn(coroutine: Any) -> None:
+        """Work after the response (shadow answers, monitoring samples); never awaited by a request."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+    def agree(workload: str, student: dict[str, Any], teacher: dict[str, Any]) -> bool:
+        texts = [content_text(((a.get("choices") or [{}])[0].get("message") or {}).get("content")) for a in (student, teacher)]
+        workload_settings = settings.workload(workload)
+        if workload_settings.type in ("classification", "auto"):
+            parser = LabelParser(workload_settings.label_pattern)
+            labels = [parser.parse(t) for t in texts]
+            if labels[1] is not None:
+                return labels[0] == labels[1]
+        return " ".join(texts[0].split()) == " ".join(texts[1].split())
+
+    def sample(route: Route, agreed: bool) -> None:
+        metrics.agreement.labels(route.workload_id, route.phase, str(agreed).lower()).inc()
+        try:
+            routes.add_sample(route, agree=agreed)
+        except Exception as exc:  # noqa: BLE001 - monitoring never fails serving
+            log.warning("cannot record an agreement sample for %s: %s", route.workload_id, exc)
+
+    async def shadow(route: Route, body: dict[str, Any], teacher_answer: dict[str, Any]) -> None:
+        """Shadow phase: the student answers in the background; only the comparison is kept."""
+        student = await student_chat(route, body)
+        sample(route, student is not None and agree(route.workload_id, student, teacher_answer))
+
+    async def monitor(route: Route, client: str, upstream_body: dict[str, Any], student: dict[str, Any]) -> None:
+        """Canary/full: the teacher also answers a sample (logged: the flywheel keeps learning) to watch agreement."""
+        try:
+            response = await app.state.upstream.post("/chat/completions", json={**upstream_body, "stream": False})
+        except httpx.HTTPError as exc:
+            log.warning("monitoring call to the teacher failed: %s", exc)
+            return
+        if response.status_code == 200:
+            teacher_answer = response.json()
+            record(route.workload_id, client, {**upstream_body, "stream": False}, teacher_answer)
+            sample(route, agree(route.workload_id, student, teacher_answer))
 
     def student_answers(route: Route) -> bool:
-        if route.candidate is None or route.student_kind not in ("encoder_classifier", "causal_lm_lora"):
+        if route.candidate is None or route.student_kind not in CHAT_STUDENTS:
             return False
         return route.phase == "full" or (route.phase == "canary" and random.uniform(0, 100) < route.canary_percent)
 
@@ -203,7 +259,8 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
             metrics.fallbacks.labels(route.workload_id).inc()
             return None
 
-    async def stream_chat(workload: str, client: str, upstream_body: dict[str, Any], started: float) -> Any:
+    async def stream_chat(workload: str, client: str, upstream_body: dict[str, Any], started: float, route: Route,
+                          body: dict[str, Any]) -> Any:
         upstream = app.state.upstream
         request = upstream.build_request("POST", "/chat/completions", json=upstream_body)
         try:
@@ -217,7 +274,7 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
                 payload = json.loads(text)
             except json.JSONDecodeError:
                 payload = {"error": {"message": text[:500], "type": "upstream_error"}}
-            return JSONResponse(payload, response.status_code, headers=served_headers())
+            return JSONResponse(payload, response.status_code, headers=served_headers(route.phase))
 
         async def relay() -> AsyncIterator[bytes]:
             assembler = StreamAssembler()
@@ -227,11 +284,14 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
                     yield chunk
             finally:
                 await response.aclose()
-            record(workload, client, upstream_body, assembler.response())
+            assembled = assembler.response()
+            record(workload, client, upstream_body, assembled)
+            if route.phase == "shadow" and route.student_kind in CHAT_STUDENTS:
+                spawn(shadow(route, body, assembled))
             metrics.requests.labels("chat", workload, "teacher", "200").inc()
             metrics.latency.labels("chat", "teacher").observe(time.perf_counter() - started)
 
-        return StreamingResponse(relay(), media_type="text/event-stream", headers=served_headers())
+        return StreamingResponse(relay(), media_type="text/event-stream", headers=served_headers(route.phase))
 
     def as_events(answer: dict[str, Any]) -> Any:
         """A complete answer as the OpenAI stream format (the student's answer is computed before the first byte,
@@ -270,7 +330,7 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
                    {"data": payload.get("data", [])})
         metrics.requests.labels("embeddings", workload, "teacher", str(response.status_code)).inc()
         metrics.latency.labels("embeddings", "teacher").observe(time.perf_counter() - started)
-        return JSONResponse(payload, response.status_code, headers=served_headers())
+        return JSONResponse(payload, response.status_code, headers=served_headers(route.phase))
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> PlainTextResponse:

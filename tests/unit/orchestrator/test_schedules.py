@@ -44,7 +44,7 @@ def test_cron_is_validated_and_becomes_beat_entries(tmp_path: Path) -> None:
         scheduled(Settings(), cron="every day")
     settings = scheduled(Settings(), cron="0 2 * * *", drift={"enabled": True, "check_cron": "*/15 * * * *"})
     entries = beat_schedule(settings, (SCHEDULED_RUN, DRIFT_CHECK))
-    assert set(entries) == {"schedule:news_topic", "drift:news_topic"}
+    assert set(entries) == {"schedule:news_topic", "drift:news_topic", "routes:controller"}
     assert entries["schedule:news_topic"]["task"] == SCHEDULED_RUN
     assert entries["schedule:news_topic"]["kwargs"] == {"payload": {"workload_id": "news_topic"}}
     from datetime import UTC, datetime
