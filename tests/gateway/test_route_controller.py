@@ -26,7 +26,7 @@ def test_controller_promotes_on_agreement_and_rolls_back_below_the_floor(tmp_pat
                              canary_percent=20)
     route = routes.set(Route(workload_id="w", phase="shadow", candidate="s", artifact_id="a" * 64,
                              student_kind="encoder_classifier"), action="deploy")
-    for i in range(9):
+    for _ in range(9):
         routes.add_sample(route, agree=True)
     assert control_routes(routes, lambda _: policy) == [], "9 compared requests are not enough"
     routes.add_sample(route, agree=False)  # 9/10 = 0.9
