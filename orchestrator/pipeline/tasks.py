@@ -42,11 +42,15 @@ def register(app: Celery, settings: Settings, store: JobStore) -> None:
         """Apply the workload's promotion policy; hand a chosen student to the deployment manager; track the job."""
         job_id = DecidePayload.model_validate(payload).job_id
         outcome = finish_job(store, settings, job_id)
-        if outcome.get("deploy"):
-            send_deploy(self.app, job_id, store.get_job(job_id).decision or {})
-        run_id = track_job(settings, job_view(store.get_job(job_id)))  # never raises; logs why it failed
+        # Tracked before deploying: the deployer moves the aliases of the version registered here.
+        view = job_view(store.get_job(job_id))
+        if outcome.get("deploy"):  # decided; the run records the decision, the deploy stage finishes the job
+            view = {**view, "status": JobStatus.COMPLETED.value}
+        run_id = track_job(settings, view)  # never raises; logs why it failed
         if run_id is not None:
             store.set_stage(job_id, Stage.DECIDE.value, detail={"mlflow_run_id": run_id})
+        if outcome.get("deploy"):
+            send_deploy(self.app, job_id, store.get_job(job_id).decision or {})
         return {**outcome, "mlflow_run_id": run_id}
 
     @app.task(name=SCHEDULED_RUN, queue=QUEUE_OF[SCHEDULED_RUN], shared=False, bind=True)

@@ -7,6 +7,7 @@ from typing import Any
 
 from celery import Celery
 
+from services.deployment.registry import set_alias
 from services.deployment.rollout import control_routes, deploy
 from services.deployment.routes import RouteStore
 from services.domain.jobs import JobReporter, JobStatus
@@ -26,7 +27,10 @@ def register(app: Celery, settings: Settings, reporter: JobReporter | None = Non
         def work(ctx: StageContext) -> dict[str, Any]:
             route = deploy(Path(settings.artifacts.root), routes, request.decision,
                            job_id=request.job.job_id if request.job else None)
-            return {"workload_id": route.workload_id, "phase": route.phase, "candidate": route.candidate,
+            aliases = {"challenger": set_alias(settings, route.workload_id, route.artifact_id, "challenger")}
+            if route.phase == "full":
+                aliases["champion"] = set_alias(settings, route.workload_id, route.artifact_id, "champion")
+            return {"mlflow_aliases": aliases,"workload_id": route.workload_id, "phase": route.phase, "candidate": route.candidate,
                     "artifact_id": route.artifact_id, "canary_percent": route.canary_percent}
 
         outcome = run_stage(self, reporter, request.job, work, upstream=upstream)
@@ -41,4 +45,9 @@ def register(app: Celery, settings: Settings, reporter: JobReporter | None = Non
     @app.task(name=ROUTE_CONTROLLER, queue=QUEUE_OF[ROUTE_CONTROLLER], shared=False)
     def route_controller_task() -> list[dict[str, Any]]:
         """Celery beat, every minute: promote or roll back routes by live agreement with the teacher."""
-        return control_routes(routes, settings.promotion_policy)
+        actions = control_routes(routes, settings.promotion_policy)
+        for action in actions:
+            if action["to"] == "full":
+                route = routes.get(action["workload_id"], fresh=True)
+                set_alias(settings, route.workload_id, route.artifact_id, "champion")
+        return actions

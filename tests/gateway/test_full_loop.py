@@ -35,7 +35,8 @@ def test_promoted_student_answers_the_next_request(tmp_path: Path) -> None:
             **plane.settings.model_dump(),
             "promotion": {"min_score": 0.0, "min_eval_size": 1, "rollout": "direct"},  # any student qualifies
             "teacher": {"model": "big-teacher", "base_url": f"{teacher_url}/v1"},
-            "gateway": {"spool_path": str(tmp_path / "spool.jsonl")}})
+            "gateway": {"spool_path": str(tmp_path / "spool.jsonl")},
+            "tracking": {"enabled": True, "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.sqlite'}"}})
         store = JobStore(settings.job_store.url)
         with embedded_worker(settings, store) as worker_app:
             job = JobService(settings, store, worker_app).create(
@@ -49,6 +50,12 @@ def test_promoted_student_answers_the_next_request(tmp_path: Path) -> None:
             assert view["decision"]["chosen"] == "tiny-clf" and view["decision"]["status"] == "recorded"
             deploy_stage = next(s for s in view["stages"] if s["name"] == "deploy")
             assert deploy_stage["status"] == "completed" and deploy_stage["detail"] == {"attempt": 1}
+            from mlflow.tracking import MlflowClient
+
+            registry = MlflowClient(tracking_uri=settings.tracking.tracking_uri,
+                                    registry_uri=settings.tracking.tracking_uri)
+            champion = registry.get_model_version_by_alias("flywheel-news_topic", "champion")
+            assert champion.tags["artifact_id"] == view["decision"]["artifact_id"], "direct rollout: the champion moved"
             route = RouteStore(settings.job_store.url).get("news_topic", fresh=True)
             assert (route.phase, route.candidate, route.job_id) == ("full", "tiny-clf", job.id)
 
