@@ -14,6 +14,9 @@ from services.domain.jobs import JobStatus
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$"
+# An offset past a signed 64-bit integer overflows the database (sqlite3 raises OverflowError, a 500;
+# PostgreSQL's OFFSET is a bigint too): refuse it as a 422 (found by tests/api/test_openapi_fuzz.py).
+MAX_OFFSET = 2**63 - 1
 
 
 class JobCreate(BaseModel):
@@ -45,7 +48,7 @@ def create_job(body: JobCreate, request: Request, response: Response,
 def list_jobs(request: Request, _: Annotated[Principal, Depends(require("read"))],
               workload_id: str | None = None, status: JobStatus | None = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 50,
-              offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+              offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> dict[str, Any]:
     jobs, total = request.app.state.store.list_jobs(workload_id=workload_id, status=status.value if status else None,
                                                     limit=limit, offset=offset)
     return {"jobs": [job_summary(j) for j in jobs], "total": total, "limit": limit, "offset": offset}

@@ -600,6 +600,10 @@ def apply_overrides(settings: Settings, overrides: dict[str, Any], *, allowed: t
         *parents, last = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key!r} conflicts with the override of {part!r} (a value, not a section)")
+        if isinstance(node.get(last), dict) and not isinstance(value, dict):
+            raise ConfigError(f"override {key!r} conflicts with overrides inside it ({last}.*)")
         node[last] = value
     if allowed is not None:
         refused = sorted(set(nested) - set(allowed))

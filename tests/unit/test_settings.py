@@ -122,3 +122,16 @@ def test_overrides_are_validated_and_limited_to_allowed_sections(monkeypatch: py
         apply_overrides(base, {"lora.rank": 4}, allowed=("data_split",))
     with pytest.raises(ConfigError, match="data_split.nope: unknown key"):
         apply_overrides(base, {"data_split.nope": 1})
+
+
+def test_colliding_overrides_are_a_config_error_not_a_crash() -> None:
+    """Found by hand while fuzzing the jobs API: a value and a dotted key under it used to raise TypeError."""
+    import pytest
+
+    from services.domain.errors import ConfigError
+    from services.domain.settings import Settings, apply_overrides
+
+    with pytest.raises(ConfigError, match="conflicts"):
+        apply_overrides(Settings(), {"icl": 1, "icl.max_examples": 2})
+    with pytest.raises(ConfigError, match="conflicts"):
+        apply_overrides(Settings(), {"icl.max_examples": 2, "icl.max_examples.x": 3})
