@@ -236,7 +236,8 @@ def config_hash(settings: Settings, workload_id: str) -> str:
         "data_split": settings.data_split.model_dump(mode="json"),
         "datasets": settings.datasets.model_dump(mode="json"),
         "icl": settings.icl.model_dump(mode="json"),
-        "workload": settings.workload(workload_id).model_dump(mode="json", exclude={"promotion", "schedule"}),  # not data
+        # promotion, schedule and cascade decide what happens to the data, not what it is
+        "workload": settings.workload(workload_id).model_dump(mode="json", exclude={"promotion", "schedule", "cascade"}),
     }
     return hashlib.sha256(canonical_json(data).encode()).hexdigest()
 

@@ -69,6 +69,7 @@ class Route(BaseModel):
     canary_percent: int = 0
     job_id: str | None = None
     previous: dict[str, Any] | None = None
+    cascade: dict[str, Any] | None = None  # calibration: threshold, student_share, agreement, n
     since: float = 0.0  # when this route was set: live agreement counts from here
 
     @classmethod

@@ -464,6 +464,12 @@ class ScheduleSettings(_Section):
         return self
 
 
+class CascadeSettings(_Section):
+    enabled: bool = Field(False, description="A classification student answers only above a calibrated confidence.")
+    target_agreement: float = Field(
+        0.95, gt=0, le=1, description="Agreement with the teacher the student's answered share must reach on the eval set.")
+
+
 class WorkloadSettings(_Section):
     type: WorkloadType = Field("auto", description="auto: detected from the records.")
     label_pattern: str = Field(
@@ -474,6 +480,7 @@ class WorkloadSettings(_Section):
         default_factory=PromotionOverrides, description="Overrides of the global `promotion` policy."
     )
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings, description="Cron runs and drift trigger.")
+    cascade: CascadeSettings = Field(default_factory=CascadeSettings, description="Student-or-teacher by confidence.")
 
     @model_validator(mode="after")
     def _pattern_compiles(self) -> WorkloadSettings:

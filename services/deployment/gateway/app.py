@@ -69,6 +69,9 @@ class GatewayMetrics:
                                  ["endpoint", "served_by"], registry=self.registry)
         self.fallbacks = Counter("flywheel_gateway_fallbacks_total", "Student failures answered by the teacher.",
                                  ["workload"], registry=self.registry)
+        self.cascade = Counter("flywheel_gateway_cascade_to_teacher_total",
+                               "Student answers below the cascade threshold, answered by the teacher.", ["workload"],
+                               registry=self.registry)
         self.agreement = Counter("flywheel_gateway_agreement_total", "Requests answered by student and teacher.",
                                  ["workload", "phase", "agree"], registry=self.registry)
         spool = Gauge("flywheel_gateway_spool_depth", "Logged calls waiting in the spool file.", registry=self.registry)
@@ -181,6 +184,9 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
         route = routes.get(workload)
         if student_answers(route):
             answer = await student_chat(route, body)
+            if answer is not None and not confident(route, answer):
+                metrics.cascade.labels(workload).inc()
+                answer = None  # below the calibrated threshold: the teacher answers
             if answer is not None:
                 if random.random() < settings.promotion_policy(workload).monitor_share:
                     spawn(monitor(route, client, upstream_body, answer))
@@ -244,6 +250,14 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
             teacher_answer = response.json()
             record(route.workload_id, client, {**upstream_body, "stream": False}, teacher_answer)
             sample(route, agree(route.workload_id, student, teacher_answer))
+
+    def confident(route: Route, answer: dict[str, Any]) -> bool:
+        """Cascade: a calibrated route lets the student answer only at or above its threshold."""
+        if not route.cascade:
+            return True
+        threshold = route.cascade.get("threshold")
+        confidence = (answer["choices"][0].get("flywheel") or {}).get("confidence")
+        return threshold is not None and confidence is not None and confidence >= threshold
 
     def student_answers(route: Route) -> bool:
         if route.candidate is None or route.student_kind not in CHAT_STUDENTS:
