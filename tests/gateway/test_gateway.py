@@ -74,9 +74,11 @@ def test_openai_client_through_the_gateway_is_answered_and_logged(tmp_path: Path
             assert "news" in models
             import httpx
 
-            metrics = httpx.get(f"{gateway_url}/metrics").text
-            assert 'flywheel_gateway_requests_total{endpoint="chat",served_by="teacher",status="200",workload="news_topic"} 2.0' \
-                in metrics
+            counted = 'flywheel_gateway_requests_total{endpoint="chat",served_by="teacher",status="200",workload="news_topic"} 2.0'
+            deadline = time.monotonic() + 10  # a stream is counted after its last byte, which the client may see first
+            while counted not in (metrics := httpx.get(f"{gateway_url}/metrics").text) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert counted in metrics
             assert "flywheel_gateway_spool_depth 0.0" in metrics
 
             chats = stored(settings, "news_topic", 2)
