@@ -133,6 +133,15 @@ class GatewaySettings(_Section):
                              description="Where records wait while the queue is unreachable (flushed later).")
 
 
+class DeploymentSettings(_Section):
+    backend: Literal["local", "openai"] = Field(
+        "local", description="Where promoted students run: local (in the gateway process) or an OpenAI-compatible "
+                             "server (vLLM, NIM) at base_url.")
+    base_url: str | None = Field(None, description="OpenAI-compatible URL of the student server (backend=openai).")
+    api_key: SecretStr | None = None
+    timeout_s: float = Field(30.0, gt=0, le=600, description="Timeout of a student call (then the teacher answers).")
+
+
 class TrackingSettings(_Section):
     enabled: bool = True
     tracking_uri: str = Field("sqlite:///var/mlflow.sqlite", description="MLflow tracking URI.")
@@ -510,6 +519,7 @@ class Settings(BaseSettings):
     job_store: JobStoreSettings = Field(default_factory=JobStoreSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     models: ModelsSettings = Field(default_factory=ModelsSettings)

@@ -34,7 +34,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from services.deployment.backends.local import LocalBackend
+from services.deployment.backends.base import backend_for
 from services.deployment.gateway.streaming import StreamAssembler
 from services.deployment.routes import Route, RouteStore
 from services.deployment.traffic_log import TrafficLogger
@@ -110,7 +110,7 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
     app = FastAPI(title="Data flywheel gateway (OpenAI-compatible)", version="0.1.0", lifespan=lifespan)
     app.state.settings, app.state.traffic = settings, traffic
     routes = RouteStore(settings.job_store.url)
-    backend = backend or LocalBackend(settings)
+    backend = backend or backend_for(settings)
     app.state.routes, app.state.backend = routes, backend
     app.state.metrics = metrics = GatewayMetrics(traffic)
 
