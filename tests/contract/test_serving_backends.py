@@ -5,7 +5,6 @@ by name over real HTTP). The `kubernetes` backend joins this suite when it lands
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
