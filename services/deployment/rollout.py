@@ -19,7 +19,8 @@ FIRST_PHASE = {"direct": "full", "canary": "canary", "shadow": "shadow"}
 
 
 def deploy(artifacts_root: Path, routes: RouteStore, decision: dict[str, Any], *, job_id: str | None,
-           reason: str = "promotion decision") -> Route:
+           reason: str = "promotion decision", prepare: Any = None) -> Route:
+    """`prepare(route) -> dict` runs before the route is switched (e.g. roll out and wait for vLLM pods)."""
     chosen, artifact_id = decision.get("chosen"), decision.get("artifact_id")
     if not chosen or not artifact_id:
         raise InsufficientData("the decision chose no student: nothing to deploy (the teacher keeps serving)")
@@ -34,7 +35,8 @@ def deploy(artifacts_root: Path, routes: RouteStore, decision: dict[str, Any], *
                   canary_percent=int(decision.get("canary_percent") or (100 if phase == "full" else 0)), job_id=job_id,
                   previous=current.model_dump(mode="json", exclude={"previous"}) if current.phase != "teacher" or
                   current.candidate else None)
-    return routes.set(route, action="deploy", detail={"reason": reason, "rollout": decision.get("rollout")})
+    prepared = prepare(route) if prepare is not None else {}
+    return routes.set(route, action="deploy", detail={"reason": reason, "rollout": decision.get("rollout"), **prepared})
 
 
 def rollback(routes: RouteStore, workload_id: str, *, reason: str) -> Route:

@@ -22,6 +22,13 @@ from services.domain.tasks import DEPLOY, QUEUE_OF, ROUTE_CONTROLLER, DeployPayl
 def register(app: Celery, settings: Settings, reporter: JobReporter | None = None) -> None:
     routes = RouteStore(settings.job_store.url)
 
+    def prepare_serving(route: Route) -> dict[str, Any]:
+        if settings.deployment.backend == "kubernetes" and route.student_kind == "causal_lm_lora":
+            from services.deployment.backends.kubernetes import KubernetesDeployer, api_client, roll_out, spec_from
+
+            return roll_out(settings, KubernetesDeployer(api_client(), spec_from(settings)), routes.all(), route)
+        return {}
+
     @app.task(name=DEPLOY, queue=QUEUE_OF[DEPLOY], acks_late=True, bind=True, shared=False)
     def deploy_task(self: Any, upstream: dict[str, Any] | None = None, *, payload: dict[str, Any]) -> dict[str, Any]:
         """Put the chosen student's route into its first phase (idempotent: the same decision, the same route)."""
@@ -29,7 +36,7 @@ def register(app: Celery, settings: Settings, reporter: JobReporter | None = Non
 
         def work(ctx: StageContext) -> dict[str, Any]:
             route = deploy(Path(settings.artifacts.root), routes, request.decision,
-                           job_id=request.job.job_id if request.job else None)
+                           job_id=request.job.job_id if request.job else None, prepare=prepare_serving)
             cascade = settings.workload(route.workload_id).cascade
             if cascade.enabled and route.student_kind == "encoder_classifier":
                 route = calibrate_route(settings, routes, route, cascade.target_agreement)

@@ -1,6 +1,7 @@
-"""The serving-backend contract, run on every backend: `local` (in process) and `openai` (an
+"""The serving-backend contract, run on every backend: `local` (in process), `openai` (an
 OpenAI-compatible student server; here a stand-in for vLLM that serves the same trained students
-by name over real HTTP). The `kubernetes` backend joins this suite when it lands (issue 7)."""
+by name over real HTTP) and `kubernetes` (the deployer on the kmock emulator, requests through the
+Service URL, played by the same stand-in since the emulator runs no pods)."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def student_server(local: LocalBackend, routes: dict[str, Route]) -> FastAPI:
     return app
 
 
-@pytest.fixture(params=["local", "openai"])
+@pytest.fixture(params=["local", "openai", "kubernetes"])
 def backend(request: pytest.FixtureRequest, students: dict[str, Any]) -> Iterator[Any]:
     local = LocalBackend(students["settings"])
     if request.param == "local":
@@ -67,7 +68,16 @@ def backend(request: pytest.FixtureRequest, students: dict[str, Any]) -> Iterato
         return
     served = {r.candidate: r for r in (students["classifier"], students["embedder"])}
     with serve(student_server(local, served)) as url:
-        yield OpenAIBackend(f"{url}/v1", timeout_s=30)
+        if request.param == "openai":
+            yield OpenAIBackend(f"{url}/v1", timeout_s=30)
+            return
+        # kubernetes: the deployer talks to the kmock emulator; requests go to the Service, which a
+        # stand-in server plays here (no pods run in the emulator).
+        from services.deployment.backends.kubernetes import KubernetesBackend, KubernetesDeployer
+        from tests.kube import kube_emulator
+
+        with kube_emulator() as api:
+            yield KubernetesBackend(KubernetesDeployer(api), endpoint_override=f"{url}/v1")
 
 
 def test_chat_answers_in_the_teachers_format_and_names_the_student(backend: Any, students: dict[str, Any]) -> None:
