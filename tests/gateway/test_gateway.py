@@ -134,3 +134,26 @@ def test_logging_spools_while_the_queue_is_down_and_flushes_once(tmp_path: Path)
         found = stored(settings, "news_topic", 25)
         logger.close()
     assert len(found) == 25 and logger.spool_depth == 0
+
+
+def test_logged_calls_survive_a_log_store_outage(tmp_path: Path) -> None:
+    """The store is unreachable (a file sits where its folder should be): the datastore task retries
+    with backoff, and once the store is back every record lands, once."""
+    settings = settings_for(tmp_path, "http://unused")
+    blocker = tmp_path / "store-dir"
+    blocker.write_text("not a directory")
+    settings = settings.model_copy(update={"log_store": settings.log_store.model_copy(
+        update={"sqlite_path": blocker / "logs.sqlite"})})
+    records = [{"workload_id": "news_topic", "client_id": "desk-1", "timestamp": 1_760_000_000 + i,
+                "request": {"model": "t", "messages": [{"role": "user", "content": f"outage headline {i}"}]},
+                "response": {"choices": [{"index": 0, "message": {"role": "assistant", "content": "[[[Macro]]]"}}]}}
+               for i in range(12)]
+    with embedded_worker(settings, JobStore(settings.job_store.url)) as worker_app:
+        logger = TrafficLogger(worker_app, settings.gateway.spool_path, batch_size=5, flush_interval_s=0.1).start()
+        for r in records:
+            logger.log(r)
+        time.sleep(3)  # the ingest tasks fail and are retried meanwhile
+        blocker.unlink()  # the store comes back
+        found = stored(settings, "news_topic", 12, timeout=90)
+        logger.close()
+    assert len(found) == 12 and len({r.id for r in found}) == 12

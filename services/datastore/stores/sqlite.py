@@ -65,7 +65,7 @@ class SqliteLogStore:
             self._conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: random-key index pages stay hot
             self._conn.executescript(_SCHEMA)
             self._check_schema_version()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:  # OSError: the folder cannot be made (a file there, read-only disk)
             raise StoreError(f"cannot open the SQLite log store at {path}: {exc}") from exc
 
     def _check_schema_version(self) -> None:
