@@ -297,13 +297,17 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
                     assembler.feed(chunk)
                     yield chunk
             finally:
+                # In `finally`: a client that closes after the last chunk it needs (the openai client does)
+                # stops this generator at a `yield`; the teacher's answer is complete and must still be logged.
                 await response.aclose()
-            assembled = assembler.response()
-            record(workload, client, upstream_body, assembled)
-            if route.phase == "shadow" and route.student_kind in CHAT_STUDENTS:
-                spawn(shadow(route, body, assembled))
-            metrics.requests.labels("chat", workload, "teacher", "200").inc()
-            metrics.latency.labels("chat", "teacher").observe(time.perf_counter() - started)
+                assembled = assembler.response()
+                complete = bool(assembled["choices"]) and all(c.get("finish_reason") for c in assembled["choices"])
+                if complete:
+                    record(workload, client, upstream_body, assembled)
+                    if route.phase == "shadow" and route.student_kind in CHAT_STUDENTS:
+                        spawn(shadow(route, body, assembled))
+                metrics.requests.labels("chat", workload, "teacher", "200" if complete else "499").inc()
+                metrics.latency.labels("chat", "teacher").observe(time.perf_counter() - started)
 
         return StreamingResponse(relay(), media_type="text/event-stream", headers=served_headers(route.phase))
 
