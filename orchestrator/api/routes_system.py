@@ -52,21 +52,13 @@ async def ingest_logs(request: Request, principal: Annotated[Principal, Depends(
 
 
 def _ingest(request: Request, body: bytes, principal: Principal) -> dict[str, Any]:
-    from services.datastore.ingest import ingest_lines, read_lines
-    from services.datastore.stores import open_log_store
+    from services.datastore.ingest import read_lines
+    from services.datastore.service import ingest_batch
 
     settings = request.app.state.settings
-    store = open_log_store(settings.log_store, settings.ingest)
-    try:
-        summary = ingest_lines(read_lines(io.BytesIO(body), max_bytes=settings.ingest.max_record_bytes),
-                               store=store, source=f"api:{principal.name}:{request.state.request_id}",
-                               file_sha256=hashlib.sha256(body).hexdigest(),
-                               max_record_bytes=settings.ingest.max_record_bytes, batch_size=settings.ingest.batch_size)
-    finally:
-        store.close()
-    out = summary.to_json()
-    out.pop("files", None)
-    return out
+    lines = read_lines(io.BytesIO(body), max_bytes=settings.ingest.max_record_bytes)
+    return ingest_batch(settings, lines, source=f"api:{principal.name}:{request.state.request_id}",
+                        file_sha256=hashlib.sha256(body).hexdigest())
 
 
 @router.delete("/api/clients/{client_id}/data", tags=["clients"],

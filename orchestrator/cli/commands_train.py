@@ -165,12 +165,8 @@ def decide_command(state: CliState, dataset_id: str, as_json: bool) -> None:
 
 
 def _teacher_usage(dataset: Any) -> Any:
-    """Mean prompt/completion tokens of the teacher's eval answers, when the logs carry usage."""
     from orchestrator.decision import TeacherUsage
+    from services.domain.datasets import teacher_usage
 
-    usages = [u for r in dataset.read_split("eval") if isinstance(u := r.get("response", {}).get("usage"), dict)
-              and isinstance(u.get("prompt_tokens"), int)]
-    if not usages:
-        return None
-    return TeacherUsage(sum(u["prompt_tokens"] for u in usages) / len(usages),
-                        sum(u.get("completion_tokens", 0) for u in usages) / len(usages))
+    usage = teacher_usage(dataset)
+    return TeacherUsage(**usage) if usage else None

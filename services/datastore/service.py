@@ -4,10 +4,11 @@ ICL embedder from the model cache, build the dataset. Shared by the CLI and the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from services.datastore.datasets import build_dataset
+from services.datastore.ingest import RawLine, ingest_lines
 from services.datastore.stores import open_log_store
 from services.domain.datasets import DatasetRef, datasets_root
 from services.domain.settings import Settings, apply_overrides
@@ -64,3 +65,17 @@ def icl_embedder(settings: Settings) -> Callable[[list[str]], object] | None:
     return lambda texts: model.encode(texts, batch_size=64, show_progress_bar=len(texts) > 500)
 
 
+
+
+def ingest_batch(settings: Settings, lines: Iterable[RawLine], *, source: str, file_sha256: str) -> dict[str, Any]:
+    """Validate, store and quarantine a batch of lines (POST /api/logs, the gateway's logged calls), like
+    `flywheel ingest`; return the summary without the per-file part."""
+    store = open_log_store(settings.log_store, settings.ingest)
+    try:
+        summary = ingest_lines(lines, store=store, source=source, file_sha256=file_sha256,
+                               max_record_bytes=settings.ingest.max_record_bytes, batch_size=settings.ingest.batch_size)
+    finally:
+        store.close()
+    out = summary.to_json()
+    out.pop("files", None)
+    return out

@@ -8,10 +8,9 @@ from typing import Any
 
 from celery import Celery
 
-from services.datastore.ingest import RawLine, ingest_lines
-from services.datastore.service import build_for_workload
-from services.datastore.stores import open_log_store
-from services.domain.datasets import DatasetRef
+from services.datastore.ingest import RawLine
+from services.datastore.service import build_for_workload, ingest_batch
+from services.domain.datasets import teacher_usage
 from services.domain.errors import StoreError
 from services.domain.jobs import JobReporter
 from services.domain.settings import Settings
@@ -42,27 +41,9 @@ def register(app: Celery, settings: Settings, reporter: JobReporter | None = Non
         return ingest_records(settings, request.records, source=request.source)
 
 
-def teacher_usage(dataset: DatasetRef) -> dict[str, float] | None:
-    """Mean prompt/completion tokens of the teacher's eval answers, when the logs carry usage."""
-    usages = [u for r in dataset.read_split("eval") if isinstance(u := r.get("response", {}).get("usage"), dict)
-              and isinstance(u.get("prompt_tokens"), int)]
-    if not usages:
-        return None
-    return {"prompt_tokens": sum(u["prompt_tokens"] for u in usages) / len(usages),
-            "completion_tokens": sum(u.get("completion_tokens", 0) for u in usages) / len(usages)}
-
-
 def ingest_records(settings: Settings, records: list[dict[str, Any]], *, source: str) -> dict[str, Any]:
     """The same validation, quarantine and summary as `flywheel ingest`, for records sent as dicts."""
     lines = [json.dumps(r, separators=(",", ":")).encode() for r in records]
     raw = [RawLine(i + 1, line, len(line), too_large=len(line) > settings.ingest.max_record_bytes)
            for i, line in enumerate(lines)]
-    store = open_log_store(settings.log_store, settings.ingest)
-    try:
-        summary = ingest_lines(raw, store=store, source=source, file_sha256=hashlib.sha256(b"\n".join(lines)).hexdigest(),
-                               max_record_bytes=settings.ingest.max_record_bytes, batch_size=settings.ingest.batch_size)
-    finally:
-        store.close()
-    out = summary.to_json()
-    out.pop("files", None)
-    return out
+    return ingest_batch(settings, raw, source=source, file_sha256=hashlib.sha256(b"\n".join(lines)).hexdigest())

@@ -72,3 +72,13 @@ def load_dataset(root: Path, dataset_id: str) -> DatasetRef:
         )
     ref = json.loads(matches[0].read_text("utf-8"))
     return DatasetRef(ref["dataset_id"], ref["splits"], ref["manifest"])
+
+
+def teacher_usage(dataset: DatasetRef) -> dict[str, float] | None:
+    """Mean prompt/completion tokens of the teacher's eval answers, when the logs carry usage."""
+    usages = [u for r in dataset.read_split("eval") if isinstance(u := r.get("response", {}).get("usage"), dict)
+              and isinstance(u.get("prompt_tokens"), int)]
+    if not usages:
+        return None
+    return {"prompt_tokens": sum(u["prompt_tokens"] for u in usages) / len(usages),
+            "completion_tokens": sum(u.get("completion_tokens", 0) for u in usages) / len(usages)}
