@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -273,7 +274,8 @@ def _write_blob(blobs: Path, rows: Iterable[str]) -> dict[str, Any]:
 
 def _write_json_atomic(path: Path, value: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
+    # A name per writer: two jobs building the same dataset at once must not rename each other's file.
+    partial = path.with_suffix(f".partial-{os.getpid()}-{threading.get_ident()}")
     partial.write_text(json.dumps(value, indent=2, ensure_ascii=False), encoding="utf-8")
     partial.replace(path)
 
