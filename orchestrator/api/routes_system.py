@@ -70,30 +70,35 @@ def erase_client_data(client_id: str, request: Request,
     return erase_client(request.app.state.settings, request.app.state.store, client_id, actor=principal.name)
 
 
-@router.get("/api/workloads", tags=["workloads"], summary="Workloads: record counts, last job, latest decision")
+@router.get("/api/workloads", tags=["workloads"], summary="Workloads: record counts, last job, latest decision, route, traffic")
 def workloads(request: Request, _: Annotated[Principal, Depends(require("read"))]) -> dict[str, Any]:
+    state = request.app.state
+    return {"workloads": workloads_summary(state.settings, state.store, route_store(request.app))}
+
+
+def workloads_summary(settings: Any, store: Any, routes: Any) -> list[dict[str, Any]]:
+    """Per workload: records (per client), last job, latest decision, route, and gateway traffic (requests and
+    tokens by who answered) with the teacher cost the student avoided. The API and the dashboard show this."""
     from services.datastore.stores import open_log_store
 
-    settings = request.app.state.settings
-    store = request.app.state.store
     log_store = open_log_store(settings.log_store, settings.ingest)
     try:
         counts = log_store.counts()
     finally:
         log_store.close()
     out: dict[str, dict[str, Any]] = {}
+
+    def entry_of(workload_id: str) -> dict[str, Any]:
+        return out.setdefault(workload_id, {"workload_id": workload_id, "records": 0, "clients": {},
+                                            "last_record_at": None})
+
     for row in counts:
-        entry = out.setdefault(row.workload_id, {"workload_id": row.workload_id, "records": 0, "clients": {},
-                                                 "last_record_at": None})
+        entry = entry_of(row.workload_id)
         entry["records"] += row.records
         entry["clients"][row.client_id] = row.records
         entry["last_record_at"] = max(entry["last_record_at"] or 0, row.last_timestamp)
-    routes = _routes(request)
-    for workload_id in store.workload_summaries():
-        out.setdefault(workload_id, {"workload_id": workload_id, "records": 0, "clients": {}, "last_record_at": None})
-    for route in routes.all():
-        workload_id = route.workload_id
-        out.setdefault(workload_id, {"workload_id": workload_id, "records": 0, "clients": {}, "last_record_at": None})
+    for workload_id in [*store.workload_summaries(), *(r.workload_id for r in routes.all())]:
+        entry_of(workload_id)
     for workload_id, entry in out.items():
         last = store.last_job(workload_id)
         entry["last_job"] = job_summary(last) if last else None
@@ -103,7 +108,17 @@ def workloads(request: Request, _: Annotated[Principal, Depends(require("read"))
         route = routes.get(workload_id, fresh=True)
         entry["route"] = {"phase": route.phase, "student": route.candidate, "artifact_id": route.artifact_id,
                           "canary_percent": route.canary_percent, "job_id": route.job_id}
-    return {"workloads": sorted(out.values(), key=lambda e: e["workload_id"])}
+        traffic = routes.traffic(workload_id)
+        # The teacher cost a student avoided: its requests at the teacher's cost per request, as the deciding
+        # job measured it from the teacher's logged token usage and `pricing` (the student's own serving cost
+        # is per hour, in the decision).
+        deciding = _job_or_none(store, route.job_id) if route.job_id else (decided[0] if decided else None)
+        per_1k = ((deciding.decision or {}).get("teacher_cost_per_1k_requests") if deciding else None)
+        traffic["teacher_cost_per_1k_requests"] = per_1k
+        traffic["teacher_cost_avoided_usd"] = (round(traffic["student"]["requests"] / 1000 * per_1k, 6)
+                                               if per_1k is not None else None)
+        entry["traffic"] = traffic
+    return sorted(out.values(), key=lambda e: e["workload_id"])
 
 
 @router.get("/api/events", tags=["audit"], summary="Audit events, newest first")
@@ -181,12 +196,26 @@ def metrics(request: Request) -> PlainTextResponse:
     return PlainTextResponse(body + "\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
 
-def _routes(request: Request) -> Any:
+def _job_or_none(store: Any, job_id: str) -> Any:
+    from orchestrator.jobs.store import JobNotFound
+
+    try:
+        return store.get_job(job_id)
+    except JobNotFound:  # deleted since; the route outlives it
+        return None
+
+
+def route_store(app: Any) -> Any:
+    """The app's RouteStore, opened on first use (the route tables live in the job-store database)."""
     from services.deployment.routes import RouteStore
 
-    if getattr(request.app.state, "routes", None) is None:
-        request.app.state.routes = RouteStore(request.app.state.settings.job_store.url, cache_s=0)
-    return request.app.state.routes
+    if getattr(app.state, "routes", None) is None:
+        app.state.routes = RouteStore(app.state.settings.job_store.url, cache_s=0)
+    return app.state.routes
+
+
+def _routes(request: Request) -> Any:
+    return route_store(request.app)
 
 
 def _route_view(routes: Any, workload_id: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import click
@@ -232,7 +233,7 @@ def delete_command(state: CliState, job_id: str, as_json: bool) -> None:
         f"{len(report['datasets'])} datasets"))
 
 
-@click.group("serve", help="Run a server: the orchestrator API or the OpenAI-compatible gateway.")
+@click.group("serve", help="Run a server: the orchestrator API, the OpenAI-compatible gateway, or a replay teacher.")
 def serve_group() -> None:
     pass
 
@@ -278,7 +279,8 @@ def serve_api_command(state: CliState, host: str | None, port: int | None, no_wo
 def serve_gateway_command(state: CliState, host: str | None, port: int | None) -> None:
     """Serve the OpenAI-compatible gateway: point the teacher's clients here (base_url .../v1).
 
-    Every call is answered (today by the teacher at teacher.base_url) and logged to the datastore
+    Every call is answered by the workload's route (the teacher at teacher.base_url, or a promoted
+    student in shadow/canary/full) and the teacher's answers are logged to the datastore
     through the queue; a datastore worker stores them (`flywheel worker datastore`, or the
     embedded worker of `flywheel serve api`). While the queue is down, calls spool to
     gateway.spool_path and are sent later.
@@ -292,3 +294,24 @@ def serve_gateway_command(state: CliState, host: str | None, port: int | None) -
     click.echo(f"gateway on http://{host or settings.gateway.host}:{port or settings.gateway.port}/v1 -> teacher "
                f"{settings.teacher.base_url}", err=True)
     uvicorn.run(app, host=host or settings.gateway.host, port=port or settings.gateway.port, log_level="info")
+
+
+@serve_group.command("replay-teacher")
+@click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8002, show_default=True)
+@handles_errors
+def serve_replay_teacher_command(logs: tuple[Path, ...], host: str, port: int) -> None:
+    """Serve an OpenAI-compatible teacher stand-in that answers from recorded teacher LOGS (JSON Lines,
+    plain or gzip): a request whose messages match a logged call gets that call's answer; any other
+    gets a 404 `not_recorded` error. For demos and offline trials of the gateway where no real teacher
+    can be reached (set teacher.base_url to http://HOST:PORT/v1). Its latency is a lookup, not an LLM's.
+    """
+    import uvicorn
+
+    from services.deployment.gateway.replay_teacher import create_replay_teacher, load_recording
+
+    answers, counts = load_recording(logs)
+    click.echo(f"replay teacher on http://{host}:{port}/v1 with {counts['chat_calls']} recorded answers "
+               f"({counts['skipped']} lines skipped)", err=True)
+    uvicorn.run(create_replay_teacher(answers), host=host, port=port, log_level="warning")

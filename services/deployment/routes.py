@@ -48,6 +48,15 @@ route_samples_table = Table(
     Column("agree", Boolean, nullable=False),
     Column("at", Float, nullable=False),
 )
+route_traffic_table = Table(
+    "route_traffic", metadata,
+    Column("workload_id", String(200), primary_key=True),
+    Column("served_by", String(16), primary_key=True),  # teacher | student
+    Column("requests", Integer, nullable=False, default=0),
+    Column("input_tokens", Integer, nullable=False, default=0),
+    Column("output_tokens", Integer, nullable=False, default=0),
+    Column("updated_at", Float, nullable=False),
+)
 route_events_table = Table(
     "route_events", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -134,3 +143,28 @@ class RouteStore:
         with self.engine.connect() as connection:
             values = [bool(r[0]) for r in connection.execute(query).all()]
         return len(values), (sum(values) / len(values) if values else None)
+
+    def add_traffic(self, counts: dict[tuple[str, str], tuple[int, int, int]]) -> None:
+        """Add (requests, input tokens, output tokens) per (workload, served_by); the gateway flushes
+        its counters here every few seconds, so the dashboard sees traffic across processes."""
+        now = time.time()
+        with self.engine.begin() as connection:
+            for (workload_id, served_by), (requests, input_tokens, output_tokens) in counts.items():
+                key = (route_traffic_table.c.workload_id == workload_id) & (route_traffic_table.c.served_by == served_by)
+                updated = connection.execute(route_traffic_table.update().where(key).values(
+                    requests=route_traffic_table.c.requests + requests,
+                    input_tokens=route_traffic_table.c.input_tokens + input_tokens,
+                    output_tokens=route_traffic_table.c.output_tokens + output_tokens, updated_at=now))
+                if updated.rowcount == 0:
+                    connection.execute(insert(route_traffic_table).values(
+                        workload_id=workload_id, served_by=served_by, requests=requests, input_tokens=input_tokens,
+                        output_tokens=output_tokens, updated_at=now))
+
+    def traffic(self, workload_id: str) -> dict[str, dict[str, int]]:
+        """{"teacher"|"student": {"requests", "input_tokens", "output_tokens"}} since the gateway first ran."""
+        out = {side: {"requests": 0, "input_tokens": 0, "output_tokens": 0} for side in ("teacher", "student")}
+        with self.engine.connect() as connection:
+            for row in connection.execute(select(route_traffic_table).where(
+                    route_traffic_table.c.workload_id == workload_id)).mappings():
+                out[row["served_by"]] = {k: int(row[k]) for k in ("requests", "input_tokens", "output_tokens")}
+        return out

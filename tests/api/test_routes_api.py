@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 
 from orchestrator.api.app import create_app
 from services.deployment.routes import Route, RouteStore
+from services.domain.jobs import JobStatus
 from services.domain.settings import Settings
 
 
@@ -32,3 +33,16 @@ def test_promote_and_rollback_through_the_api(tmp_path: Path) -> None:
         assert back["route"]["phase"] == "teacher" and back["history"][0]["detail"]["reason"] == "operator anonymous"
         listed = {w["workload_id"]: w for w in client.get("/api/workloads").json()["workloads"]}
         assert listed["news_topic"]["route"]["phase"] == "teacher"
+        assert listed["news_topic"]["traffic"]["teacher_cost_avoided_usd"] is None, "no decision priced the teacher"
+
+        # Gateway replicas add their counts; the estimate uses the deciding job's teacher cost per request.
+        routes.add_traffic({("news_topic", "student"): (300, 0, 0), ("news_topic", "teacher"): (100, 2000, 400)})
+        routes.add_traffic({("news_topic", "student"): (200, 0, 0)})
+        job = client.app.state.store.create_job(workload_id="news_topic", client_id=None, overrides={}, stages=[])
+        client.app.state.store.set_job(job.id, status=JobStatus.COMPLETED, decision={"teacher_cost_per_1k_requests": 0.02})
+        routes.set(Route(workload_id="news_topic", phase="full", candidate="minilm-classifier", artifact_id="a" * 64,
+                         student_kind="encoder_classifier", job_id=job.id), action="deploy")
+        traffic = {w["workload_id"]: w for w in client.get("/api/workloads").json()["workloads"]}["news_topic"]["traffic"]
+        assert traffic["student"]["requests"] == 500 and traffic["teacher"] == {
+            "requests": 100, "input_tokens": 2000, "output_tokens": 400}
+        assert traffic["teacher_cost_avoided_usd"] == 0.01  # 500 requests at 0.02 per 1k

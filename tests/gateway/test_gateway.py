@@ -83,6 +83,12 @@ def test_openai_client_through_the_gateway_is_answered_and_logged(tmp_path: Path
 
             chats = stored(settings, "news_topic", 2)
             embeds = stored(settings, "filings", 1)
+    # After shutdown (the last flush), the route store holds the traffic the dashboard shows.
+    from services.deployment.routes import RouteStore
+
+    traffic = RouteStore(settings.job_store.url).traffic("news_topic")
+    assert traffic["teacher"] == {"requests": 2, "input_tokens": 24, "output_tokens": 8}, "failures are not counted"
+    assert traffic["student"]["requests"] == 0
     by_client = {r.client_id: r for r in chats}
     assert set(by_client) == {"desk-7", "desk-9"}, "header and metadata name the client; failures are not logged"
     streamed = by_client["desk-9"].response.model_dump(mode="json")

@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from services.deployment.backends.base import backend_for
 from services.deployment.gateway.streaming import StreamAssembler
+from services.deployment.gateway.usage import UsageCounter
 from services.deployment.routes import Route, RouteStore
 from services.deployment.traffic_log import TrafficLogger
 from services.domain.labels import LabelParser
@@ -92,9 +93,11 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
             headers["Authorization"] = f"Bearer {settings.teacher.api_key.get_secret_value()}"
         app.state.upstream = httpx.AsyncClient(base_url=str(settings.teacher.base_url).rstrip("/"), headers=headers,
                                                timeout=settings.teacher.timeout_s, transport=transport)
+        usage.start()
         try:
             yield
         finally:
+            usage.close()
             await app.state.upstream.aclose()
             if owned_logger:
                 traffic.close()
@@ -113,6 +116,7 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
     backend = backend or backend_for(settings)
     app.state.routes, app.state.backend = routes, backend
     app.state.metrics = metrics = GatewayMetrics(traffic)
+    app.state.usage = usage = UsageCounter(routes)
 
     @app.exception_handler(GatewayError)
     async def _gateway_error(_: Request, exc: GatewayError) -> JSONResponse:
@@ -191,6 +195,7 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
                 if random.random() < settings.promotion_policy(workload).monitor_share:
                     spawn(monitor(route, client, upstream_body, answer))
                 metrics.requests.labels("chat", workload, "student", "200").inc()
+                usage.add(workload, "student", answer)
                 metrics.latency.labels("chat", "student").observe(time.perf_counter() - started)
                 headers = served_headers(route.phase, "student")
                 if body.get("stream"):
@@ -203,6 +208,7 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
             "error": {"message": response.text[:500], "type": "upstream_error"}}
         if response.status_code == 200:
             record(workload, client, upstream_body, payload)
+            usage.add(workload, "teacher", payload)
             if route.phase == "shadow" and route.student_kind in CHAT_STUDENTS:
                 spawn(shadow(route, body, payload))
         metrics.requests.labels("chat", workload, "teacher", str(response.status_code)).inc()
@@ -304,6 +310,7 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
                 complete = bool(assembled["choices"]) and all(c.get("finish_reason") for c in assembled["choices"])
                 if complete:
                     record(workload, client, upstream_body, assembled)
+                    usage.add(workload, "teacher", assembled)
                     if route.phase == "shadow" and route.student_kind in CHAT_STUDENTS:
                         spawn(shadow(route, body, assembled))
                 metrics.requests.labels("chat", workload, "teacher", "200" if complete else "499").inc()
@@ -335,6 +342,7 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
             try:
                 payload = await run_in_threadpool(backend.embed, route, [str(i) for i in inputs], body.get("dimensions"))
                 metrics.requests.labels("embeddings", workload, "student", "200").inc()
+                usage.add(workload, "student", payload)
                 return JSONResponse(payload, 200, headers=served_headers(route.phase, "student"))
             except Exception as exc:  # noqa: BLE001
                 log.warning("embedding student %s failed, the teacher answers: %s", route.candidate, exc)
@@ -346,6 +354,7 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
         if response.status_code == 200:
             record(workload, client, {"model": teacher_model, "input": body["input"]},
                    {"data": payload.get("data", [])})
+            usage.add(workload, "teacher", payload)
         metrics.requests.labels("embeddings", workload, "teacher", str(response.status_code)).inc()
         metrics.latency.labels("embeddings", "teacher").observe(time.perf_counter() - started)
         return JSONResponse(payload, response.status_code, headers=served_headers(route.phase))
