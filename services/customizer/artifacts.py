@@ -86,6 +86,8 @@ def finalize(
         workload_type=dataset.workload_type,
         labels=labels,
         answer_template=answer_template,
+        static_prompt=request.static_prompt.model_dump(mode="json") if request.static_prompt is not None else None,
+        prompt_tag=request.prompt_tag,
         hyperparameters=request.hyperparameters(),
         metrics=metrics,
         code_version=code_version(),

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from services.domain.artifacts import StudentArtifact, StudentKind, TrainingProgress
 from services.domain.datasets import DatasetRef
+from services.domain.prompts import StaticPrompt
 from services.domain.settings import DistillationSettings, LoraSettings, TrainingSettings
 
 
@@ -37,11 +38,15 @@ class TrainRequest:
     teacher_model_path: Path | None = None  # embedding distillation when logs lack vectors
     base_model_sha256: str | None = None  # sha256 over the cached base model's file hashes
     distillation: DistillationSettings | None = None  # embedding distillation losses and Matryoshka dims
+    static_prompt: StaticPrompt | None = None  # trained without it (pruned causal LMs; encoder classifiers)
+    prompt_tag: str | None = None  # what replaces the pruned system prompt (causal LMs)
 
     def hyperparameters(self) -> dict[str, Any]:
         params = {"training": self.training.model_dump(mode="json"), "lora": self.lora.model_dump(mode="json")}
         if self.distillation is not None:
             params["distillation"] = self.distillation.model_dump(mode="json")
+        if self.prompt_tag is not None and self.static_prompt is not None:
+            params["prune_static_prompt"] = {"static_sha256": self.static_prompt.sha256, "tag": self.prompt_tag}
         return params
 
     def fingerprint(self) -> str:

@@ -8,7 +8,7 @@ Too-long prompts lose tokens from the left of the prompt, never from the answer,
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,9 @@ from services.customizer.batching import IGNORE_INDEX, TokenizedExample, batch_o
 from services.customizer.loop import clear_checkpoints, mixed_precision, run_training, seed_everything
 from services.domain.artifacts import StudentArtifact, StudentKind
 from services.domain.errors import TrainingFailed
+from services.domain.labels import LabelParser
+from services.domain.prompts import strip_static
+from services.domain.records import content_text
 from services.models.locks import MODEL_LOAD_LOCK
 from services.models.runtime.chat_format import answer_turn, prompt_text
 
@@ -142,8 +145,9 @@ class CausalLMLoraTrainer:
             model.enable_input_require_grads()
         model = get_peft_model(model, lora_config(request, "CAUSAL_LM"))
         trainable, total = model.get_nb_trainable_parameters()
-        train, truncated_train, skipped_train = _tokenize(tokenizer, request.dataset.read_split("train"), settings.max_seq_length)
-        val, truncated_val, skipped_val = _tokenize(tokenizer, request.dataset.read_split("val"), settings.max_seq_length)
+        train_lines, val_lines = (pruned_lines(request, request.dataset.read_split(name)) for name in ("train", "val"))
+        train, truncated_train, skipped_train = _tokenize(tokenizer, train_lines, settings.max_seq_length)
+        val, truncated_val, skipped_val = _tokenize(tokenizer, val_lines, settings.max_seq_length)
         if not train:
             raise TrainingFailed(f"{request.candidate}: no usable training examples (all answers exceed "
                                  f"max_seq_length={settings.max_seq_length})", reason="bad_data")
@@ -167,10 +171,40 @@ class CausalLMLoraTrainer:
             "total_parameters": total,
             "padding_share_first_epoch": round(padding_share(task.epoch_batches(0)[:50]), 4),
             "mean_input_tokens": round(sum(len(e) for e in train) / len(train), 1),
+            **prompt_token_metrics(request, tokenizer),
         }
-        artifact = artifacts.publish(request, save, metrics=metrics)
+        template = next((t for line in request.dataset.read_split("train") if (t := LabelParser(
+            request.label_pattern).template_from(content_text(line["messages"][-1].get("content"))))), None) \
+            if request.label_pattern and request.labels else None
+        artifact = artifacts.publish(request, save, metrics=metrics, labels=request.labels if template else None,
+                                     answer_template=template)
         clear_checkpoints(request.work_dir)
         return artifact
+
+
+def pruned_lines(request: TrainRequest, lines: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Training lines with the static prompt replaced by the task tag (pruned students); lines whose
+    prompt differs are kept as they are."""
+    static, tag = request.static_prompt, request.prompt_tag
+    for line in lines:
+        if static is not None and tag is not None:
+            stripped = strip_static(line["messages"][:-1], static, tag)
+            if stripped is not None:
+                line = {**line, "messages": [*stripped, line["messages"][-1]]}
+        yield line
+
+
+def prompt_token_metrics(request: TrainRequest, tokenizer: Any, sample: int = 200) -> dict[str, Any]:
+    """Mean prompt tokens per request with and without pruning, on the first `sample` train lines."""
+    if request.prompt_tag is None:
+        return {"pruned": False}
+    full, pruned = [], []
+    for _, line in zip(range(sample), request.dataset.read_split("train"), strict=False):
+        for out, source in ((full, line), (pruned, next(pruned_lines(request, [line])))):
+            out.append(len(tokenizer(prompt_text(tokenizer, source["messages"][:-1], source.get("tools")),
+                                     add_special_tokens=False)["input_ids"]))
+    return {"pruned": True, "prompt_tokens_unpruned_mean": round(sum(full) / max(len(full), 1), 1),
+            "prompt_tokens_pruned_mean": round(sum(pruned) / max(len(pruned), 1), 1)}
 
 
 def _tokenize(tokenizer: Any, lines: Any, max_length: int) -> tuple[list[TokenizedExample], int, int]:

@@ -34,6 +34,7 @@ from services.datastore.stores.base import LogStore
 from services.domain.datasets import DatasetRef
 from services.domain.errors import ConfigError, InsufficientData, StoreError
 from services.domain.labels import LabelParser, answer_text
+from services.domain.prompts import detect_static_prompt
 from services.domain.records import CallType, LogRecord, canonical_json
 from services.domain.settings import Settings
 
@@ -168,6 +169,13 @@ def _build_from_spooled(
                          for e, ex in zip(splits.eval, per_record, strict=True)),
         }
     split_refs = {name: _write_blob(blobs, rows) for name, rows in lines.items()}
+    static = None
+    if not is_embedding:
+        # Detected on the train split (what students learn from), as the gateway will see requests.
+        train = DatasetRef("", split_refs, {}).read_split("train")
+        static = detect_static_prompt(
+            (row["messages"][:-1] for row in train), min_share=settings.datasets.static_prompt_min_share,
+            count_tokens=counter, token_counter=token_counter_name)
 
     manifest: dict[str, Any] = {
         "workload_id": workload_id,
@@ -196,6 +204,7 @@ def _build_from_spooled(
             "budget_tokens": budget,
             "token_counter": token_counter_name,
         },
+        "static_prompt": static.model_dump(mode="json") if static is not None else None,
         "config_hash": config_hash(settings, workload_id),
     }
     dataset_id = hashlib.sha256(

@@ -33,6 +33,8 @@ def deploy(artifacts_root: Path, routes: RouteStore, decision: dict[str, Any], *
     route = Route(workload_id=artifact.workload_id, phase=phase, candidate=chosen, artifact_id=artifact.artifact_id,  # type: ignore[arg-type]
                   artifact_path=artifact.path, student_kind=artifact.kind.value, base_model=artifact.base_model,
                   canary_percent=int(decision.get("canary_percent") or (100 if phase == "full" else 0)), job_id=job_id,
+                  static_prompt=artifact.static_prompt, prompt_tag=artifact.prompt_tag, labels=artifact.labels,
+                  answer_template=artifact.answer_template,
                   previous=current.model_dump(mode="json", exclude={"previous"}) if current.phase != "teacher" or
                   current.candidate else None)
     prepared = prepare(route) if prepare is not None else {}

@@ -79,6 +79,10 @@ class Route(BaseModel):
     job_id: str | None = None
     previous: dict[str, Any] | None = None
     cascade: dict[str, Any] | None = None  # calibration: threshold, student_share, agreement, n
+    static_prompt: dict[str, Any] | None = None  # the student was trained without it: only matching prompts reach it
+    prompt_tag: str | None = None  # pruned students: what replaces the static system prompt
+    labels: list[str] | None = None  # classification students answer by label scoring, in answer_template
+    answer_template: str | None = None
     since: float = 0.0  # when this route was set: live agreement counts from here
 
     @classmethod

@@ -63,6 +63,10 @@ class StudentArtifact(_Record):
     answer_template: str | None = Field(
         None, description="How the teacher formats a label answer, e.g. '[[[{label}]]]' (classifiers)."
     )
+    static_prompt: dict[str, Any] | None = Field(
+        None, description="The static prompt part (services.domain.prompts.StaticPrompt) this student was trained "
+                          "without: the gateway strips exactly it and sends other prompts to the teacher.")
+    prompt_tag: str | None = Field(None, description="What replaced the static system prompt (pruned students).")
     hyperparameters: dict[str, Any] = Field(description="Training and LoRA settings actually used.")
     metrics: dict[str, Any] = Field(description="Training metrics: losses, steps, examples/s, peak memory.")
     code_version: str = Field(description="Platform version (git commit when known).")

@@ -266,6 +266,11 @@ class CandidateSettings(_Section):
     teacher_model: str | None = Field(
         None, description="embedding_distill: registry model that embeds texts whose logs lack teacher vectors."
     )
+    prune_static_prompt: Literal["auto", "on", "off"] = Field(
+        "auto", description="causal_lm_lora: train, evaluate and serve without the workload's static prompt "
+                            "(replaced by a short task tag). auto: when it is at least prune_min_ratio times "
+                            "the variable part. Encoder classifiers always read the last user turn only.")
+    prune_min_ratio: float = Field(2.0, gt=0, description="auto pruning: static tokens per variable token.")
 
 
 def _default_candidates() -> list[CandidateSettings]:
@@ -310,6 +315,9 @@ class DatasetSettings(_Section):
     dedup_digits: Literal["keep", "mask", "drop"] = Field(
         "keep", description="Whether numbers distinguish otherwise equal user turns when deduplicating."
     )
+    static_prompt_min_share: float = Field(
+        0.8, gt=0, le=1, description="A system prompt carried by at least this share of records is static "
+                                     "(recorded in the manifest; pruned students train without it).")
 
     @model_validator(mode="after")
     def _patterns_compile(self) -> DatasetSettings:

@@ -22,6 +22,7 @@ from services.domain.datasets import DatasetRef, datasets_root, load_dataset
 from services.domain.errors import InsufficientData, ModelUnavailable
 from services.domain.evaluation import EvalKind, EvalResult
 from services.domain.labels import LabelParser, render_label
+from services.domain.prompts import StaticPrompt, strip_static
 from services.domain.settings import CandidateSettings, Settings
 from services.evaluator.judge import JudgeClient
 from services.evaluator.metrics.latency import latency_stats
@@ -164,7 +165,8 @@ def _causal_lm_outputs(
 
     adapter = Path(artifact.path) / "adapter" if artifact is not None else None
     runner = CausalLMRunner(cache.path(spec.model), adapter_path=adapter)
-    requests = [{"messages": r["request"]["messages"], "tools": r["request"].get("tools")} for r in records]
+    requests = [{"messages": pruned_messages(r["request"]["messages"], artifact), "tools": r["request"].get("tools")}
+                for r in records]
     if workload_type == "classification" and decoding == "constrained":
         labels = dataset.labels()
         template = next((t for r in records if (t := parser.template_from(content_text(_answer(r).get("content"))))),
@@ -179,6 +181,16 @@ def _causal_lm_outputs(
     if workload_type == "tool_calling":
         return [(m.get("tool_calls") or m.get("content") or "") for m in map(parse_assistant_text, texts)], seconds
     return texts, seconds
+
+
+def pruned_messages(messages: list[dict[str, Any]], artifact: StudentArtifact | None) -> list[dict[str, Any]]:
+    """A pruned student is evaluated as it is served: the static prompt replaced by its tag (requests that do
+    not carry it, which the gateway would send to the teacher, are evaluated whole). Base and ICL evaluations
+    (no artifact) keep the full prompt: they need it."""
+    if artifact is None or artifact.prompt_tag is None or artifact.static_prompt is None:
+        return messages
+    stripped = strip_static(messages, StaticPrompt.model_validate(artifact.static_prompt), artifact.prompt_tag)
+    return stripped if stripped is not None else messages
 
 
 def _classifier_outputs(

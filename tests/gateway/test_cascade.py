@@ -17,7 +17,7 @@ from services.deployment.worker import calibrate_route
 from services.domain.queue import make_celery_app
 from services.domain.settings import Settings
 from tests.gateway.fake_teacher import fake_teacher
-from tests.model_plane import model_plane
+from tests.model_plane import SYSTEM, model_plane
 from tests.servers import serve
 
 
@@ -48,7 +48,8 @@ def test_unsure_student_answers_go_to_the_teacher(tmp_path: Path) -> None:
         assert calibrated.cascade["student_share"] == 1.0, "target 0: the student may answer everything"
         logger = TrafficLogger(make_celery_app(settings.queue, name="t"), settings.gateway.spool_path)
         with serve(create_gateway(settings, logger=logger)) as gateway_url:
-            body = {"model": "news_topic", "messages": [{"role": "user", "content": "Acme profit"}]}
+            body = {"model": "news_topic", "messages": [{"role": "system", "content": SYSTEM},
+                                                        {"role": "user", "content": "Acme profit"}]}
             assert httpx.post(f"{gateway_url}/v1/chat/completions", json=body).headers["x-flywheel-served-by"] == "student"
             routes.set(calibrated.model_copy(update={"cascade": {**calibrated.cascade, "threshold": 1.01}}),
                        action="calibrate", detail={"reason": "test: nobody is that sure"})

@@ -18,7 +18,7 @@ from services.deployment.rollout import rollback
 from services.deployment.routes import RouteStore
 from services.domain.settings import Settings
 from tests.gateway.fake_teacher import fake_teacher
-from tests.model_plane import model_plane
+from tests.model_plane import SYSTEM, model_plane
 from tests.servers import serve
 
 
@@ -62,15 +62,25 @@ def test_promoted_student_answers_the_next_request(tmp_path: Path) -> None:
             with serve(create_gateway(settings, celery_app=worker_app)) as gateway_url:
                 client = OpenAI(base_url=f"{gateway_url}/v1", api_key="unused", max_retries=0)
                 before = len(teacher.state.received)
-                raw = client.chat.completions.with_raw_response.create(
-                    model="news_topic", messages=[{"role": "user", "content": "Acme quarterly profit beats"}])
+                raw = client.chat.completions.with_raw_response.create(model="news_topic", messages=[
+                    {"role": "system", "content": SYSTEM}, {"role": "user", "content": "Acme quarterly profit beats"}])
                 answer = raw.parse()
                 assert raw.headers["x-flywheel-served-by"] == "student"
                 assert raw.headers["x-flywheel-route-phase"] == "full" and answer.model == "tiny-clf"
                 assert answer.choices[0].message.content.startswith("[[[") and len(teacher.state.received) == before
-                streamed = client.chat.completions.create(model="news_topic", stream=True,
-                                                          messages=[{"role": "user", "content": "Fed holds"}])
+                streamed = client.chat.completions.create(model="news_topic", stream=True, messages=[
+                    {"role": "system", "content": SYSTEM}, {"role": "user", "content": "Fed holds"}])
                 assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices).startswith("[[[")
+                # The student learnt the workload under the logged system prompt; another prompt (a changed
+                # teacher prompt, or none) is not what it was trained for: the teacher answers, and it is counted.
+                changed = client.chat.completions.with_raw_response.create(model="news_topic", messages=[
+                    {"role": "system", "content": SYSTEM + " Also rate the sentiment."},
+                    {"role": "user", "content": "Acme quarterly profit beats"}])
+                assert changed.headers["x-flywheel-served-by"] == "teacher" and len(teacher.state.received) == before + 1
+                import httpx
+
+                assert 'flywheel_gateway_prompt_mismatch_total{workload="news_topic"} 1.0' in httpx.get(
+                    f"{gateway_url}/metrics").text
 
                 rolled = rollback(RouteStore(settings.job_store.url), "news_topic", reason="test: live agreement fell")
                 assert rolled.phase == "teacher" and rolled.candidate is None
@@ -83,8 +93,8 @@ def test_promoted_student_answers_the_next_request(tmp_path: Path) -> None:
             RouteStore(settings.job_store.url).set(route, action="deploy", detail={"reason": "test: redeploy"})
             with serve(create_gateway(settings, celery_app=worker_app, backend=BrokenBackend())) as gateway_url:
                 client = OpenAI(base_url=f"{gateway_url}/v1", api_key="unused", max_retries=0)
-                fallback = client.chat.completions.with_raw_response.create(
-                    model="news_topic", messages=[{"role": "user", "content": "Acme profit"}])
+                fallback = client.chat.completions.with_raw_response.create(model="news_topic", messages=[
+                    {"role": "system", "content": SYSTEM}, {"role": "user", "content": "Acme profit"}])
                 assert fallback.headers["x-flywheel-served-by"] == "teacher", "a broken student falls back"
     history = RouteStore(settings.job_store.url).history("news_topic")
     assert [h["action"] for h in history] == ["deploy", "rollback", "deploy"]

@@ -16,7 +16,7 @@ from services.deployment.traffic_log import TrafficLogger
 from services.domain.queue import make_celery_app
 from services.domain.settings import PromotionPolicy, Settings
 from tests.gateway.fake_teacher import fake_teacher
-from tests.model_plane import model_plane
+from tests.model_plane import SYSTEM, model_plane
 from tests.servers import serve
 
 
@@ -62,7 +62,7 @@ def test_gateway_records_shadow_and_monitoring_samples(tmp_path: Path) -> None:
             client = OpenAI(base_url=f"{gateway_url}/v1", api_key="unused", max_retries=0)
             for text in ("Acme profit up", "Fed holds rates", "Initech earnings"):
                 raw = client.chat.completions.with_raw_response.create(
-                    model="news_topic", messages=[{"role": "user", "content": text}])
+                    model="news_topic", messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}])
                 assert raw.headers["x-flywheel-served-by"] == "teacher"
                 assert raw.headers["x-flywheel-route-phase"] == "shadow"
             deadline = time.monotonic() + 30
@@ -74,7 +74,7 @@ def test_gateway_records_shadow_and_monitoring_samples(tmp_path: Path) -> None:
             time.sleep(1.1)  # the gateway's route cache
             before = len(teacher.state.received)
             raw = client.chat.completions.with_raw_response.create(
-                model="news_topic", messages=[{"role": "user", "content": "Acme profit"}])
+                model="news_topic", messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Acme profit"}])
             assert raw.headers["x-flywheel-served-by"] == "student"
             deadline = time.monotonic() + 30
             while routes.agreement(full)[0] < 1 and time.monotonic() < deadline:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from services.deployment.routes import Route
+from services.domain.labels import render_label
 from services.domain.settings import Settings
 
 
@@ -54,6 +55,12 @@ class LocalBackend:
         if route.student_kind == "encoder_classifier":
             (text, confidence), = runner.answer([request])
             extra = {"confidence": round(confidence, 6)}
+        elif route.student_kind == "causal_lm_lora" and route.labels and route.answer_template:
+            # A label answer: score the labels (one forward pass over the prompt, then each label's tokens),
+            # never free generation up to max_tokens.
+            answers = [render_label(route.answer_template, label) for label in route.labels]
+            best, _ = runner.score_labels(body["messages"], answers)
+            text, extra = answers[best], {"decoding": "constrained"}
         elif route.student_kind == "causal_lm_lora":
             text = runner.generate([request], max_new_tokens=int(body.get("max_tokens") or 64))[0]
             extra = {}

@@ -40,6 +40,7 @@ from services.deployment.gateway.usage import UsageCounter
 from services.deployment.routes import Route, RouteStore
 from services.deployment.traffic_log import TrafficLogger
 from services.domain.labels import LabelParser
+from services.domain.prompts import StaticPrompt, strip_static
 from services.domain.records import content_text
 from services.domain.settings import Settings
 
@@ -73,6 +74,10 @@ class GatewayMetrics:
         self.cascade = Counter("flywheel_gateway_cascade_to_teacher_total",
                                "Student answers below the cascade threshold, answered by the teacher.", ["workload"],
                                registry=self.registry)
+        self.prompt_mismatch = Counter(
+            "flywheel_gateway_prompt_mismatch_total",
+            "Requests whose prompt is not the one the routed student was trained on, answered by the teacher.",
+            ["workload"], registry=self.registry)
         self.agreement = Counter("flywheel_gateway_agreement_total", "Requests answered by student and teacher.",
                                  ["workload", "phase", "agree"], registry=self.registry)
         spool = Gauge("flywheel_gateway_spool_depth", "Logged calls waiting in the spool file.", registry=self.registry)
@@ -186,8 +191,9 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
             raise GatewayError(400, "`messages` must be a non-empty list", param="messages")
         upstream_body = {k: v for k, v in body.items() if k != "metadata"} | {"model": settings.teacher.model}
         route = routes.get(workload)
-        if student_answers(route):
-            answer = await student_chat(route, body)
+        student_body = for_student(route, body) if student_answers(route) else None  # one draw per request (canary)
+        if student_body is not None:
+            answer = await student_chat(route, student_body)
             if answer is not None and not confident(route, answer):
                 metrics.cascade.labels(workload).inc()
                 answer = None  # below the calibrated threshold: the teacher answers
@@ -240,9 +246,25 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
         except Exception as exc:  # noqa: BLE001 - monitoring never fails serving
             log.warning("cannot record an agreement sample for %s: %s", route.workload_id, exc)
 
+    def for_student(route: Route, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The request as the student learned it, or None when its prompt is not the one the student was
+        trained on (a changed teacher prompt must never silently reach a student trained on the old one).
+        Pruned students get the static part replaced by their tag; others get the request unchanged."""
+        if not route.static_prompt:
+            return body
+        static = StaticPrompt.model_validate(route.static_prompt)
+        stripped = strip_static(body["messages"], static, route.prompt_tag or "")
+        if stripped is None:
+            metrics.prompt_mismatch.labels(route.workload_id).inc()
+            return None
+        return {**body, "messages": stripped} if route.prompt_tag else body
+
     async def shadow(route: Route, body: dict[str, Any], teacher_answer: dict[str, Any]) -> None:
         """Shadow phase: the student answers in the background; only the comparison is kept."""
-        student = await student_chat(route, body)
+        student_body = for_student(route, body)
+        if student_body is None:
+            return
+        student = await student_chat(route, student_body)
         sample(route, student is not None and agree(route.workload_id, student, teacher_answer))
 
     async def monitor(route: Route, client: str, upstream_body: dict[str, Any], student: dict[str, Any]) -> None:

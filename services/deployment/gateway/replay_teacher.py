@@ -32,8 +32,6 @@ def messages_key(messages: Any) -> str:
 def load_recording(paths: Iterable[Path]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """(answers by messages key, counts) from JSON Lines files (plain or .gz) of logged calls.
     Lines that are not chat calls with an answer are skipped and counted, not fatal."""
-    from services.datastore.ingest import read_lines
-
     answers: dict[str, dict[str, Any]] = {}
     counts = {"chat_calls": 0, "skipped": 0}
     for path in paths:
@@ -41,9 +39,9 @@ def load_recording(paths: Iterable[Path]) -> tuple[dict[str, dict[str, Any]], di
             compressed = raw.read(2) == b"\x1f\x8b"
             raw.seek(0)
             stream: Any = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
-            for line in read_lines(stream, max_bytes=16 * 2**20):
+            for line in stream:
                 try:
-                    record = json.loads(line.data)
+                    record = json.loads(line)
                     messages = record["request"]["messages"]
                     choices = record["response"]["choices"]
                 except (ValueError, KeyError, TypeError):
