@@ -28,6 +28,7 @@ bench: setup  ## benchmarks (print a table, write bench/results/*.json; about an
 	HF_HUB_OFFLINE=1 .venv/bin/python -m bench.embedding_distill
 	HF_HUB_OFFLINE=1 .venv/bin/python -m bench.api
 	HF_HUB_OFFLINE=1 .venv/bin/python -m bench.gateway
+	HF_HUB_OFFLINE=1 .venv/bin/python -m bench.pruning
 
 clean:  ## remove local state (logs, queue, models cache); keeps .venv
 	rm -rf var

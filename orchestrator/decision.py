@@ -28,6 +28,7 @@ class TeacherUsage:
 
     prompt_tokens: float
     completion_tokens: float
+    estimated: bool = False  # the logs carried no usage: counted from the text (~4 characters per token)
 
 
 def teacher_cost_per_1k(usage: TeacherUsage | None, pricing: PricingSettings) -> float | None:
@@ -114,6 +115,7 @@ def decide(
     common = {
         "workload_id": workload_id, "rollout": policy.rollout, "requires_approval": policy.require_approval,
         "teacher_cost_per_1k_requests": teacher_cost, "policy": policy.model_dump(mode="json"),
+        "teacher_cost_estimated": teacher_usage.estimated if teacher_usage is not None else None,
     }
     if not qualified:
         reason = ("keep the teacher: no candidate was evaluated" if not verdicts

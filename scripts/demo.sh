@@ -36,7 +36,7 @@ step "Run a whole flywheel job on the in-process worker: build -> evaluate/train
   $FW jobs create --workload news_topic --client demo "${CANDIDATES[@]}" --set training.max_steps="${DEMO_STEPS:-400}" --wait
 JOB=$($FW jobs list --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["id"])')
 step "Who serves the workload now (the route table the gateway reads)" \
-  .venv/bin/python -c "from services.deployment.routes import RouteStore; from services.domain.settings import load_settings as l; print(RouteStore(l().job_store.url).get('news_topic').model_dump_json(indent=1, exclude={'previous'}))"
+  .venv/bin/python -c "from services.deployment.routes import RouteStore; from services.domain.settings import load_settings as l; print(RouteStore(l().job_store.url).get('news_topic').model_dump_json(indent=1, include={'workload_id', 'phase', 'candidate', 'artifact_id', 'student_kind', 'canary_percent', 'job_id'}))"
 
 # The gateway in front of a teacher stand-in that replays the recorded teacher answers (no LLM runs here).
 mkdir -p var/demo

@@ -79,20 +79,23 @@ def main() -> None:
     rows = [
         ("job", f"{view['id']} ({view['status']})"),
         ("dataset", f"{view['dataset_id'][:12]}  {view['dataset']['counts']}"),
-        ("promoted student", f"{decision.get('chosen')} ({decision.get('status')}; rollout "
-                             f"{(decision.get('policy') or {}).get('rollout')})"),
+        ("promoted student", f"{decision.get('chosen')} (rollout {(decision.get('policy') or {}).get('rollout')}, "
+                             f"policy min_score {(decision.get('policy') or {}).get('min_score')})"
+         if decision.get("chosen") else f"none: {decision.get('reason')}"),
         ("F1 relative to teacher", f"{customized.get('f1_vs_teacher', float('nan')):.3f}  95% CI "
                                    f"[{ci[0]:.3f}, {ci[1]:.3f}] on {customized.get('n')} held-out requests"
          if ci[0] is not None else "n/a"),
         ("student latency (eval)", f"p50 {latency.get('p50_ms', float('nan')):.1f} ms, "
                                    f"p95 {latency.get('p95_ms', float('nan')):.1f} ms per request, in-process"),
         ("gateway round trip", f"student p50 {statistics.median(student_ms):.1f} ms vs replayed teacher p50 "
-                               (f"{statistics.median(teacher_ms):.1f} ms" if teacher_ms else "n/a")
+                               + (f"{statistics.median(teacher_ms):.1f} ms" if teacher_ms else "n/a")
                                + " (the replay is a lookup: a 70B LLM takes far longer)"),
         ("live agreement", f"{agree}/{len(held_out)} gateway answers match the teacher's label"),
         ("served by", ", ".join(f"{k} {v}" for k, v in served.items())),
         ("cost per 1k requests", f"teacher {decision.get('teacher_cost_per_1k_requests')} -> student "
-                                 f"{decision.get('chosen_cost_per_1k_requests')} (pricing in config.yaml)"),
+                                 f"{decision.get('chosen_cost_per_1k_requests')} USD (pricing in config.yaml"
+                                 + ("; teacher tokens estimated from the text: the demo logs carry no usage)"
+                                    if decision.get("teacher_cost_estimated") else ")")),
         ("route", f"{route.phase} -> {route.candidate} (artifact {str(route.artifact_id)[:12]})"),
         ("dashboard", f"{args.dashboard}  (run: .venv/bin/flywheel serve api)"),
     ]

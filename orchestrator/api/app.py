@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from orchestrator.api import errors
 from orchestrator.api.routes_jobs import router as jobs_router
 from orchestrator.api.routes_system import router as system_router
+from orchestrator.dashboard import router as dashboard_router
 from orchestrator.jobs.service import JobService
 from orchestrator.jobs.store import JobStore
 from services.domain.queue import make_celery_app
@@ -67,6 +68,7 @@ def create_app(settings: Settings, *, store: JobStore | None = None, celery_app:
     errors.install(app)
     app.include_router(jobs_router)
     app.include_router(system_router)
+    app.include_router(dashboard_router)
 
     @app.middleware("http")
     async def request_context(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -74,11 +74,21 @@ def load_dataset(root: Path, dataset_id: str) -> DatasetRef:
     return DatasetRef(ref["dataset_id"], ref["splits"], ref["manifest"])
 
 
-def teacher_usage(dataset: DatasetRef) -> dict[str, float] | None:
-    """Mean prompt/completion tokens of the teacher's eval answers, when the logs carry usage."""
-    usages = [u for r in dataset.read_split("eval") if isinstance(u := r.get("response", {}).get("usage"), dict)
+def teacher_usage(dataset: DatasetRef) -> dict[str, Any] | None:
+    """Mean prompt/completion tokens of the teacher's eval answers: from the logged usage when the logs
+    carry it, else estimated from the text at ~4 characters per token (`estimated: true`)."""
+    rows = list(dataset.read_split("eval"))
+    usages = [u for r in rows if isinstance(u := r.get("response", {}).get("usage"), dict)
               and isinstance(u.get("prompt_tokens"), int)]
-    if not usages:
+    if usages:
+        return {"prompt_tokens": sum(u["prompt_tokens"] for u in usages) / len(usages),
+                "completion_tokens": sum(u.get("completion_tokens", 0) for u in usages) / len(usages),
+                "estimated": False}
+    chats = [r for r in rows if isinstance(r.get("request", {}).get("messages"), list) and r.get("response", {}).get("choices")]
+    if not chats:
         return None
-    return {"prompt_tokens": sum(u["prompt_tokens"] for u in usages) / len(usages),
-            "completion_tokens": sum(u.get("completion_tokens", 0) for u in usages) / len(usages)}
+    prompt = [sum(len(json.dumps(m.get("content"), ensure_ascii=False)) for m in r["request"]["messages"]) / 4 for r in chats]
+    completion = [len(json.dumps(r["response"]["choices"][0].get("message", {}).get("content"), ensure_ascii=False)) / 4
+                  for r in chats]
+    return {"prompt_tokens": round(sum(prompt) / len(prompt), 1),
+            "completion_tokens": round(sum(completion) / len(completion), 1), "estimated": True}

@@ -38,6 +38,7 @@ class PromotionDecision(_Record):
     canary_percent: int | None = None
     requires_approval: bool
     teacher_cost_per_1k_requests: float | None = None
+    teacher_cost_estimated: bool | None = Field(None, description="True when the logs carried no token usage: counted from the text.")
     chosen_cost_per_1k_requests: float | None = None
     verdicts: list[CandidateVerdict]
     policy: dict[str, object] = Field(description="The policy the decision was made under.")
