@@ -22,7 +22,16 @@ def run_in_child(target: Callable[..., dict[str, Any]], *args: Any) -> dict[str,
     queue: mp.Queue = ctx.Queue()
     proc = ctx.Process(target=_child, args=(target, args, queue))
     proc.start()
-    result = queue.get()
+    import queue as queues
+
+    while True:  # a child killed by the OOM killer never reports: say so instead of waiting forever
+        try:
+            result = queue.get(timeout=5)
+            break
+        except queues.Empty:
+            if not proc.is_alive():
+                raise RuntimeError(f"the benchmark child process died (exit code {proc.exitcode}; "
+                                   "-9 is usually the out-of-memory killer)") from None
     proc.join()
     if "error" in result:
         raise RuntimeError(result["error"])

@@ -9,7 +9,7 @@ carry those but not the platform's other dependencies, and cannot download weigh
 weights: speed is a property of the architecture and the token counts, so the timings hold; the
 quality of a randomly initialised model is not measured (bench.pruning measures F1 on CPU).
 Per arm: training examples/s over `--steps` LoRA steps (bf16 autocast, batch `--batch-size`), and
-serving latency per request at batch 1: one forward pass over the prompt, then the 20 rendered
+serving latency per request at batch 1 with the adapter merged: one forward pass over the prompt, then the 20 rendered
 labels scored from its KV cache (constrained label scoring, as the local backend serves).
 Prints a table; writes bench/results/pruning_gpu.json.
 """
@@ -152,6 +152,8 @@ def main() -> None:
         row: dict[str, Any] = {"arm": "pruned" if pruned else "full prompt",
                                "input_tokens_mean": round(statistics.mean(map(len, prompt_ids)), 1)}
         row.update(train_speed(model, prompt_ids, answer_ids, steps=args.steps, batch_size=args.batch_size, device=device))
+        # Served as the local backend serves: the adapter merged into the base (fewer kernels per token).
+        model = model.merge_and_unload()
         row.update(serve_latency(model, tokenizer, prompt_ids, requests=args.requests, device=device))
         rows.append(row)
         print(row, flush=True)

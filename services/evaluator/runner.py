@@ -107,7 +107,8 @@ def evaluate(
         candidate=candidate, eval_kind=kind, dataset_id=dataset.dataset_id, eval_sha256=sha,
         workload_type=workload_type,  # type: ignore[arg-type]
         metric_name=scored.metric_name, score=scored.score, ci=scored.ci, n=len(records),
-        unparseable=scored.unparseable, decoding=decoding, metrics=scored.metrics,
+        unparseable=scored.unparseable, decoding=decoding,
+        metrics={**scored.metrics, **_prompt_token_stats(records, artifact, cache, spec)},
         latency=latency_stats(seconds, wall_s=wall),
         model_size_bytes=_model_size(cache, spec, artifact if kind is EvalKind.CUSTOMIZED else None),
         artifact_id=artifact.artifact_id if artifact is not None and kind is EvalKind.CUSTOMIZED else None,
@@ -191,6 +192,30 @@ def pruned_messages(messages: list[dict[str, Any]], artifact: StudentArtifact | 
         return messages
     stripped = strip_static(messages, StaticPrompt.model_validate(artifact.static_prompt), artifact.prompt_tag)
     return stripped if stripped is not None else messages
+
+
+def _prompt_token_stats(records: list[dict[str, Any]], artifact: StudentArtifact | None, cache: ModelCache,
+                        spec: CandidateSettings) -> dict[str, Any]:
+    """A pruned student's evaluation records what pruning saved: mean prompt tokens per request as
+    evaluated (and served) and as the teacher was sent them, and how many requests carried the static part."""
+    if artifact is None or artifact.prompt_tag is None or artifact.kind is not StudentKind.CAUSAL_LM_LORA:
+        return {}
+    from transformers import AutoTokenizer
+
+    from services.models.runtime.chat_format import prompt_text
+
+    tokenizer = AutoTokenizer.from_pretrained(str(cache.path(spec.model)))
+    full, pruned, matched = [], [], 0
+    for record in records:
+        messages = record["request"]["messages"]
+        stripped = pruned_messages(messages, artifact)
+        matched += stripped is not messages
+        for out, source in ((full, messages), (pruned, stripped)):
+            out.append(len(tokenizer(prompt_text(tokenizer, source, record["request"].get("tools")),
+                                     add_special_tokens=False)["input_ids"]))
+    return {"prompt_tokens": {"full_mean": round(sum(full) / len(full), 1),
+                              "evaluated_mean": round(sum(pruned) / len(pruned), 1),
+                              "pruned_requests": matched, "requests": len(records)}}
 
 
 def _classifier_outputs(

@@ -68,6 +68,9 @@ def test_a_pruned_student_trains_evaluates_and_serves_without_the_static_prompt(
     result = evaluate(plane.settings, candidate="tiny-lora", dataset_id=plane.dataset.dataset_id,
                       kind=EvalKind.CUSTOMIZED, artifact=pruned)
     assert result.n == plane.dataset.splits["eval"]["count"] and result.score is not None
+    tokens = result.metrics["prompt_tokens"]
+    assert tokens["pruned_requests"] == result.n and tokens["evaluated_mean"] * 5 < tokens["full_mean"], \
+        "evaluated as served: without the static prompt"
 
     with serve(fake_teacher()) as teacher_url:
         settings = Settings.model_validate({
