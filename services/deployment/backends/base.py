@@ -26,10 +26,9 @@ def backend_for(settings: Any) -> ServingBackend:
 
         return OpenAIBackend(settings.deployment.base_url, settings.deployment.api_key, settings.deployment.timeout_s)
     if settings.deployment.backend == "kubernetes":
-        from services.deployment.backends.kubernetes import KubernetesBackend, KubernetesDeployer, api_client, spec_from
+        from services.deployment.backends.kubernetes import KubernetesBackend, spec_from
 
-        return KubernetesBackend(KubernetesDeployer(api_client(), spec_from(settings)),
-                                 timeout_s=settings.deployment.timeout_s)
+        return KubernetesBackend(spec_from(settings), timeout_s=settings.deployment.timeout_s)
     from services.deployment.backends.local import LocalBackend
 
     return LocalBackend(settings)

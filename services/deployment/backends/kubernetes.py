@@ -118,19 +118,24 @@ class KubernetesDeployer:
                     raise
 
     def endpoint(self, base_model: str) -> str:
-        return f"http://{k8s_name(base_model)}.{self.spec.namespace}.svc:{self.spec.port}/v1"
+        return vllm_endpoint(self.spec, base_model)
+
+
+def vllm_endpoint(spec: VllmSpec, base_model: str) -> str:
+    """The in-cluster URL of a base model's vLLM Service: a name, so serving needs no Kubernetes API access."""
+    return f"http://{k8s_name(base_model)}.{spec.namespace}.svc:{spec.port}/v1"
 
 
 class KubernetesBackend:
-    """Serve through the base model's vLLM Service (`endpoint_override`: tests point it at a stand-in)."""
+    """Serve through the base model's vLLM Service (`endpoint_override`: tests point it at a stand-in).
+    It only needs the Service's DNS name, never the Kubernetes API: the gateway runs without credentials."""
 
-    def __init__(self, deployer: KubernetesDeployer, *, endpoint_override: str | None = None,
-                 timeout_s: float = 30.0) -> None:
-        self.deployer, self.endpoint_override, self.timeout_s = deployer, endpoint_override, timeout_s
+    def __init__(self, spec: VllmSpec, *, endpoint_override: str | None = None, timeout_s: float = 30.0) -> None:
+        self.spec, self.endpoint_override, self.timeout_s = spec, endpoint_override, timeout_s
         self._clients: dict[str, OpenAIBackend] = {}
 
     def _client(self, route: Route) -> OpenAIBackend:
-        url = self.endpoint_override or self.deployer.endpoint(str(route.base_model))
+        url = self.endpoint_override or vllm_endpoint(self.spec, str(route.base_model))
         if url not in self._clients:
             self._clients[url] = OpenAIBackend(url, timeout_s=self.timeout_s)
         return self._clients[url]
