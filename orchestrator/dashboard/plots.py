@@ -261,7 +261,7 @@ def confusion_heatmap(labels: Sequence[str], matrix: Sequence[Sequence[int]], un
             colour = "#ffffff" if share > 0.55 else TEXT
             body.append(f'<g class="cell" data-row="{_t(row_labels[i])}" data-col="{_t(columns[j])}" data-count="{count}">'
                         f'<rect x="{cx}" y="{cy}" width="{cell}" height="{cell}" fill="{_cell_fill(share)}" '
-                        f'stroke="#ffffff"/><title>teacher {_t(row_labels[i])}, student {_t(columns[j])}: {count}</title>'
+                        f'stroke="#d0d7de"/><title>teacher {_t(row_labels[i])}, student {_t(columns[j])}: {count}</title>'
                         + (f'<text x="{cx + cell / 2}" y="{cy + cell / 2 + 4}" text-anchor="middle" font-size="10" '
                            f'fill="{colour}">{count}</text>' if count else "") + "</g>")
     body.append(f'<text class="axis-label" x="{left + cell * len(columns) / 2}" y="12" text-anchor="middle">'
