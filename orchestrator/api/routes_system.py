@@ -214,10 +214,6 @@ def route_store(app: Any) -> Any:
     return app.state.routes
 
 
-def _routes(request: Request) -> Any:
-    return route_store(request.app)
-
-
 def _route_view(routes: Any, workload_id: str) -> dict[str, Any]:
     route = routes.get(workload_id, fresh=True)
     return {"route": route.model_dump(mode="json"), "history": routes.history(workload_id, limit=20)}
@@ -225,7 +221,7 @@ def _route_view(routes: Any, workload_id: str) -> dict[str, Any]:
 
 @router.get("/api/workloads/{workload_id}/route", tags=["workloads"], summary="Who serves the workload, and the route history")
 def get_route(workload_id: str, request: Request, _: Annotated[Principal, Depends(require("read"))]) -> dict[str, Any]:
-    return _route_view(_routes(request), workload_id)
+    return _route_view(route_store(request.app), workload_id)
 
 
 @router.post("/api/workloads/{workload_id}/promote", tags=["workloads"],
@@ -235,9 +231,9 @@ def promote_route(workload_id: str, request: Request,
     from services.deployment.rollout import promote
 
     settings = request.app.state.settings
-    promote(_routes(request), workload_id, canary_percent=settings.promotion_policy(workload_id).canary_percent,
+    promote(route_store(request.app), workload_id, canary_percent=settings.promotion_policy(workload_id).canary_percent,
             reason=f"operator {principal.name}")
-    return _route_view(_routes(request), workload_id)
+    return _route_view(route_store(request.app), workload_id)
 
 
 @router.post("/api/workloads/{workload_id}/rollback", tags=["workloads"],
@@ -246,5 +242,5 @@ def rollback_route(workload_id: str, request: Request,
                    principal: Annotated[Principal, Depends(require("write"))]) -> dict[str, Any]:
     from services.deployment.rollout import rollback
 
-    rollback(_routes(request), workload_id, reason=f"operator {principal.name}")
-    return _route_view(_routes(request), workload_id)
+    rollback(route_store(request.app), workload_id, reason=f"operator {principal.name}")
+    return _route_view(route_store(request.app), workload_id)

@@ -173,9 +173,10 @@ class CausalLMLoraTrainer:
             "mean_input_tokens": round(sum(len(e) for e in train) / len(train), 1),
             **prompt_token_metrics(request, tokenizer),
         }
-        template = next((t for line in request.dataset.read_split("train") if (t := LabelParser(
-            request.label_pattern).template_from(content_text(line["messages"][-1].get("content"))))), None) \
-            if request.label_pattern and request.labels else None
+        template = None
+        if request.label_pattern and request.labels:  # a label student: served by scoring the rendered labels
+            template = LabelParser(request.label_pattern).first_template(
+                content_text(line["messages"][-1].get("content")) for line in request.dataset.read_split("train"))
         artifact = artifacts.publish(request, save, metrics=metrics, labels=request.labels if template else None,
                                      answer_template=template)
         clear_checkpoints(request.work_dir)

@@ -98,15 +98,16 @@ def plan_training(
     static = StaticPrompt.model_validate(dataset.manifest["static_prompt"]) if dataset.manifest.get("static_prompt") else None
     pruned = kind is StudentKind.CAUSAL_LM_LORA and resolve_pruning(
         candidate.prune_static_prompt, static, min_ratio=candidate.prune_min_ratio)
-    if kind is StudentKind.EMBEDDING_DISTILL or (kind is StudentKind.CAUSAL_LM_LORA and not pruned):
-        static = None  # trained on whole prompts: any prompt may reach it
+    # Trained without the static prompt (pruned, or an encoder that reads the last user turn only): only
+    # requests carrying it may reach the student. Students trained on whole prompts record none.
+    trained_without = static if pruned or kind is StudentKind.ENCODER_CLASSIFIER else None
     probe = TrainRequest(
         candidate=candidate.name, kind=kind, base_model=candidate.model, base_model_path=base_path,
         dataset=dataset, training=training, lora=lora, output_dir=Path(), work_dir=Path(),
         label_pattern=workload.label_pattern, labels=workload.labels or dataset.labels() or None,
         teacher_model_path=teacher_path, base_model_sha256=base_sha,
         distillation=settings.distillation if kind is StudentKind.EMBEDDING_DISTILL else None,
-        static_prompt=static, prompt_tag=task_tag(str(dataset.manifest.get("workload_id"))) if pruned else None,
+        static_prompt=trained_without, prompt_tag=task_tag(str(dataset.manifest.get("workload_id"))) if pruned else None,
     )
     run = probe.fingerprint()[:16]
     root = Path(settings.artifacts.root)

@@ -9,7 +9,7 @@ accepted too. Spellings are normalized to the label set; unknown labels are neve
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from services.domain.records import ChatResponse, LogRecord
 from services.domain.settings import DEFAULT_LABEL_PATTERN
@@ -55,6 +55,10 @@ class LabelParser:
                 start, end = match.span(1)
                 return _escape(answer[:start]) + "{label}" + _escape(answer[end:])
         return None
+
+    def first_template(self, answers: Iterable[str]) -> str | None:
+        """The template of the first answer that parses (how the teacher formats labels), or None."""
+        return next((t for answer in answers if (t := self.template_from(answer)) is not None), None)
 
 
 def _escape(text: str) -> str:

@@ -83,7 +83,7 @@ def evaluate(
     judge = judge or judge_from_settings(settings.evaluation)
 
     started = time.perf_counter()
-    decoding = None
+    decoding, extra_metrics = None, {}
     if workload_type == "embedding":
         references, predictions, seconds = _embedding_outputs(records, artifact, cache, spec, on_progress)
     else:
@@ -94,8 +94,8 @@ def evaluate(
             predictions, seconds = _classifier_outputs(records, artifact, parser, on_progress)  # type: ignore[arg-type]
         else:
             decoding = settings.evaluation.decoding if workload_type == "classification" else "generate"
-            predictions, seconds = _causal_lm_outputs(records, workload_type, decoding, parser, dataset,
-                                                      cache, spec, artifact, on_progress)
+            predictions, seconds, extra_metrics = _causal_lm_outputs(records, workload_type, decoding, parser,
+                                                                     dataset, cache, spec, artifact, on_progress)
     wall = time.perf_counter() - started
     scored = score_predictions(
         workload_type, references, predictions, settings.evaluation, judge,  # type: ignore[arg-type]
@@ -108,7 +108,7 @@ def evaluate(
         workload_type=workload_type,  # type: ignore[arg-type]
         metric_name=scored.metric_name, score=scored.score, ci=scored.ci, n=len(records),
         unparseable=scored.unparseable, decoding=decoding,
-        metrics={**scored.metrics, **_prompt_token_stats(records, artifact, cache, spec)},
+        metrics={**scored.metrics, **extra_metrics},
         latency=latency_stats(seconds, wall_s=wall),
         model_size_bytes=_model_size(cache, spec, artifact if kind is EvalKind.CUSTOMIZED else None),
         artifact_id=artifact.artifact_id if artifact is not None and kind is EvalKind.CUSTOMIZED else None,
@@ -161,27 +161,29 @@ def _causal_lm_outputs(
     records: list[dict[str, Any]], workload_type: str, decoding: str, parser: LabelParser, dataset: DatasetRef,
     cache: ModelCache, spec: CandidateSettings, artifact: StudentArtifact | None,
     on_progress: Callable[[int, int], None] | None,
-) -> tuple[list[Any], list[float]]:
+) -> tuple[list[Any], list[float], dict[str, Any]]:
+    """(predictions, seconds per request, extra metrics: what pruning saved, for a pruned student)."""
     from services.models.runtime.causal_lm import CausalLMRunner
 
     adapter = Path(artifact.path) / "adapter" if artifact is not None else None
     runner = CausalLMRunner(cache.path(spec.model), adapter_path=adapter)
     requests = [{"messages": pruned_messages(r["request"]["messages"], artifact), "tools": r["request"].get("tools")}
                 for r in records]
+    extra = _prompt_token_stats(records, requests, runner) if artifact is not None and artifact.prompt_tag else {}
     if workload_type == "classification" and decoding == "constrained":
         labels = dataset.labels()
-        template = next((t for r in records if (t := parser.template_from(content_text(_answer(r).get("content"))))),
-                        "{label}")
+        template = parser.first_template(content_text(_answer(r).get("content")) for r in records) or "{label}"
         answers = [render_label(template, label) for label in labels]
-        return _timed(requests, lambda req: labels[runner.score_labels(req["messages"], answers)[0]], on_progress)
+        return (*_timed(requests, lambda req: labels[runner.score_labels(req["messages"], answers)[0]], on_progress),
+                extra)
     budget = max(runner.count_tokens(json.dumps(_answer(r), ensure_ascii=False)) for r in records) + 16
     max_new = min(MAX_NEW_TOKENS_CAP, budget)
     texts, seconds = _timed(requests, lambda req: runner.generate([req], max_new_tokens=max_new)[0], on_progress)
     if workload_type == "classification":
-        return [parser.parse(t) for t in texts], seconds
+        return [parser.parse(t) for t in texts], seconds, extra
     if workload_type == "tool_calling":
-        return [(m.get("tool_calls") or m.get("content") or "") for m in map(parse_assistant_text, texts)], seconds
-    return texts, seconds
+        return [(m.get("tool_calls") or m.get("content") or "") for m in map(parse_assistant_text, texts)], seconds, extra
+    return texts, seconds, extra
 
 
 def pruned_messages(messages: list[dict[str, Any]], artifact: StudentArtifact | None) -> list[dict[str, Any]]:
@@ -194,28 +196,15 @@ def pruned_messages(messages: list[dict[str, Any]], artifact: StudentArtifact | 
     return stripped if stripped is not None else messages
 
 
-def _prompt_token_stats(records: list[dict[str, Any]], artifact: StudentArtifact | None, cache: ModelCache,
-                        spec: CandidateSettings) -> dict[str, Any]:
-    """A pruned student's evaluation records what pruning saved: mean prompt tokens per request as
+def _prompt_token_stats(records: list[dict[str, Any]], requests: list[dict[str, Any]], runner: Any) -> dict[str, Any]:
+    """What pruning saved, recorded with a pruned student's evaluation: mean prompt tokens per request as
     evaluated (and served) and as the teacher was sent them, and how many requests carried the static part."""
-    if artifact is None or artifact.prompt_tag is None or artifact.kind is not StudentKind.CAUSAL_LM_LORA:
-        return {}
-    from transformers import AutoTokenizer
-
-    from services.models.runtime.chat_format import prompt_text
-
-    tokenizer = AutoTokenizer.from_pretrained(str(cache.path(spec.model)))
-    full, pruned, matched = [], [], 0
-    for record in records:
-        messages = record["request"]["messages"]
-        stripped = pruned_messages(messages, artifact)
-        matched += stripped is not messages
-        for out, source in ((full, messages), (pruned, stripped)):
-            out.append(len(tokenizer(prompt_text(tokenizer, source, record["request"].get("tools")),
-                                     add_special_tokens=False)["input_ids"]))
+    full = [runner.count_tokens(runner.prompt(r["request"]["messages"], r["request"].get("tools"))) for r in records]
+    evaluated = [runner.count_tokens(runner.prompt(q["messages"], q["tools"])) for q in requests]
+    pruned = sum(q["messages"] is not r["request"]["messages"] for r, q in zip(records, requests, strict=True))
     return {"prompt_tokens": {"full_mean": round(sum(full) / len(full), 1),
-                              "evaluated_mean": round(sum(pruned) / len(pruned), 1),
-                              "pruned_requests": matched, "requests": len(records)}}
+                              "evaluated_mean": round(sum(evaluated) / len(evaluated), 1),
+                              "pruned_requests": pruned, "requests": len(records)}}
 
 
 def _classifier_outputs(

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+
+from services.domain.settings import Settings
 
 
 def fake_teacher() -> FastAPI:
@@ -59,3 +62,11 @@ def fake_teacher() -> FastAPI:
                 "usage": {"prompt_tokens": 3, "total_tokens": 3}}
 
     return app
+
+
+def behind_teacher(settings: Settings, teacher_url: str, spool_dir: Path, **sections: Any) -> Settings:
+    """`settings` with the gateway's teacher at `teacher_url` (as "big-teacher") and its spool under
+    `spool_dir`; `sections` replace whole config sections (e.g. promotion={"monitor_share": 0.0})."""
+    return Settings.model_validate({
+        **settings.model_dump(), "teacher": {"model": "big-teacher", "base_url": f"{teacher_url}/v1"},
+        "gateway": {"spool_path": str(spool_dir / "spool.jsonl")}, **sections})

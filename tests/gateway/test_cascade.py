@@ -15,8 +15,7 @@ from services.deployment.routes import RouteStore
 from services.deployment.traffic_log import TrafficLogger
 from services.deployment.worker import calibrate_route
 from services.domain.queue import make_celery_app
-from services.domain.settings import Settings
-from tests.gateway.fake_teacher import fake_teacher
+from tests.gateway.fake_teacher import behind_teacher, fake_teacher
 from tests.model_plane import SYSTEM, model_plane
 from tests.servers import serve
 
@@ -37,9 +36,7 @@ def test_unsure_student_answers_go_to_the_teacher(tmp_path: Path) -> None:
     plane = model_plane(tmp_path, records=120, max_steps=3)
     artifact = train_candidate(plane.settings, "tiny-clf", plane.dataset.dataset_id)
     with serve(fake_teacher()) as teacher_url:
-        settings = Settings.model_validate({
-            **plane.settings.model_dump(), "teacher": {"model": "big-teacher", "base_url": f"{teacher_url}/v1"},
-            "promotion": {"monitor_share": 0.0}, "gateway": {"spool_path": str(tmp_path / "spool.jsonl")}})
+        settings = behind_teacher(plane.settings, teacher_url, tmp_path, promotion={"monitor_share": 0.0})
         routes = RouteStore(settings.job_store.url)
         route = deploy(Path(settings.artifacts.root), routes, {"chosen": "tiny-clf", "artifact_id": artifact.artifact_id,
                                                                "rollout": "direct"}, job_id=None)

@@ -16,8 +16,7 @@ from orchestrator.pipeline.embedded import embedded_worker
 from services.deployment.gateway.app import create_gateway
 from services.deployment.rollout import rollback
 from services.deployment.routes import RouteStore
-from services.domain.settings import Settings
-from tests.gateway.fake_teacher import fake_teacher
+from tests.gateway.fake_teacher import behind_teacher, fake_teacher
 from tests.model_plane import SYSTEM, model_plane
 from tests.servers import serve
 
@@ -31,12 +30,10 @@ def test_promoted_student_answers_the_next_request(tmp_path: Path) -> None:
     plane = model_plane(tmp_path, records=120, max_steps=3)
     teacher = fake_teacher()
     with serve(teacher) as teacher_url:
-        settings = Settings.model_validate({
-            **plane.settings.model_dump(),
-            "promotion": {"min_score": 0.0, "min_eval_size": 1, "rollout": "direct"},  # any student qualifies
-            "teacher": {"model": "big-teacher", "base_url": f"{teacher_url}/v1"},
-            "gateway": {"spool_path": str(tmp_path / "spool.jsonl")},
-            "tracking": {"enabled": True, "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.sqlite'}"}})
+        settings = behind_teacher(
+            plane.settings, teacher_url, tmp_path,
+            promotion={"min_score": 0.0, "min_eval_size": 1, "rollout": "direct"},  # any student qualifies
+            tracking={"enabled": True, "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.sqlite'}"})
         store = JobStore(settings.job_store.url)
         with embedded_worker(settings, store) as worker_app:
             job = JobService(settings, store, worker_app).create(

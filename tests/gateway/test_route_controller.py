@@ -14,8 +14,8 @@ from services.deployment.rollout import control_routes, deploy
 from services.deployment.routes import Route, RouteStore
 from services.deployment.traffic_log import TrafficLogger
 from services.domain.queue import make_celery_app
-from services.domain.settings import PromotionPolicy, Settings
-from tests.gateway.fake_teacher import fake_teacher
+from services.domain.settings import PromotionPolicy
+from tests.gateway.fake_teacher import behind_teacher, fake_teacher
 from tests.model_plane import SYSTEM, model_plane
 from tests.servers import serve
 
@@ -50,10 +50,7 @@ def test_gateway_records_shadow_and_monitoring_samples(tmp_path: Path) -> None:
     artifact = train_candidate(plane.settings, "tiny-clf", plane.dataset.dataset_id)
     teacher = fake_teacher()
     with serve(teacher) as teacher_url:
-        settings = Settings.model_validate({
-            **plane.settings.model_dump(), "promotion": {"monitor_share": 1.0},
-            "teacher": {"model": "big-teacher", "base_url": f"{teacher_url}/v1"},
-            "gateway": {"spool_path": str(tmp_path / "spool.jsonl")}})
+        settings = behind_teacher(plane.settings, teacher_url, tmp_path, promotion={"monitor_share": 1.0})
         routes = RouteStore(settings.job_store.url)
         decision = {"chosen": "tiny-clf", "artifact_id": artifact.artifact_id, "rollout": "shadow"}
         shadow = deploy(Path(settings.artifacts.root), routes, decision, job_id=None)

@@ -20,7 +20,7 @@ from services.domain.evaluation import EvalKind
 from services.domain.queue import make_celery_app
 from services.domain.settings import Settings
 from services.evaluator.runner import evaluate
-from tests.gateway.fake_teacher import fake_teacher
+from tests.gateway.fake_teacher import behind_teacher, fake_teacher
 from tests.model_plane import classification_logs, model_plane
 from tests.servers import serve
 
@@ -73,9 +73,7 @@ def test_a_pruned_student_trains_evaluates_and_serves_without_the_static_prompt(
         "evaluated as served: without the static prompt"
 
     with serve(fake_teacher()) as teacher_url:
-        settings = Settings.model_validate({
-            **plane.settings.model_dump(), "teacher": {"model": "big-teacher", "base_url": f"{teacher_url}/v1"},
-            "promotion": {"monitor_share": 0.0}, "gateway": {"spool_path": str(tmp_path / "spool.jsonl")}})
+        settings = behind_teacher(plane.settings, teacher_url, tmp_path, promotion={"monitor_share": 0.0})
         routes = RouteStore(settings.job_store.url)
         route = deploy(Path(settings.artifacts.root), routes, {"chosen": "tiny-lora", "artifact_id": pruned.artifact_id,
                                                                "rollout": "direct"}, job_id=None)

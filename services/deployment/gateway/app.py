@@ -246,13 +246,16 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
         except Exception as exc:  # noqa: BLE001 - monitoring never fails serving
             log.warning("cannot record an agreement sample for %s: %s", route.workload_id, exc)
 
+    static_prompts: dict[str, StaticPrompt] = {}  # by sha256: parsed once per route, not per request
+
     def for_student(route: Route, body: dict[str, Any]) -> dict[str, Any] | None:
         """The request as the student learned it, or None when its prompt is not the one the student was
         trained on (a changed teacher prompt must never silently reach a student trained on the old one).
         Pruned students get the static part replaced by their tag; others get the request unchanged."""
         if not route.static_prompt:
             return body
-        static = StaticPrompt.model_validate(route.static_prompt)
+        sha = route.static_prompt["sha256"]
+        static = static_prompts.get(sha) or static_prompts.setdefault(sha, StaticPrompt.model_validate(route.static_prompt))
         stripped = strip_static(body["messages"], static, route.prompt_tag or "")
         if stripped is None:
             metrics.prompt_mismatch.labels(route.workload_id).inc()
