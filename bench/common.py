@@ -87,6 +87,12 @@ def teacher_logs(source: str, *, limit: int | None = None, seed: int = 0) -> lis
     """Real finance text as teacher logs (the label as the teacher's answer): twitter_topic or phrasebank."""
     from services.datastore import convert
 
+    if source == "standin":  # the realistic stand-in: long prompt, simulated teacher wrong on 15% (confusable)
+        from services.datastore.standin import simulated_teacher_logs
+
+        logs, _, _ = simulated_teacher_logs(REPO / "data" / "twitter_financial_news_topic", records=limit or 2000,
+                                            seed=seed, workload_id=source, client_id="bench")
+        return logs
     if source == "twitter_topic":
         folder = REPO / "data" / "twitter_financial_news_topic"
         labels, examples = convert.read_twitter_topic(folder, "train")
@@ -107,7 +113,7 @@ def teacher_logs(source: str, *, limit: int | None = None, seed: int = 0) -> lis
 
 
 def build_real_dataset(root: Path, source: str, *, limit: int | None, eval_size: int, settings_update: dict[str, Any] | None = None) -> tuple[Any, Any]:
-    """(settings, DatasetRef) for real teacher logs in a fresh store under `root`, models from var/models."""
+    """(settings, DatasetRef) for real teacher logs in a fresh store under `root`, models from the per-user cache."""
     from services.datastore.datasets import build_dataset
     from services.datastore.stores.sqlite import SqliteLogStore
     from services.domain.datasets import DatasetRef
@@ -117,7 +123,6 @@ def build_real_dataset(root: Path, source: str, *, limit: int | None, eval_size:
     base = load_settings(REPO / "config.yaml").model_dump(mode="python")
     base["artifacts"] = {"root": root / "artifacts"}
     base["log_store"]["sqlite_path"] = root / "logs.sqlite"
-    base["models"]["cache_dir"] = REPO / "var" / "models"
     base["data_split"].update({"eval_size": eval_size, "limit": None})
     for key, value in (settings_update or {}).items():
         base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) and isinstance(base.get(key), dict) else value

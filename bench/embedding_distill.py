@@ -32,11 +32,13 @@ from typing import Any
 
 import numpy as np
 
+from services.domain.settings import default_models_dir
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 TWITTER = REPO / "data/twitter_financial_news_topic"
 FINANCEBENCH = REPO.parent / "shared/data/financebench/financebench_open_source.jsonl"
-MODELS = REPO / "var/models"
+MODELS = default_models_dir()
 WORK = REPO / "var/bench/embedding_distill"
 TEACHER_CACHE = REPO / "var/cache/bench-mpnet-vectors"
 DIMS = (256, 128, 64)

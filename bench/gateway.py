@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 from bench.common import machine, print_table, write_results
+from services.domain.settings import default_models_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,7 +117,7 @@ def main() -> None:
         "log_store": {"sqlite_path": str(work / "logs.sqlite")},
         "job_store": {"url": f"sqlite:///{work / 'jobs.sqlite'}"},
         "queue": {"embedded_dir": str(work / "queue")},
-        "models": {"cache_dir": str(REPO / "var" / "models")},
+        "models": {"cache_dir": str(default_models_dir())},
         "teacher": {"model": "big-teacher", "base_url": f"http://127.0.0.1:{teacher_port}/v1"},
         "gateway": {"spool_path": str(work / "spool.jsonl")},
         "promotion": {"monitor_share": 0.0}, "tracking": {"enabled": False}})

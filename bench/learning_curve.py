@@ -2,6 +2,13 @@
 
     python -m bench.learning_curve [--sources twitter_topic phrasebank] [--sizes 500 1000 2000 4000 all]
                                    [--lm-sizes 200] [--lm-steps 25] [--eval-size 200] [--threads 2]
+    python -m bench.learning_curve --sources standin --sizes 250 500 800 all --seeds 0 1 --no-lm   # issue 16
+
+`standin` is the realistic stand-in (services/datastore/standin.py: 2,000 records under a long class-defining
+prompt, a simulated teacher wrong on 15% of them between confusable classes). Encoder recipes, each a row:
+`head` (the default: frozen encoder + cross-fitted logistic-regression head) for MiniLM and mpnet, and
+`full-3ep` (the recipe before issue 16: MiniLM full fine-tune, lr 1e-4, 3 epochs, batch 16). `--seeds` draws
+that many training subsets per size (the eval split stays fixed); the table reports each and their mean.
 
 For each source (real finance text turned into teacher logs: the label is the teacher's answer),
 one dataset is built by the real pipeline; every size trains on a seeded sample of its train
@@ -50,11 +57,19 @@ def tfidf(root: str, dataset_id: str, source: str) -> dict[str, Any]:
             "f1_vs_teacher_ci": report["f1_vs_teacher_ci"], "train_s": round(train_s, 1)}
 
 
+RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
+    "minilm head": ("minilm-classifier", {}),
+    "mpnet head": ("mpnet-classifier", {}),
+    "minilm full-3ep (before #16)": ("minilm-classifier", {"finetune": "full", "learning_rate": 1e-4, "epochs": 3,
+                                                           "batch_size": 16, "max_seq_length": 256}),
+}
+
+
 def student(root: str, dataset_id: str, candidate: str, threads: int, training: dict[str, Any],
             kinds: list[str]) -> dict[str, Any]:
-    import torch
+    import os
 
-    torch.set_num_threads(threads)
+    os.environ["FLYWHEEL_TORCH_THREADS"] = str(threads)
     from services.customizer.service import train_candidate
     from services.domain.evaluation import EvalKind
     from services.evaluator.runner import evaluate
@@ -81,7 +96,6 @@ def _settings(root: Path, training: dict[str, Any]) -> Any:
 
     base = load_settings(REPO / "config.yaml").model_dump(mode="python")
     base["artifacts"] = {"root": root / "artifacts"}
-    base["models"]["cache_dir"] = REPO / "var" / "models"
     for candidate in base["candidates"]:
         candidate["training"] = {**{k: v for k, v in candidate["training"].items() if v is not None},
                                  **training.get(candidate["name"], {})}
@@ -98,6 +112,9 @@ def main() -> None:
     parser.add_argument("--no-base-icl", action="store_true", help="Skip the SmolLM2 base and ICL evaluations.")
     parser.add_argument("--eval-size", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="Training-subset draws per size.")
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--records", type=int, default=2000, help="Records of the stand-in source.")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
@@ -105,7 +122,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             try:
-                _, full = build_real_dataset(root, source, limit=None, eval_size=args.eval_size)
+                _, full = build_real_dataset(root, source, limit=args.records if source == "standin" else None,
+                                             eval_size=args.eval_size)
             except FileNotFoundError as exc:
                 print(f"skipping {source}: {exc}")
                 continue
@@ -116,12 +134,17 @@ def main() -> None:
                 rows.append({"source": source, "train_size": 0, **row})
                 print(rows[-1], flush=True)
             for size in sizes:
-                subset = train_subset(root, full, size)
-                rows.append({"source": source, "train_size": size, **run_in_child(tfidf, tmp, subset.dataset_id, source)})
-                print(rows[-1], flush=True)
-                rows.append({"source": source, "train_size": size, **run_in_child(
-                    student, tmp, subset.dataset_id, "minilm-classifier", args.threads, {}, ["customized"])})
-                print(rows[-1], flush=True)
+                for seed in args.seeds:
+                    subset = train_subset(root, full, size, seed=seed)
+                    common = {"source": source, "train_size": size, "seed": seed}
+                    rows.append({**common, **run_in_child(tfidf, tmp, subset.dataset_id, source)})
+                    print(rows[-1], flush=True)
+                    for recipe in args.recipes:
+                        candidate, training = RECIPES[recipe]
+                        row = run_in_child(student, tmp, subset.dataset_id, candidate, args.threads,
+                                           {candidate: training}, ["customized"])
+                        rows.append({**common, **row, "student": recipe})
+                        print(rows[-1], flush=True)
             for size in [] if args.no_lm else args.lm_sizes:
                 subset = train_subset(root, full, min(size, available))
                 row = run_in_child(student, tmp, subset.dataset_id, "smollm2-lora", args.threads,
@@ -129,10 +152,22 @@ def main() -> None:
                 rows.append({"source": source, "train_size": min(size, available),
                              "note": f"capped at {args.lm_steps} steps (CPU)", **row})
                 print(rows[-1], flush=True)
+    rows += _means(rows)
     print()
-    print_table(rows, ["source", "student", "train_size", "f1_vs_teacher", "f1_vs_teacher_ci", "f1_vs_teacher_base",
+    print_table(rows, ["source", "student", "train_size", "seed", "f1_vs_teacher", "f1_vs_teacher_ci", "f1_vs_teacher_base",
                        "f1_vs_teacher_icl", "train_s", "examples_per_s", "p50_ms", "note"])
     write_results("learning_curve", {"machine": machine(), "args": vars(args), "rows": rows}, args.json)
+
+
+def _means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (source, student, size) with the mean F1 over seeds, when there are several."""
+    groups: dict[tuple[str, str, int], list[float]] = {}
+    for row in rows:
+        if row.get("seed") is not None and row.get("f1_vs_teacher") is not None:
+            groups.setdefault((row["source"], row["student"], row["train_size"]), []).append(row["f1_vs_teacher"])
+    return [{"source": source, "student": student, "train_size": size, "seed": "mean",
+             "f1_vs_teacher": round(sum(values) / len(values), 4)}
+            for (source, student, size), values in groups.items() if len(values) > 1]
 
 
 if __name__ == "__main__":

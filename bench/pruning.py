@@ -18,7 +18,6 @@ student; the speed and token columns are the point. Prints a table; writes bench
 from __future__ import annotations
 
 import argparse
-import csv
 import random
 import tempfile
 import time
@@ -29,42 +28,11 @@ from bench.common import REPO, machine, print_table, run_in_child, write_results
 
 FOLDER = REPO / "data" / "twitter_financial_news_topic"
 ACCUMULATION = 4  # gradient accumulation steps per optimizer step
-DESCRIPTIONS = {
-    "Analyst Update": "an analyst changes a rating, price target or estimate",
-    "Fed | Central Banks": "central bank decisions, speeches and policy expectations",
-    "Company | Product News": "a company's products, launches, deals with customers or operations",
-    "Treasuries | Corporate Debt": "government bonds, yields, corporate bond issuance and credit",
-    "Dividend": "dividend declarations, increases, cuts or special payouts",
-    "Earnings": "quarterly results, revenue, profit, guidance",
-    "Energy | Oil": "oil, gas, OPEC, energy prices and producers",
-    "Financials": "banks, insurers and other financial firms as businesses",
-    "Currencies": "exchange rates, the dollar, crypto and currency moves",
-    "General News | Opinion": "general news, commentary and opinion without a narrower topic",
-    "Gold | Metals | Materials": "gold, silver, copper, steel and other materials",
-    "IPO": "initial public offerings, listings and SPAC debuts",
-    "Legal | Regulation": "lawsuits, regulators, fines, investigations and new rules",
-    "M&A | Investments": "mergers, acquisitions, stakes and investments",
-    "Macro": "economic data: inflation, jobs, GDP, trade, housing",
-    "Markets": "broad market moves: indexes, sectors, global markets",
-    "Politics": "elections, governments, legislation and geopolitics",
-    "Personnel Change": "executives hired, fired, resigning or appointed",
-    "Stock Commentary": "opinions and analysis about a particular stock",
-    "Stock Movement": "a particular stock rising or falling, with the move as the news",
-}
-
-
 def long_system_prompt(labels: list[str], *, per_class: int = 2, seed: int = 0) -> str:
     """Every class defined with `per_class` example headlines from the validation file (never trained on)."""
-    with (FOLDER / "topic_valid.csv").open(encoding="utf-8", newline="") as handle:
-        rows = [(r["text"].split("https://")[0].strip(), int(r["label"])) for r in csv.DictReader(handle)]
-    random.Random(seed).shuffle(rows)
-    lines = ["You are a financial analyst assistant. Classify the topic of this finance news headline.",
-             "Choose exactly one of these labels. Definitions and examples:"]
-    for index, label in enumerate(labels):
-        examples = [text for text, y in rows if y == index][:per_class]
-        lines.append(f"- {label}: {DESCRIPTIONS.get(label, label)}. Examples: " + " | ".join(f'"{e}"' for e in examples))
-    lines.append(f"Answer with the label only, wrapped in triple square brackets, for example [[[{labels[0]}]]].")
-    return "\n".join(lines)
+    from services.datastore.standin import long_system_prompt as shared
+
+    return shared(FOLDER, per_class=per_class, seed=seed)
 
 
 def build(root: Path, limit: int, eval_size: int) -> tuple[str, dict[str, Any]]:
@@ -93,7 +61,6 @@ def _settings(root: Path, *, eval_size: int = 100, prune: str = "auto", training
     base = load_settings(REPO / "config.yaml").model_dump(mode="python")
     base["artifacts"] = {"root": root / "artifacts"}
     base["log_store"]["sqlite_path"] = root / "logs.sqlite"
-    base["models"]["cache_dir"] = REPO / "var" / "models"
     base["data_split"].update({"eval_size": eval_size, "limit": None})
     base["training"].update({"max_seq_length": 2048, "early_stopping_patience": 0, "checkpoint_every_steps": 1000,
                              "max_val_examples": 16})

@@ -1,7 +1,7 @@
 """Pruning's speed on a GPU: SmolLM2-135M LoRA training and label serving with and without the
 teacher's static prompt, on the real prompts of bench.pruning, in one run.
 
-    python -m bench.pruning_gpu --model-dir var/models/smollm2-135m-instruct [--random-init] [--steps 30]
+    python -m bench.pruning_gpu --model-dir ~/.cache/flywheel/models/smollm2-135m-instruct [--random-init] [--steps 30]
 
 Self-contained on purpose (torch, transformers and peft only): GPU machines lent to this project
 carry those but not the platform's other dependencies, and cannot download weights. With
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.pruning import FOLDER, long_system_prompt
+from services.domain.settings import default_models_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,7 +125,7 @@ def _sync(device: Any) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", type=Path, default=REPO / "var" / "models" / "smollm2-135m-instruct")
+    parser.add_argument("--model-dir", type=Path, default=default_models_dir() / "smollm2-135m-instruct")
     parser.add_argument("--random-init", action="store_true", help="Config and tokenizer only: random weights.")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=16)

@@ -112,7 +112,6 @@ def _settings(root: Path, training: dict[str, Any]) -> Any:
 
     base = load_settings(REPO / "config.yaml").model_dump(mode="python")
     base["artifacts"] = {"root": root / "artifacts"}
-    base["models"]["cache_dir"] = REPO / "var" / "models"
     base["training"].update(training)
     for candidate in base["candidates"]:
         candidate["training"] = {}

@@ -6,6 +6,11 @@ A candidate qualifies when its customized evaluation
   enough: this is the statistically sound part);
 - meets the per-class F1 floor for every class with enough support (classification);
 - is at most `max_latency_p95_ms` per request.
+A classification candidate that misses the full bar may qualify *selectively* (policy `selective`):
+its evaluation carries a confidence threshold chosen on records disjoint from the eval split
+(out-of-fold) and, measured on the eval split, the share it would serve (`min_coverage`) and the
+one-sided lower bound of its agreement with the teacher on that share (`min_agreement`). Its cost is
+the student on every request plus the teacher on the share it defers.
 Qualifying candidates are ranked by `prefer` (default: cheaper, then faster, then better). No
 qualifying candidate means "keep the teacher", with the reason of every candidate. Costs per 1k
 requests come from the pricing section: the teacher's from its mean token usage, a student's from
@@ -47,8 +52,41 @@ def student_cost_per_1k(result: EvalResult, pricing: PricingSettings) -> float |
     return round(hourly / (result.latency.throughput_per_s * 3600) * 1000, 6)
 
 
-def judge_candidate(result: EvalResult, policy: PromotionPolicy, pricing: PricingSettings) -> CandidateVerdict:
-    """The verdict on one customized evaluation."""
+def judge_candidate(result: EvalResult, policy: PromotionPolicy, pricing: PricingSettings,
+                    teacher_cost: float | None = None) -> CandidateVerdict:
+    """The verdict on one customized evaluation: full, else selective, else the reasons it does not qualify."""
+    full = _judge_full(result, policy, pricing)
+    if full.qualified or not policy.selective:
+        return full
+    block = result.metrics.get("selective")
+    if not isinstance(block, dict) or result.n < policy.min_eval_size:
+        return full
+    shortfalls = _selective_shortfalls(block, policy)
+    if shortfalls:
+        return full.model_copy(update={"reasons": [*full.reasons, *shortfalls]})
+    student = full.cost_per_1k_requests
+    effective = (round(student + (1 - float(block["coverage"])) * teacher_cost, 6)
+                 if student is not None and teacher_cost is not None else None)
+    return full.model_copy(update={"qualified": True, "reasons": [], "mode": "selective", "cascade": block,
+                                   "effective_cost_per_1k_requests": effective})
+
+
+def _selective_shortfalls(block: dict[str, object], policy: PromotionPolicy) -> list[str]:
+    threshold, coverage, low = block.get("threshold"), block.get("coverage"), block.get("agreement_ci_low")
+    if threshold is None or coverage is None or low is None:
+        return [f"selective: no confidence threshold reaches agreement {policy.min_agreement:.2f} on its "
+                f"{block.get('method', 'calibration')} records"]
+    reasons = []
+    if float(coverage) < policy.min_coverage:  # type: ignore[arg-type]
+        reasons.append(f"selective: would serve {float(coverage):.0%} of requests, below min_coverage "  # type: ignore[arg-type]
+                       f"{policy.min_coverage:.0%}")
+    if float(low) < policy.min_agreement:  # type: ignore[arg-type]
+        reasons.append(f"selective: agreement lower bound {float(low):.3f} on the served share is below "  # type: ignore[arg-type]
+                       f"min_agreement {policy.min_agreement:.3f}")
+    return reasons
+
+
+def _judge_full(result: EvalResult, policy: PromotionPolicy, pricing: PricingSettings) -> CandidateVerdict:
     reasons: list[str] = []
     if not result.applicable:
         reasons.append(f"not evaluated: {result.reason}")
@@ -64,11 +102,13 @@ def judge_candidate(result: EvalResult, policy: PromotionPolicy, pricing: Pricin
     p95 = result.latency.p95_ms if result.latency else None
     if policy.max_latency_p95_ms is not None and p95 is not None and p95 > policy.max_latency_p95_ms:
         reasons.append(f"p95 latency {p95:.1f} ms exceeds {policy.max_latency_p95_ms:.1f} ms")
+    cost = student_cost_per_1k(result, pricing)
     return CandidateVerdict(
         candidate=result.candidate, qualified=not reasons, reasons=reasons, metric_name=result.metric_name,
         score=result.score, ci_low=result.ci[0] if result.ci else None, n=result.n, latency_p95_ms=p95,
-        cost_per_1k_requests=student_cost_per_1k(result, pricing), model_size_bytes=result.model_size_bytes,
-        artifact_id=result.artifact_id,
+        cost_per_1k_requests=cost, model_size_bytes=result.model_size_bytes,
+        artifact_id=result.artifact_id, mode="full" if not reasons else None,
+        effective_cost_per_1k_requests=cost if not reasons else None,
     )
 
 
@@ -89,8 +129,11 @@ def _class_floor_failures(result: EvalResult, policy: PromotionPolicy) -> list[s
 
 def _rank_key(verdict: CandidateVerdict, prefer: Sequence[str]) -> tuple[float, ...]:
     inf = float("inf")
+    cost = verdict.effective_cost_per_1k_requests
+    if cost is None:  # unknown teacher cost: a full student before a selective one, then by the student's own cost
+        cost = inf if verdict.mode == "selective" else (verdict.cost_per_1k_requests or inf)
     keys = {
-        "cost": verdict.cost_per_1k_requests if verdict.cost_per_1k_requests is not None else inf,
+        "cost": cost,
         "latency": verdict.latency_p95_ms if verdict.latency_p95_ms is not None else inf,
         "score": -(verdict.score or 0.0),
     }
@@ -105,17 +148,23 @@ def decide(
     *,
     teacher_usage: TeacherUsage | None = None,
     failed: dict[str, str] | None = None,
+    skipped: dict[str, str] | None = None,
 ) -> PromotionDecision:
-    """Choose a student or keep the teacher. `failed` names candidates whose training or evaluation failed."""
-    verdicts = [judge_candidate(r, policy, pricing) for r in results if r.eval_kind is EvalKind.CUSTOMIZED]
+    """Choose a student or keep the teacher. `failed` names candidates whose training or evaluation failed,
+    `skipped` those the job left out (with why)."""
+    teacher_cost = teacher_cost_per_1k(teacher_usage, pricing)
+    verdicts = [judge_candidate(r, policy, pricing, teacher_cost) for r in results
+                if r.eval_kind is EvalKind.CUSTOMIZED]
     verdicts += [CandidateVerdict(candidate=name, qualified=False, reasons=[f"failed: {why}"])
                  for name, why in sorted((failed or {}).items())]
-    teacher_cost = teacher_cost_per_1k(teacher_usage, pricing)
+    verdicts += [CandidateVerdict(candidate=name, qualified=False, reasons=[f"skipped: {why}"])
+                 for name, why in sorted((skipped or {}).items())]
     qualified = sorted((v for v in verdicts if v.qualified), key=lambda v: _rank_key(v, policy.prefer))
     common = {
         "workload_id": workload_id, "rollout": policy.rollout, "requires_approval": policy.require_approval,
         "teacher_cost_per_1k_requests": teacher_cost, "policy": policy.model_dump(mode="json"),
         "teacher_cost_estimated": teacher_usage.estimated if teacher_usage is not None else None,
+        "skipped": dict(skipped or {}),
     }
     if not qualified:
         reason = ("keep the teacher: no candidate was evaluated" if not verdicts
@@ -127,12 +176,22 @@ def decide(
         "reasons": [f"qualifies, but ranks #{ranked[v.candidate] + 1} by {'/'.join(policy.prefer)} after {best.candidate}"]})
         for v in verdicts]
     saving = ""
-    if teacher_cost is not None and best.cost_per_1k_requests is not None:
-        saving = f"; cost per 1k requests {teacher_cost:.4f} -> {best.cost_per_1k_requests:.4f}"
-    reason = (f"promote {best.candidate}: {best.metric_name} {best.score:.3f} (lower CI bound {best.ci_low:.3f} "
-              f">= {policy.min_score:.3f}){saving}")
+    cost = best.effective_cost_per_1k_requests or best.cost_per_1k_requests
+    if teacher_cost is not None and cost is not None:
+        saving = f"; cost per 1k requests {teacher_cost:.4f} -> {cost:.4f}"
+    if best.mode == "selective" and best.cascade is not None:
+        block = best.cascade
+        reason = (f"promote {best.candidate} selectively: it answers requests at confidence >= "
+                  f"{float(block['threshold']):.3f} ({float(block['coverage']):.0%} of {block['n_report']} held-out "  # type: ignore[arg-type]
+                  f"records) with agreement {float(block['agreement']):.3f} (lower bound "  # type: ignore[arg-type]
+                  f"{float(block['agreement_ci_low']):.3f} >= {policy.min_agreement:.3f}); the teacher answers the "  # type: ignore[arg-type]
+                  f"rest. On every request its {best.metric_name} is {best.score:.3f} (lower bound {best.ci_low:.3f} "
+                  f"< {policy.min_score:.3f}){saving}")
+    else:
+        reason = (f"promote {best.candidate}: {best.metric_name} {best.score:.3f} (lower CI bound {best.ci_low:.3f} "
+                  f">= {policy.min_score:.3f}){saving}")
     return PromotionDecision(
         chosen=best.candidate, artifact_id=best.artifact_id, reason=reason, verdicts=verdicts,
         canary_percent=policy.canary_percent if policy.rollout == "canary" else None,
-        chosen_cost_per_1k_requests=best.cost_per_1k_requests, **common,
+        chosen_cost_per_1k_requests=cost, mode=best.mode, cascade=best.cascade, **common,
     )

@@ -27,13 +27,14 @@ step "Building again on the same logs and config gives the same dataset id" \
 step "So the store still holds one dataset" $FW datasets list
 if [[ "${STUDENTS:-minilm}" == "all" ]]; then CANDIDATES=(); else CANDIDATES=(--candidate minilm-classifier); fi
 # The demo's promotion policy, stated plainly: direct rollout, and a bar of F1-vs-teacher >= DEMO_MIN_SCORE
-# (lower CI bound). The production default is 0.9; a MiniLM trained for ~3 minutes on 2 CPU cores
-# reaches about 0.7 on this 20-class task (docs/benchmarks.md has the learning curve).
+# (lower CI bound). The production default is 0.9 (or a selective promotion: docs/selective.md); the MiniLM
+# head student fitted in about a minute on 2 CPU cores reaches about 0.7 on this 20-class task
+# (docs/benchmarks.md has the learning curve).
 export FLYWHEEL__PROMOTION__ROLLOUT=direct FLYWHEEL__PROMOTION__MIN_SCORE="${DEMO_MIN_SCORE:-0.6}"
 step "Run a whole flywheel job on the in-process worker: build -> evaluate/train every candidate -> decide -> deploy
     (demo policy: rollout direct, promote when F1 vs teacher >= ${FLYWHEEL__PROMOTION__MIN_SCORE} at the lower CI bound;
-     MiniLM capped at ${DEMO_STEPS:-400} steps; STUDENTS=all adds the SmolLM2 LoRA student, slow on CPU)" \
-  $FW jobs create --workload news_topic --client demo "${CANDIDATES[@]}" --set training.max_steps="${DEMO_STEPS:-400}" --wait
+     MiniLM: a frozen encoder with a cross-fitted head; STUDENTS=all runs every configured candidate: mpnet too, SmolLM2 only where a GPU is)" \
+  $FW jobs create --workload news_topic --client demo "${CANDIDATES[@]}" --wait
 JOB=$($FW jobs list --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["id"])')
 step "Who serves the workload now (the route table the gateway reads)" \
   .venv/bin/python -c "from services.deployment.routes import RouteStore; from services.domain.settings import load_settings as l; print(RouteStore(l().job_store.url).get('news_topic').model_dump_json(indent=1, include={'workload_id', 'phase', 'candidate', 'artifact_id', 'student_kind', 'canary_percent', 'job_id'}))"
@@ -57,7 +58,7 @@ cat <<'MSG'
 
 Done. What ran: the MIT demo set turned into OpenAI-format teacher logs, ingested into the embedded
 SQLite log store (var/logs.sqlite) with malformed lines quarantined by reason; the packaged models
-cached (var/models); a versioned dataset (var/artifacts/datasets); a flywheel job (var/jobs.sqlite)
+cached (~/.cache/flywheel/models); a versioned dataset (var/artifacts/datasets); a flywheel job (var/jobs.sqlite)
 that trained a MiniLM classifier student on CPU, scored it against the teacher with a bootstrap CI,
 promoted it under the demo policy and routed the workload to it; then the gateway (port 8001)
 answered held-out requests with the student, in the teacher's answer format.

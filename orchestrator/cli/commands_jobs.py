@@ -98,6 +98,7 @@ def create_command(state: CliState, workload_id: str, client_id: str | None, can
 def follow(store: Any, job_id: str, *, timeout: float | None, poll_s: float = 0.5) -> Any:
     """Poll the job, printing stage changes and training progress on stderr, until it finishes."""
     seen: dict[tuple[str, str | None], str] = {}
+    shown: dict[tuple[str, str | None], Any] = {}  # the progress last printed per stage: once per change
     last_live = 0.0
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
@@ -111,8 +112,9 @@ def follow(store: Any, job_id: str, *, timeout: float | None, poll_s: float = 0.
                     click.echo(f"  {stage.name}{who}: {stage.status}" + (f" - {stage.error}" if stage.error else ""),
                                err=True)
             live = stage.detail or {}
-            if stage.status == JobStatus.RUNNING.value and "step" in live and time.monotonic() - last_live > 5:
-                last_live = time.monotonic()
+            if (stage.status == JobStatus.RUNNING.value and "step" in live and time.monotonic() - last_live > 5
+                    and shown.get(key) != live["step"]):
+                last_live, shown[key] = time.monotonic(), live["step"]
                 click.echo(f"    {stage.candidate}: step {live['step']}/{live.get('max_steps')} loss "
                            f"{live.get('loss')} {live.get('examples_per_s')} ex/s eta {live.get('eta_s')} s", err=True)
         if JobStatus(job.status).finished and (job.status != JobStatus.COMPLETED.value or job.decision is not None):
@@ -184,7 +186,7 @@ def list_command(state: CliState, workload_id: str | None, status: str | None, l
 @handles_errors
 @click.pass_obj
 def show_command(state: CliState, job_id: str, as_json: bool) -> None:
-    """A job: stages, dataset, candidates and their evaluations, the decision."""
+    """A job: stages, dataset, candidates and their evaluations, the decision. JOB_ID may be a unique prefix."""
     from orchestrator.jobs.view import job_view
 
     view = job_view(_store(state).get_job(job_id))
@@ -201,6 +203,7 @@ def cancel_command(state: CliState, job_id: str, as_json: bool) -> None:
     from orchestrator.jobs.view import job_summary
 
     store = _store(state)
+    job_id = store.get_job(job_id).id  # a unique prefix (the short id the dashboard shows) names the job
     row = job_summary(_service(state, store).cancel(job_id, actor="cli"))
     emit(row, as_json=as_json, human=lambda: click.echo(f"job {job_id}: {row['status']} (cancel requested)"))
 
@@ -215,6 +218,7 @@ def approve_command(state: CliState, job_id: str, as_json: bool) -> None:
     from orchestrator.jobs.view import job_view
 
     store = _store(state)
+    job_id = store.get_job(job_id).id
     view = job_view(_service(state, store).approve(job_id, actor="cli"))
     emit(view, as_json=as_json, human=lambda: click.echo(f"job {job_id}: {view['decision']['status']}"))
 
@@ -227,6 +231,7 @@ def approve_command(state: CliState, job_id: str, as_json: bool) -> None:
 def delete_command(state: CliState, job_id: str, as_json: bool) -> None:
     """Delete a finished job and the artifacts, evaluations and dataset only it used."""
     store = _store(state)
+    job_id = store.get_job(job_id).id
     report = _service(state, store).delete(job_id, actor="cli")
     emit(report, as_json=as_json, human=lambda: click.echo(
         f"deleted job {job_id}: {len(report['artifacts'])} artifacts, {len(report['evaluations'])} evaluations, "

@@ -51,10 +51,27 @@ from orchestrator.cli.output import CliState
 def cli(ctx: click.Context, config: str | None, verbose: int) -> None:
     level = logging.WARNING - 10 * min(verbose + 1, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if verbose == 0:
+        quiet_libraries()
     if not os.environ.get("FLYWHEEL_ALLOW_HUB"):
         # Offline by default: models come from the cache (`flywheel models fetch`), never a hub.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     ctx.obj = CliState(config=config)
+
+
+def quiet_libraries() -> None:
+    """Library noise (transformers load reports and progress bars, deprecation and future warnings) stays
+    off stderr unless --verbose: the user sees our progress lines, once per change."""
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning,ignore::UserWarning")
+    for category in (FutureWarning, DeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category)
+    for name in ("transformers", "sentence_transformers", "accelerate", "peft", "huggingface_hub", "mlflow",
+                 "alembic", "urllib3", "httpx", "celery", "kombu"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 cli.add_command(config_group)

@@ -17,7 +17,7 @@ from orchestrator.jobs.models import Job
 from orchestrator.jobs.store import JobStore
 from orchestrator.pipeline.canvas import job_canvas, planned_stages
 from services.domain.datasets import datasets_root
-from services.domain.errors import ConfigError, FlywheelError
+from services.domain.errors import ConfigError, FlywheelError, InsufficientData
 from services.domain.jobs import JobOverrides, JobStatus
 from services.domain.jobs import Stage as StageName
 from services.domain.settings import Settings, TrainingSettings, apply_overrides, format_validation_error
@@ -48,7 +48,7 @@ def validate_overrides(settings: Settings, raw: dict[str, Any] | None) -> JobOve
         try:
             TrainingSettings.model_validate({**settings.training.model_dump(), **overrides.training})
         except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc, source="overrides.training")) from None
+            raise ConfigError(format_validation_error(exc, source="overrides.training", model=TrainingSettings)) from None
     return overrides
 
 
@@ -60,6 +60,8 @@ class JobService:
                actor: str | None = None, log_records: int | None = None) -> Job:
         """Validate, plan, enqueue. `log_records` (the log store's count now) lets schedules count new data."""
         checked = validate_overrides(self.settings, overrides)
+        if log_records is None:
+            log_records = self._refuse_without_records(workload_id, client_id)
         stages = [(stage.value, candidate) for stage, candidate in planned_stages(self.settings, checked)]
         job = self.store.create_job(workload_id=workload_id, client_id=client_id,
                                     overrides=checked.model_dump(mode="json", exclude_defaults=True), stages=stages)
@@ -75,6 +77,30 @@ class JobService:
                                      "log_records": log_records if log_records is not None else self._log_total(
                                          workload_id, client_id)})
         return self.store.get_job(job.id)
+
+    def _refuse_without_records(self, workload_id: str, client_id: str | None) -> int | None:
+        """A job for a workload (or client) with no logged records would fail at its first stage: refuse it now,
+        naming the workloads that have records. Best effort: an unreachable log store lets the job try."""
+        try:
+            from services.datastore.stores import open_log_store
+
+            store = open_log_store(self.settings.log_store, self.settings.ingest)
+            try:
+                counts = store.counts()
+            finally:
+                store.close()
+        except Exception as exc:  # noqa: BLE001 - the build stage will report the store's error itself
+            log.warning("could not count the logs of %s: %s", workload_id, exc)
+            return None
+        total = sum(c.records for c in counts
+                    if c.workload_id == workload_id and (client_id is None or c.client_id == client_id))
+        if total == 0:
+            known = sorted({c.workload_id for c in counts})
+            who = f" from client {client_id!r}" if client_id else ""
+            raise InsufficientData(
+                f"workload {workload_id!r} has no logged records{who}; workloads with records: "
+                f"{', '.join(known) if known else '(none: ingest teacher logs first, `flywheel ingest FILE`)'}")
+        return total
 
     def _log_total(self, workload_id: str, client_id: str | None) -> int | None:
         """Best effort: the count is only bookkeeping for schedules; a log-store hiccup must not fail a job."""

@@ -79,8 +79,16 @@ class JobStore:
         return self.get_job(job.id)
 
     def get_job(self, job_id: str) -> Job:
+        """The job with this id, or with this unique id prefix (the short ids the dashboard and CLI show)."""
         with self._sessions() as session:
             job = session.get(Job, job_id, options=[selectinload(Job.stages)])
+            if job is None and len(job_id) >= 4 and job_id.replace("-", "").isalnum():
+                matches = session.scalars(select(Job.id).where(Job.id.startswith(job_id)).limit(3)).all()
+                if len(matches) > 1:
+                    raise JobNotFound(f"job id prefix {job_id!r} is ambiguous ({', '.join(matches)}, ...): "
+                                      "give more of it")
+                if matches:
+                    job = session.get(Job, matches[0], options=[selectinload(Job.stages)])
             if job is None:
                 raise JobNotFound(f"no job {job_id!r}")
             return job

@@ -22,10 +22,26 @@ from services.domain.tasks import BUILD_DATASET, DECIDE, EVALUATE, JOB_FAILED, Q
 
 
 def job_candidates(settings: Settings, overrides: JobOverrides) -> list[CandidateSettings]:
-    """The candidates a job runs: every enabled one, or the subset the job names (validated by the caller)."""
+    """The candidates a job runs: every enabled one, or the subset the job names (validated by the caller),
+    less those it leaves out (`skipped_candidates`)."""
+    skipped = skipped_candidates(settings, overrides)
+    return [c for c in _wanted(settings, overrides) if c.name not in skipped]
+
+
+def _wanted(settings: Settings, overrides: JobOverrides) -> list[CandidateSettings]:
     if overrides.candidates is not None:
         return [settings.candidate(name) for name in overrides.candidates]
     return [c for c in settings.candidates if c.enabled]
+
+
+def skipped_candidates(settings: Settings, overrides: JobOverrides) -> dict[str, str]:
+    """Candidates the job leaves out, with the reason the decision shows. A candidate the job names explicitly
+    runs anyway (the user asked for it)."""
+    if overrides.candidates is not None or settings.hardware.has_gpu():
+        return {}
+    return {c.name: "needs a GPU (run_on: gpu) and none is present (hardware.gpu); name it in the job's "
+                    "candidates to run it on CPU anyway"
+            for c in _wanted(settings, overrides) if c.run_on == "gpu"}
 
 
 def planned_stages(settings: Settings, overrides: JobOverrides) -> list[tuple[Stage, str | None]]:

@@ -14,9 +14,10 @@ from orchestrator.decision import TeacherUsage, decide
 from orchestrator.jobs.models import Job
 from orchestrator.jobs.store import JobStore
 from orchestrator.jobs.view import job_view
+from orchestrator.pipeline.canvas import skipped_candidates
 from orchestrator.tracking import track_job
 from services.domain.evaluation import EvalResult
-from services.domain.jobs import JobRef, JobStatus, Stage
+from services.domain.jobs import JobOverrides, JobRef, JobStatus, Stage
 from services.domain.settings import Settings
 from services.domain.tasks import (
     DECIDE,
@@ -96,18 +97,29 @@ def finish_job(store: JobStore, settings: Settings, job_id: str) -> dict[str, An
         store.set_stage(job_id, decide_stage, status=JobStatus.CANCELLED, error=f"not run: {error}")
         store.set_job(job_id, status=JobStatus.FAILED, error=error)
         return {"ok": False, "error": error}
-    results, failed = candidate_outcomes(job)
+    results, failed, unfit = candidate_outcomes(job)
+    skipped = {**skipped_candidates(settings, JobOverrides.model_validate(job.overrides or {})), **unfit}
     usage = build.result.get("teacher_usage")
     decision = decide(job.workload_id, results, settings.promotion_policy(job.workload_id), settings.pricing,
-                      teacher_usage=TeacherUsage(**usage) if usage else None, failed=failed)
+                      teacher_usage=TeacherUsage(**usage) if usage else None, failed=failed, skipped=skipped)
     body = decision.model_dump(mode="json")
     body["status"] = ("awaiting_approval" if decision.chosen and decision.requires_approval
                       else "recorded" if decision.chosen else "keep_teacher")
     store.set_stage(job_id, decide_stage, status=JobStatus.COMPLETED,
                     result={"chosen": decision.chosen, "reason": decision.reason})
     deploying = body["status"] == "recorded"  # chosen, no approval needed: the deploy stage completes the job
-    store.set_job(job_id, status=None if deploying else JobStatus.COMPLETED, decision=body,
-                  dataset_id=build.result["dataset_id"])
+    # A job tells the truth: no candidate trained and evaluated is a failure, not a green "keep the teacher";
+    # some failing is said in the job's error while the job still completes with the others' decision.
+    error = None
+    if failed:
+        error = "; ".join(f"{name}: {why}" for name, why in sorted(failed.items()))
+        error = (f"no candidate was trained and evaluated: {error}" if not results
+                 else f"{len(failed)} of {len(failed) + len(results)} candidates failed: {error}")
+    elif not results:
+        error = "no candidate was trained and evaluated" + (
+            f" ({len(skipped)} skipped: {', '.join(sorted(skipped))})" if skipped else "")
+    status = JobStatus.FAILED if not results else (None if deploying else JobStatus.COMPLETED)
+    store.set_job(job_id, status=status, decision=body, dataset_id=build.result["dataset_id"], error=error)
     log.info("job %s: %s", job_id, decision.reason)
     return {"ok": True, "chosen": decision.chosen, "deploy": deploying}
 
@@ -118,16 +130,26 @@ def send_deploy(app: Any, job_id: str, decision: dict[str, Any]) -> None:
     app.send_task(DEPLOY, kwargs={"payload": {"decision": decision, "job": job}}, queue=QUEUE_OF[DEPLOY])
 
 
-def candidate_outcomes(job: Job) -> tuple[list[EvalResult], dict[str, str]]:
-    """Customized evaluations that completed, and the candidates that failed (with the stage and reason)."""
+UNFIT = "cannot learn a"  # the customizer's words for a candidate whose kind does not fit the workload's type
+
+
+def candidate_outcomes(job: Job) -> tuple[list[EvalResult], dict[str, str], dict[str, str]]:
+    """Customized evaluations that completed, the candidates that failed (with the stage and reason), and those
+    left out because their kind cannot learn the workload's type (not a failure: the decision says why)."""
     results: list[EvalResult] = []
     failed: dict[str, str] = {}
+    unfit: dict[str, str] = {}
     for stage in job.stages:
         if stage.candidate is None:
             continue
-        if stage.name in DISQUALIFYING and stage.status == JobStatus.FAILED.value:
+        stopped = stage.status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value)
+        if stage.name in DISQUALIFYING and stopped and UNFIT in (stage.error or ""):
+            unfit.setdefault(stage.candidate, (stage.error or "").removeprefix("ConfigError: "))
+        elif stage.name in DISQUALIFYING and stage.status == JobStatus.FAILED.value:
             failed.setdefault(stage.candidate, f"{stage.name}: {stage.error}")
         if (stage.name == Stage.CUSTOMIZED_EVAL.value and stage.status == JobStatus.COMPLETED.value
                 and stage.result and "result" in stage.result):
             results.append(EvalResult.model_validate(stage.result["result"]))
-    return results, failed
+    for name in unfit:
+        failed.pop(name, None)
+    return results, failed, unfit

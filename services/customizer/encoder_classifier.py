@@ -100,6 +100,9 @@ class EncoderClassifierTrainer:
                 encoder = AutoModel.from_pretrained(str(request.base_model_path), add_pooling_layer=False)
             except TypeError:  # architectures without a pooler
                 encoder = AutoModel.from_pretrained(str(request.base_model_path))
+        if settings.finetune == "head":
+            return self._train_head(request, control, encoder, tokenizer, labels, train_pairs + val_pairs, index,
+                                    template, unparsed_train["unparsed"] + unparsed_val["unparsed"])
         if settings.finetune == "lora":
             from peft import LoraConfig, get_peft_model
 
@@ -135,6 +138,36 @@ class EncoderClassifierTrainer:
                                      answer_template=template or "{label}")
         clear_checkpoints(request.work_dir)
         return artifact
+
+
+    def _train_head(self, request: TrainRequest, control: TrainControl, encoder: torch.nn.Module, tokenizer: Any,
+                    labels: list[str], pairs: list[tuple[str, str]], index: dict[str, int], template: str | None,
+                    unparsed: int) -> StudentArtifact:
+        """Frozen encoder + logistic-regression head (services/customizer/encoder_head.py). Train and val
+        records are both fitted on: the head needs no early stopping, and cross-fitting replaces validation."""
+        from services.customizer.encoder_head import train_head
+        from services.models.runtime.classifier import save_calibration
+
+        settings = request.training
+        model = MeanPoolClassifier(encoder, len(labels), normalize=True)
+        pairs = [(text, label) for text, label in pairs if label in index]
+        metrics = train_head(model, tokenizer, [t for t, _ in pairs], [index[label] for _, label in pairs],
+                             candidate=request.candidate, max_length=settings.max_seq_length, seed=settings.seed,
+                             on_progress=control.on_progress, should_cancel=control.should_cancel)
+        calibration = metrics.pop("calibration")
+        meta = {"labels": labels, "answer_template": template or "{label}", "max_length": settings.max_seq_length,
+                "normalize": True}
+
+        def save(staged: Path) -> None:
+            model.save(staged / "model", tokenizer, meta)
+            save_calibration(staged, calibration)
+
+        metrics.update(train_examples=len(pairs), val_examples=0, unparsed_answers=unparsed,
+                       trainable_parameters=model.head.weight.numel() + model.head.bias.numel(),
+                       label_counts=dict(Counter(label for _, label in pairs)))
+        log.info("%s: head fitted on %d records (C=%s, out-of-fold macro-F1 %.3f) in %.1f s", request.candidate,
+                 len(pairs), metrics["C"], metrics["oof_macro_f1"], metrics["train_seconds"])
+        return artifacts.publish(request, save, metrics=metrics, labels=labels, answer_template=template or "{label}")
 
 
 def _encode(tokenizer: Any, pairs: list[tuple[str, str]], index: dict[str, int], max_length: int) -> list[TokenizedExample]:

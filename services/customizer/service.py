@@ -79,9 +79,11 @@ def plan_training(
         try:
             training = TrainingSettings.model_validate({**training.model_dump(), **overrides})
         except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc, source="training overrides")) from None
+            raise ConfigError(format_validation_error(exc, source="training overrides", model=TrainingSettings)) from None
     if training.finetune == "full" and kind is StudentKind.CAUSAL_LM_LORA:
         raise ConfigError(f"candidate {candidate.name!r}: training.finetune 'full' applies to encoder students only")
+    if training.finetune == "head" and kind is not StudentKind.ENCODER_CLASSIFIER:
+        raise ConfigError(f"candidate {candidate.name!r}: training.finetune 'head' applies to encoder classifiers only")
     cache = ModelCache(settings.models)
     spec = cache.spec(candidate.model)
     expected = "causal_lm" if kind is StudentKind.CAUSAL_LM_LORA else "encoder"
@@ -133,7 +135,11 @@ def train_candidate(
     except FileNotFoundError:
         pass
     trainer = trainer_for(request.kind)
+    from services.models.runtime.threads import torch_threads
+
     try:
-        return trainer.train(request, control or TrainControl())
+        with torch_threads("train") as threads:
+            log.info("%s: training with %d torch threads", candidate_name, threads)
+            return trainer.train(request, control or TrainControl())
     except MemoryError as exc:
         raise TrainingFailed(f"{candidate_name}: out of host memory; lower training.batch_size", reason="out_of_memory") from exc

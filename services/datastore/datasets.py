@@ -81,10 +81,14 @@ def build_dataset(
         )
     # Streamed: export -> redact -> dedup holds only the deduplicated records, never the export.
     exported = 0
+    teachers = teacher_models(store, settings, workload_id=workload_id, client_id=client_id)
 
     def export() -> Iterator[LogRecord]:
         nonlocal exported
         for record in store.export(workload_id=workload_id, client_id=client_id, limit=split_cfg.limit):
+            kind, model = _teacher_of(record)
+            if model != teachers["used"].get(kind):
+                continue  # another teacher's answers: counted in the manifest, never mixed in
             exported += 1
             yield record
 
@@ -109,8 +113,32 @@ def build_dataset(
         return _build_from_spooled(
             unique, dedup, settings, workload_id=workload_id, client_id=client_id, root=root, exported=exported,
             redaction_json=redaction_json, count_tokens=count_tokens, token_counter_name=token_counter_name,
-            embed=embed,
+            embed=embed, teachers=teachers,
         )
+
+
+def _teacher_of(record: LogRecord) -> tuple[str, str]:
+    """(kind of call, the teacher model that answered it): chat and embedding calls have their own teacher."""
+    return ("embedding" if record.call_type is CallType.EMBEDDING else "chat"), str(record.request.model or "")
+
+
+def teacher_models(store: LogStore, settings: Settings, *, workload_id: str, client_id: str | None) -> dict[str, Any]:
+    """Which teacher's records a dataset is built from, per kind of call: the configured teacher
+    (`teacher.model`; `teacher.embedding_model` for embedding calls) when the logs hold any of its records, else
+    the newest teacher seen; records of other teachers are left out and counted. One dataset never mixes two
+    teachers' labels (an upgraded teacher answers differently)."""
+    seen: dict[str, Counter[str]] = {}
+    newest: dict[str, str] = {}
+    for record in store.export(workload_id=workload_id, client_id=client_id, limit=settings.data_split.limit):
+        kind, model = _teacher_of(record)
+        newest.setdefault(kind, model)
+        seen.setdefault(kind, Counter())[model] += 1
+    configured = {"chat": settings.teacher.model, "embedding": settings.teacher.embedding_model or settings.teacher.model}
+    used = {kind: configured[kind] if counts[configured[kind]] else newest[kind] for kind, counts in seen.items()}
+    return {"used": used, "configured": configured,
+            "matches_configured": all(used[k] == configured[k] for k in used),
+            "seen": {kind: dict(counts.most_common()) for kind, counts in seen.items()},
+            "left_out": sum(n for kind, counts in seen.items() for m, n in counts.items() if m != used[kind])}
 
 
 def _build_from_spooled(
@@ -126,6 +154,7 @@ def _build_from_spooled(
     count_tokens: TokenCounter | None,
     token_counter_name: str,
     embed: Embedder | None,
+    teachers: dict[str, Any] | None = None,
 ) -> DatasetRef:
     split_cfg = settings.data_split
     workload_cfg = settings.workload(workload_id)
@@ -205,6 +234,7 @@ def _build_from_spooled(
             "token_counter": token_counter_name,
         },
         "static_prompt": static.model_dump(mode="json") if static is not None else None,
+        "teacher_models": teachers,
         "config_hash": config_hash(settings, workload_id),
     }
     dataset_id = hashlib.sha256(
@@ -246,8 +276,8 @@ def config_hash(settings: Settings, workload_id: str) -> str:
         "data_split": settings.data_split.model_dump(mode="json"),
         "datasets": settings.datasets.model_dump(mode="json"),
         "icl": settings.icl.model_dump(mode="json"),
-        # promotion, schedule and cascade decide what happens to the data, not what it is
-        "workload": settings.workload(workload_id).model_dump(mode="json", exclude={"promotion", "schedule", "cascade"}),
+        # promotion and schedule decide what happens to the data, not what it is
+        "workload": settings.workload(workload_id).model_dump(mode="json", exclude={"promotion", "schedule"}),
     }
     return hashlib.sha256(canonical_json(data).encode()).hexdigest()
 

@@ -34,11 +34,20 @@ def deploy(artifacts_root: Path, routes: RouteStore, decision: dict[str, Any], *
                   artifact_path=artifact.path, student_kind=artifact.kind.value, base_model=artifact.base_model,
                   canary_percent=int(decision.get("canary_percent") or (100 if phase == "full" else 0)), job_id=job_id,
                   static_prompt=artifact.static_prompt, prompt_tag=artifact.prompt_tag, labels=artifact.labels,
-                  answer_template=artifact.answer_template,
+                  answer_template=artifact.answer_template, cascade=_cascade(decision),
                   previous=current.model_dump(mode="json", exclude={"previous"}) if current.phase != "teacher" or
                   current.candidate else None)
     prepared = prepare(route) if prepare is not None else {}
     return routes.set(route, action="deploy", detail={"reason": reason, "rollout": decision.get("rollout"), **prepared})
+
+
+def _cascade(decision: dict[str, Any]) -> dict[str, Any] | None:
+    """A selective decision's threshold and the bounds the route controller watches."""
+    block = decision.get("cascade") if decision.get("mode", "selective") == "selective" else None
+    if not block or block.get("threshold") is None:
+        return None
+    return {k: block.get(k) for k in ("threshold", "coverage", "agreement", "agreement_ci_low", "target_agreement",
+                                      "n_calibration", "n_report", "confidence", "method")}
 
 
 def rollback(routes: RouteStore, workload_id: str, *, reason: str) -> Route:
@@ -68,12 +77,21 @@ def control_routes(routes: RouteStore, policy_for: Any) -> list[dict[str, Any]]:
 
     A route with at least `live_min_requests` compared requests since it was set rolls back below
     `rollback_agreement_floor`, and moves shadow -> canary -> full at or above `live_agreement_floor`.
+    A selective route (one with a confidence threshold) also rolls back when its live agreement on the
+    served share is, with the policy's confidence, below the agreement its decision promised, or when it
+    serves less than `live_min_coverage` of the requests it is asked (the traffic moved away from what it
+    knows: it saves little and its guarantee was measured on other traffic).
     """
     actions = []
     for route in routes.all():
         if route.candidate is None or route.phase == "teacher":
             continue
         policy = policy_for(route.workload_id)
+        breach = _selective_breach(routes, route, policy) if route.cascade else None
+        if breach is not None:
+            moved = rollback(routes, route.workload_id, reason=breach)
+            actions.append({"workload_id": route.workload_id, "action": "rollback", "to": moved.phase, "reason": breach})
+            continue
         n, share = routes.agreement(route)
         if n < policy.live_min_requests or share is None:
             continue
@@ -86,3 +104,24 @@ def control_routes(routes: RouteStore, policy_for: Any) -> list[dict[str, Any]]:
                             reason=f"{why} >= floor {policy.live_agreement_floor}")
             actions.append({"workload_id": route.workload_id, "action": "promote", "to": moved.phase, "reason": why})
     return actions
+
+
+def _selective_breach(routes: RouteStore, route: Route, policy: Any) -> str | None:
+    """Why a selective route left its bounds, or None."""
+    from services.domain.bounds import binomial_upper_bound
+
+    cascade = route.cascade or {}
+    target = float(cascade.get("target_agreement") or policy.min_agreement)
+    confidence = float(cascade.get("confidence") or 0.95)
+    n, share = routes.agreement(route)
+    if n >= policy.live_min_requests and share is not None:
+        upper = binomial_upper_bound(round(share * n), n, confidence)
+        if upper < target:
+            return (f"selective: live agreement on the served share {share:.3f} over {n} monitored requests "
+                    f"(upper bound {upper:.3f}) is below the promised {target:.3f}")
+    asked, coverage = routes.coverage(route)
+    floor = policy.live_min_coverage if policy.live_min_coverage is not None else policy.min_coverage / 2
+    if asked >= policy.live_min_requests and coverage is not None and coverage < floor:
+        return (f"selective: the student answered {coverage:.0%} of {asked} requests it was asked, below the "
+                f"live coverage floor {floor:.0%} (decided coverage {float(cascade.get('coverage') or 0):.0%})")
+    return None

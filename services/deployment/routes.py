@@ -57,6 +57,14 @@ route_traffic_table = Table(
     Column("output_tokens", Integer, nullable=False, default=0),
     Column("updated_at", Float, nullable=False),
 )
+route_counts_table = Table(  # selective routes: requests the student was asked, and those it answered
+    "route_counts", metadata,
+    Column("workload_id", String(200), primary_key=True),
+    Column("since", Float, primary_key=True),  # the route's `since`: counts are per route setting
+    Column("asked", Integer, nullable=False, default=0),
+    Column("served", Integer, nullable=False, default=0),
+    Column("updated_at", Float, nullable=False),
+)
 route_events_table = Table(
     "route_events", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -163,6 +171,29 @@ class RouteStore:
                     connection.execute(insert(route_traffic_table).values(
                         workload_id=workload_id, served_by=served_by, requests=requests, input_tokens=input_tokens,
                         output_tokens=output_tokens, updated_at=now))
+
+    def add_route_counts(self, counts: dict[tuple[str, float], tuple[int, int]]) -> None:
+        """Add (asked, served) per (workload, route since): how often a selective student was confident enough."""
+        now = time.time()
+        with self.engine.begin() as connection:
+            for (workload_id, since), (asked, served) in counts.items():
+                key = (route_counts_table.c.workload_id == workload_id) & (route_counts_table.c.since == since)
+                updated = connection.execute(route_counts_table.update().where(key).values(
+                    asked=route_counts_table.c.asked + asked, served=route_counts_table.c.served + served,
+                    updated_at=now))
+                if updated.rowcount == 0:
+                    connection.execute(insert(route_counts_table).values(
+                        workload_id=workload_id, since=since, asked=asked, served=served, updated_at=now))
+
+    def coverage(self, route: Route) -> tuple[int, float | None]:
+        """(requests the route's student was asked, share it answered) since the route was set."""
+        query = select(route_counts_table.c.asked, route_counts_table.c.served).where(
+            route_counts_table.c.workload_id == route.workload_id, route_counts_table.c.since == route.since)
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        if row is None or not row[0]:
+            return 0, None
+        return int(row[0]), int(row[1]) / int(row[0])
 
     def traffic(self, workload_id: str) -> dict[str, dict[str, int]]:
         """{"teacher"|"student": {"requests", "input_tokens", "output_tokens"}} since the gateway first ran."""

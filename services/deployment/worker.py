@@ -7,12 +7,9 @@ from typing import Any
 
 from celery import Celery
 
-from services.deployment.cascade import calibrate_classifier
 from services.deployment.registry import set_alias
 from services.deployment.rollout import control_routes, deploy
 from services.deployment.routes import Route, RouteStore
-from services.domain.artifacts import find_artifacts
-from services.domain.datasets import datasets_root, load_dataset
 from services.domain.jobs import JobReporter, JobStatus
 from services.domain.settings import Settings
 from services.domain.stage_runner import StageContext, run_stage
@@ -37,13 +34,10 @@ def register(app: Celery, settings: Settings, reporter: JobReporter | None = Non
         def work(ctx: StageContext) -> dict[str, Any]:
             route = deploy(Path(settings.artifacts.root), routes, request.decision,
                            job_id=request.job.job_id if request.job else None, prepare=prepare_serving)
-            cascade = settings.workload(route.workload_id).cascade
-            if cascade.enabled and route.student_kind == "encoder_classifier":
-                route = calibrate_route(settings, routes, route, cascade.target_agreement)
             aliases = {"challenger": set_alias(settings, route.workload_id, route.artifact_id, "challenger")}
             if route.phase == "full":
                 aliases["champion"] = set_alias(settings, route.workload_id, route.artifact_id, "champion")
-            return {"mlflow_aliases": aliases, "cascade": route.cascade,"workload_id": route.workload_id, "phase": route.phase, "candidate": route.candidate,
+            return {"mlflow_aliases": aliases, "cascade": route.cascade, "workload_id": route.workload_id, "phase": route.phase, "candidate": route.candidate,
                     "artifact_id": route.artifact_id, "canary_percent": route.canary_percent}
 
         outcome = run_stage(self, reporter, request.job, work, upstream=upstream)
@@ -64,14 +58,3 @@ def register(app: Celery, settings: Settings, reporter: JobReporter | None = Non
                 route = routes.get(action["workload_id"], fresh=True)
                 set_alias(settings, route.workload_id, route.artifact_id, "champion")
         return actions
-
-
-def calibrate_route(settings: Settings, routes: RouteStore, route: Route, target: float) -> Route:
-    """Calibrate the cascade threshold of a classifier route on its dataset's eval split."""
-    (artifact,) = [a for a in find_artifacts(Path(settings.artifacts.root), candidate=route.candidate)
-                   if a.artifact_id == route.artifact_id]
-    dataset = load_dataset(datasets_root(settings.artifacts.root), artifact.dataset_id)
-    calibration = calibrate_classifier(str(route.artifact_path), dataset,
-                                       settings.workload(route.workload_id).label_pattern, target)
-    return routes.set(route.model_copy(update={"cascade": calibration.to_json()}), action="calibrate",
-                      detail={"reason": f"cascade at target agreement {target}", **calibration.to_json()})

@@ -87,8 +87,12 @@ def teacher_usage(dataset: DatasetRef) -> dict[str, Any] | None:
     chats = [r for r in rows if isinstance(r.get("request", {}).get("messages"), list) and r.get("response", {}).get("choices")]
     if not chats:
         return None
-    prompt = [sum(len(json.dumps(m.get("content"), ensure_ascii=False)) for m in r["request"]["messages"]) / 4 for r in chats]
-    completion = [len(json.dumps(r["response"]["choices"][0].get("message", {}).get("content"), ensure_ascii=False)) / 4
-                  for r in chats]
+    # Every input token the teacher is billed for: the messages and the tool definitions sent with them; every
+    # output token: the answer's text and its tool calls.
+    prompt = [(sum(len(json.dumps(m.get("content"), ensure_ascii=False)) for m in r["request"]["messages"])
+               + len(json.dumps(r["request"]["tools"], ensure_ascii=False) if r["request"].get("tools") else "")) / 4
+              for r in chats]
+    completion = [sum(len(json.dumps(m.get(k), ensure_ascii=False)) for k in ("content", "tool_calls") if m.get(k)) / 4
+                  for m in (r["response"]["choices"][0].get("message") or {} for r in chats)]
     return {"prompt_tokens": round(sum(prompt) / len(prompt), 1),
             "completion_tokens": round(sum(completion) / len(completion), 1), "estimated": True}

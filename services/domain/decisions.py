@@ -25,6 +25,14 @@ class CandidateVerdict(_Record):
     cost_per_1k_requests: float | None = None
     model_size_bytes: int | None = None
     artifact_id: str | None = None
+    mode: Literal["full", "selective"] | None = Field(
+        None, description="How it qualifies: full (answers every request) or selective (answers at or above a "
+                          "confidence threshold; the teacher answers the rest).")
+    cascade: dict[str, object] | None = Field(
+        None, description="Selective option: threshold, coverage, agreement and its lower bound on the report records.")
+    effective_cost_per_1k_requests: float | None = Field(
+        None, description="Cost per 1k requests of the option: the student on every request plus the teacher on "
+                          "the share it defers.")
 
 
 class PromotionDecision(_Record):
@@ -40,5 +48,10 @@ class PromotionDecision(_Record):
     teacher_cost_per_1k_requests: float | None = None
     teacher_cost_estimated: bool | None = Field(None, description="True when the logs carried no token usage: counted from the text.")
     chosen_cost_per_1k_requests: float | None = None
+    mode: Literal["full", "selective"] | None = Field(None, description="How the chosen student serves.")
+    cascade: dict[str, object] | None = Field(
+        None, description="For a selective promotion: {threshold, coverage, agreement, agreement_ci_low, "
+                          "n_calibration, n_report, confidence, ...}; the route takes the threshold.")
+    skipped: dict[str, str] = Field(default_factory=dict, description="Candidates left out of the job, and why.")
     verdicts: list[CandidateVerdict]
     policy: dict[str, object] = Field(description="The policy the decision was made under.")

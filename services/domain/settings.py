@@ -182,7 +182,11 @@ def _default_registry() -> dict[str, ModelSpec]:
 
 
 class ModelsSettings(_Section):
-    cache_dir: Path = Field(Path("var/models"), description="Where fetched models are cached as safetensors.")
+    cache_dir: Path = Field(
+        default_factory=lambda: default_models_dir(),
+        description="Where fetched models are cached as safetensors. Default: one per-user cache "
+                    "($XDG_CACHE_HOME/flywheel/models, else ~/.cache/flywheel/models), shared by every folder and "
+                    "config; FLYWHEEL__MODELS__CACHE_DIR overrides it.")
     registry: dict[str, ModelSpec] = Field(
         default_factory=_default_registry, description="Model name -> where its weights come from."
     )
@@ -220,8 +224,9 @@ class TrainingSettings(_Section):
     )
     gradient_checkpointing: bool = False
     seed: int = Field(42, ge=0)
-    finetune: Literal["lora", "full"] = Field(
-        "lora", description="lora: train adapters only; full: every weight (encoder students only)."
+    finetune: Literal["lora", "full", "head"] = Field(
+        "lora", description="lora: train adapters only; full: every weight (encoder students only); head: a "
+                            "frozen encoder with a logistic-regression head, cross-fitted (encoder classifiers)."
     )
     batching: Literal["length_grouped", "padded"] = Field(
         "length_grouped", description="length_grouped: batch examples of similar length (less padding)."
@@ -260,6 +265,9 @@ class CandidateSettings(_Section):
         description="How the student is built from the model."
     )
     enabled: bool = True
+    run_on: Literal["any", "gpu"] = Field(
+        "any", description="gpu: left out of jobs (with the reason in the decision) where no GPU is present "
+                           "(`hardware.gpu`); a causal LM trained and evaluated on CPU holds a job for long.")
     customize: bool = Field(True, description="Train it (else base/ICL evaluation only).")
     training: TrainingOverrides = Field(default_factory=TrainingOverrides)  # type: ignore[valid-type]
     lora: LoraOverrides = Field(default_factory=LoraOverrides)  # type: ignore[valid-type]
@@ -279,15 +287,41 @@ def _default_candidates() -> list[CandidateSettings]:
             name="minilm-classifier",
             model="minilm-l6",
             kind="encoder_classifier",
-            training=TrainingOverrides(finetune="full", learning_rate=1e-4, epochs=3, batch_size=16),
+            training=TrainingOverrides(finetune="head", max_seq_length=128),
+        ),
+        CandidateSettings(
+            name="mpnet-classifier",
+            model="mpnet-base",
+            kind="encoder_classifier",
+            training=TrainingOverrides(finetune="head", max_seq_length=128),
         ),
         CandidateSettings(
             name="smollm2-lora",
             model="smollm2-135m-instruct",
             kind="causal_lm_lora",
-            training=TrainingOverrides(max_steps=50),  # CPU-friendly default
+            run_on="gpu",
+            training=TrainingOverrides(max_steps=50),
         ),
     ]
+
+
+def default_models_dir() -> Path:
+    """The per-user model cache (like Hugging Face's): a second folder or config neither refetches nor fails."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "flywheel" / "models"
+
+
+class HardwareSettings(_Section):
+    gpu: Literal["auto", "yes", "no"] = Field(
+        "auto", description="Whether the customizer and evaluator workers have a GPU. auto: this machine has an "
+                            "NVIDIA device (checked without importing torch). Set `yes` where only the workers do.")
+
+    def has_gpu(self) -> bool:
+        if self.gpu != "auto":
+            return self.gpu == "yes"
+        import shutil
+
+        return Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi") is not None
 
 
 class DataSplitSettings(_Section):
@@ -407,6 +441,14 @@ class PromotionPolicy(_Section):
     )
     class_floor_min_support: int = Field(10, ge=1, description="Support a class needs for its floor to apply.")
     max_latency_p95_ms: float | None = Field(None, gt=0, description="Slower students (p95 per request) do not qualify.")
+    selective: bool = Field(
+        True, description="A classification student that misses min_score may still qualify to answer the requests "
+                          "it is confident about (the teacher answers the rest): docs/selective.md.")
+    min_coverage: float = Field(0.5, gt=0, le=1, description="Selective: least share of requests the student must serve.")
+    min_agreement: float = Field(
+        0.9, gt=0, le=1, description="Selective: agreement with the teacher on the served share, judged on its "
+                                     "one-sided lower bound at evaluation.confidence, on records the threshold "
+                                     "was not chosen on.")
     prefer: list[Literal["cost", "latency", "score"]] = Field(
         default_factory=lambda: ["cost", "latency", "score"],
         description="How to rank qualifying students: lower cost, then lower latency, then higher score.",
@@ -422,6 +464,9 @@ class PromotionPolicy(_Section):
         0.9, ge=0, le=1, description="Live agreement with the teacher needed to move shadow -> canary -> full.")
     rollback_agreement_floor: float = Field(
         0.8, ge=0, le=1, description="Below this live agreement the route controller rolls back.")
+    live_min_coverage: float | None = Field(
+        None, ge=0, le=1, description="A selective route serving less than this share of the requests it is asked "
+                                      "rolls back (null: half of min_coverage).")
     monitor_share: float = Field(
         0.1, ge=0, le=1, description="Share of student-served requests the teacher also answers (to watch agreement).")
 
@@ -488,12 +533,6 @@ class ScheduleSettings(_Section):
         return self
 
 
-class CascadeSettings(_Section):
-    enabled: bool = Field(False, description="A classification student answers only above a calibrated confidence.")
-    target_agreement: float = Field(
-        0.95, gt=0, le=1, description="Agreement with the teacher the student's answered share must reach on the eval set.")
-
-
 class WorkloadSettings(_Section):
     type: WorkloadType = Field("auto", description="auto: detected from the records.")
     label_pattern: str = Field(
@@ -504,7 +543,6 @@ class WorkloadSettings(_Section):
         default_factory=PromotionOverrides, description="Overrides of the global `promotion` policy."
     )
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings, description="Cron runs and drift trigger.")
-    cascade: CascadeSettings = Field(default_factory=CascadeSettings, description="Student-or-teacher by confidence.")
 
     @model_validator(mode="after")
     def _pattern_compiles(self) -> WorkloadSettings:
@@ -540,6 +578,7 @@ class Settings(BaseSettings):
     models: ModelsSettings = Field(default_factory=ModelsSettings)
     teacher: TeacherSettings = Field(default_factory=TeacherSettings)
     candidates: list[CandidateSettings] = Field(default_factory=_default_candidates)
+    hardware: HardwareSettings = Field(default_factory=HardwareSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     lora: LoraSettings = Field(default_factory=LoraSettings)
     data_split: DataSplitSettings = Field(default_factory=DataSplitSettings)
@@ -696,15 +735,16 @@ def load_settings(path: str | os.PathLike[str] | None = None, *, required: bool 
     return settings
 
 
-def format_validation_error(exc: ValidationError, *, source: str) -> str:
-    """One line per problem: where, the value, and what is allowed."""
+def format_validation_error(exc: ValidationError, *, source: str, model: type[BaseModel] | None = None) -> str:
+    """One line per problem: where, the value, and what is allowed (keys of `model`, default Settings,
+    at the problem's place)."""
     lines = [f"{source}: invalid configuration ({exc.error_count()} problem(s))"]
     for error in exc.errors(include_url=False):
         loc = _dotted(error["loc"])
         env_name = ENV_PREFIX + "__".join(str(p).upper() for p in error["loc"] if not isinstance(p, int))
         origin = f" (from env {env_name})" if env_name in os.environ else ""
         if error["type"] == "extra_forbidden":
-            allowed = _allowed_keys(Settings, error["loc"][:-1])
+            allowed = _allowed_keys(model or Settings, error["loc"][:-1])
             hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
             lines.append(f"  {loc}{origin}: unknown key{hint}")
             continue

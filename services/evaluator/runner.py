@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,15 +76,27 @@ def evaluate(
                                    f"run `flywheel train --dataset {dataset.dataset_id[:12]} --student {candidate}`")
         artifact = found[0]
     records = list(dataset.read_split(split))
-    if settings.evaluation.max_eval_records:
-        records = records[: settings.evaluation.max_eval_records]
+    if settings.evaluation.max_eval_records and len(records) > settings.evaluation.max_eval_records:
+        records = stratified_sample(records, settings.evaluation.max_eval_records, seed=settings.evaluation.seed)
     if not records:
         raise InsufficientData(f"dataset {dataset.dataset_id[:12]} has an empty {split} split")
     cache = ModelCache(settings.models)
     judge = judge or judge_from_settings(settings.evaluation)
 
+    from services.models.runtime.threads import torch_threads
+
+    with torch_threads("serve"):  # requests are answered one at a time, as a gateway sees them
+        return _evaluate_records(settings, root, dataset, spec, student_kind, kind, candidate, artifact, records,
+                                 sha, cache, judge, on_progress)
+
+
+def _evaluate_records(settings: Settings, root: Path, dataset: DatasetRef, spec: CandidateSettings,
+                      student_kind: StudentKind, kind: EvalKind, candidate: str, artifact: StudentArtifact | None,
+                      records: list[dict[str, Any]], sha: str, cache: ModelCache, judge: JudgeClient | None,
+                      on_progress: Callable[[int, int], None] | None) -> EvalResult:
+    workload_type = dataset.workload_type
     started = time.perf_counter()
-    decoding, extra_metrics = None, {}
+    decoding, extra_metrics, confidences = None, {}, None
     if workload_type == "embedding":
         references, predictions, seconds = _embedding_outputs(records, artifact, cache, spec, on_progress)
     else:
@@ -91,11 +104,12 @@ def evaluate(
                              dataset.labels() or None)
         references = [_reference(r, workload_type, parser) for r in records]
         if student_kind is StudentKind.ENCODER_CLASSIFIER:
-            predictions, seconds = _classifier_outputs(records, artifact, parser, on_progress)  # type: ignore[arg-type]
+            predictions, seconds, confidences = _classifier_outputs(records, artifact, parser, on_progress)  # type: ignore[arg-type]
         else:
             decoding = settings.evaluation.decoding if workload_type == "classification" else "generate"
             predictions, seconds, extra_metrics = _causal_lm_outputs(records, workload_type, decoding, parser,
                                                                      dataset, cache, spec, artifact, on_progress)
+            confidences = extra_metrics.pop("confidences", None)
     wall = time.perf_counter() - started
     scored = score_predictions(
         workload_type, references, predictions, settings.evaluation, judge,  # type: ignore[arg-type]
@@ -103,6 +117,9 @@ def evaluate(
         matryoshka_dims=settings.distillation.matryoshka_dims if workload_type == "embedding" else (),
         seed=settings.evaluation.seed,
     )
+    if confidences is not None and workload_type == "classification":
+        extra_metrics["selective"] = _selective(settings, dataset, artifact if kind is EvalKind.CUSTOMIZED else None,
+                                                confidences, [p == r for p, r in zip(predictions, references, strict=True)])
     result = EvalResult(
         candidate=candidate, eval_kind=kind, dataset_id=dataset.dataset_id, eval_sha256=sha,
         workload_type=workload_type,  # type: ignore[arg-type]
@@ -116,6 +133,32 @@ def evaluate(
     log.info("%s %s: %s = %s (n=%d, p50 %.1f ms)", candidate, kind.value, result.metric_name, result.score,
              result.n, result.latency.p50_ms if result.latency else float("nan"))
     return _save(root, result)
+
+
+def stratified_sample(records: list[dict[str, Any]], n: int, *, seed: int) -> list[dict[str, Any]]:
+    """`n` records drawn at random (seeded), in proportion to the teacher's answers (label, tool name, or
+    kind of answer): a newest-first split cut at its head would hold one kind of record only."""
+    import random
+    from collections import defaultdict
+
+    def stratum(record: dict[str, Any]) -> str:
+        answer = _answer(record) if record.get("response", {}).get("choices") else {}
+        calls = answer.get("tool_calls") or []
+        if calls:
+            return "tool:" + ",".join(sorted(str((c.get("function") or {}).get("name")) for c in calls))
+        return "text:" + content_text(answer.get("content"))[:64]
+
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, record in enumerate(records):
+        groups[stratum(record)].append(index)
+    rng = random.Random(seed)
+    chosen: list[int] = []
+    quotas = {key: len(rows) * n / len(records) for key, rows in groups.items()}
+    for key, rows in groups.items():
+        chosen += rng.sample(rows, int(quotas[key]))
+    rest = [i for i in range(len(records)) if i not in set(chosen)]
+    chosen += rng.sample(rest, n - len(chosen))  # the fractional parts, at random
+    return [records[i] for i in sorted(chosen)]
 
 
 def result_path(root: Path, result: EvalResult) -> Path:
@@ -174,8 +217,10 @@ def _causal_lm_outputs(
         labels = dataset.labels()
         template = parser.first_template(content_text(_answer(r).get("content")) for r in records) or "{label}"
         answers = [render_label(template, label) for label in labels]
-        return (*_timed(requests, lambda req: labels[runner.score_labels(req["messages"], answers)[0]], on_progress),
-                extra)
+        scored, seconds = _timed(requests, lambda req: runner.score_labels(req["messages"], answers), on_progress)
+        # The label's share of the probability mass over the label set: the student's confidence.
+        confidences = [1.0 / sum(math.exp(s - scores[best]) for s in scores) for best, scores in scored]
+        return [labels[best] for best, _ in scored], seconds, {**extra, "confidences": confidences}
     budget = max(runner.count_tokens(json.dumps(_answer(r), ensure_ascii=False)) for r in records) + 16
     max_new = min(MAX_NEW_TOKENS_CAP, budget)
     texts, seconds = _timed(requests, lambda req: runner.generate([req], max_new_tokens=max_new)[0], on_progress)
@@ -210,14 +255,32 @@ def _prompt_token_stats(records: list[dict[str, Any]], requests: list[dict[str, 
 def _classifier_outputs(
     records: list[dict[str, Any]], artifact: StudentArtifact, parser: LabelParser,
     on_progress: Callable[[int, int], None] | None,
-) -> tuple[list[Any], list[float]]:
+) -> tuple[list[Any], list[float], list[float]]:
     from services.models.runtime.classifier import ClassifierRunner
 
     runner = ClassifierRunner(Path(artifact.path) / "model")
     texts = [last_user_text(r["request"]["messages"]) for r in records]
     # Scored through the same parser as the teacher: the student's chat answer must parse too.
-    return _timed(texts, lambda text: parser.parse(runner.answer([{"messages": [
-        {"role": "user", "content": text}]}])[0][0]), on_progress)
+    answers, seconds = _timed(texts, lambda text: runner.answer([{"messages": [
+        {"role": "user", "content": text}]}])[0], on_progress)
+    return [parser.parse(text) for text, _ in answers], seconds, [confidence for _, confidence in answers]
+
+
+def _selective(settings: Settings, dataset: DatasetRef, artifact: StudentArtifact | None,
+               confidences: list[float], agrees: list[bool]) -> dict[str, Any]:
+    """The selective-answering block of a classification evaluation: a threshold chosen on the student's
+    out-of-fold training predictions when it has them (else by fixed-sequence testing on the eval records),
+    with coverage and served-share agreement measured on the eval records (services/evaluator/metrics/selective)."""
+    from services.evaluator.metrics.selective import coverage_curve, selective_report
+    from services.models.runtime.classifier import load_calibration
+
+    policy = settings.promotion_policy(str(dataset.manifest["workload_id"]))
+    calibration = load_calibration(Path(artifact.path)) if artifact is not None else None
+    block = selective_report(calibration, (confidences, agrees), min_agreement=policy.min_agreement,
+                             confidence=settings.evaluation.confidence)
+    if calibration is not None:
+        block["method"] = "out-of-fold predictions on the training records (cross-fitting)"
+    return {**block, "curve": coverage_curve(confidences, agrees, points=10)}
 
 
 def _embedding_outputs(

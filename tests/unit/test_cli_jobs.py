@@ -37,7 +37,7 @@ def test_jobs_create_wait_list_show_delete(tmp_path: Path) -> None:
 
     listed = json.loads(run(config, "jobs", "list", "--json").stdout)
     assert listed["total"] == 1 and listed["jobs"][0]["id"] == view["id"]
-    shown = run(config, "jobs", "show", view["id"])
+    shown = run(config, "jobs", "show", view["id"][:8])  # the short id the dashboard shows
     assert shown.exit_code == 0 and "tiny-clf" in shown.stdout and "decision" in shown.stdout
     deleted = json.loads(run(config, "jobs", "delete", view["id"], "--json").stdout)
     assert deleted["deleted"] is True and deleted["artifacts"] == [candidate["training"]["artifact_id"]]
@@ -48,12 +48,51 @@ def test_jobs_create_wait_list_show_delete(tmp_path: Path) -> None:
     assert missing.exit_code == 1 and json.loads(missing.stdout)["error"]["type"] == "JobNotFound"
 
 
-def test_a_failed_job_exits_1(tmp_path: Path) -> None:
+def test_a_job_for_a_workload_without_records_is_refused_at_once(tmp_path: Path) -> None:
     plane = model_plane(tmp_path, records=120, max_steps=3)
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(plane.settings.model_dump(mode="json", exclude={"workloads"})))
-    failed = run(config, "jobs", "create", "--workload", "no_such_workload", "--candidate", "tiny-clf", "--wait", "--json")
+    refused = run(config, "jobs", "create", "--workload", "no_such_workload", "--candidate", "tiny-clf", "--wait", "--json")
+    assert refused.exit_code == 1, refused.output
+    error = json.loads(refused.stdout)["error"]
+    assert error["type"] == "InsufficientData" and "workloads with records: news_topic" in error["message"]
+    assert json.loads(run(config, "jobs", "list", "--json").stdout)["total"] == 0, "nothing was queued"
+
+
+def test_a_job_where_no_candidate_could_run_fails_with_the_reason(tmp_path: Path) -> None:
+    """An embedding student cannot learn a classification workload: it is left out (the decision says why),
+    and a job that trained and evaluated nothing is failed, not a green keep-the-teacher."""
+    plane = model_plane(tmp_path, records=120, max_steps=3)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(plane.settings.model_dump(mode="json", exclude={"workloads"})))
+    failed = run(config, "jobs", "create", "--workload", "news_topic", "--candidate", "tiny-emb", "--wait", "--json")
     assert failed.exit_code == 1, failed.output
     view = json.loads(failed.stdout)
-    assert view["status"] == "failed" and view["error"].startswith("build_dataset failed")
-    assert view["stages"][0]["status"] == "failed"
+    assert view["status"] == "failed" and view["error"].startswith("no candidate was trained and evaluated")
+    (verdict,) = view["decision"]["verdicts"]
+    assert verdict["candidate"] == "tiny-emb" and "cannot learn a classification workload" in verdict["reasons"][0]
+    assert verdict["reasons"][0].startswith("skipped: ")
+
+
+def test_jobs_create_stderr_is_quiet_progress_only(tmp_path: Path) -> None:
+    """Run as a user does (a real process): stderr holds our progress lines, once per change, and no library
+    noise (transformers load reports and progress bars, warnings)."""
+    import os
+    import subprocess
+    import sys
+
+    plane = model_plane(tmp_path, records=120, max_steps=3)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(plane.settings.model_dump(mode="json", exclude={"workloads"})))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL")} | {"HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "--config", str(config), "jobs", "create",
+                           "--workload", "news_topic", "--candidate", "tiny-clf", "--candidate", "tiny-lora",
+                           "--set", "training.max_steps=3", "--wait"], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stderr.splitlines()
+    assert any("customize [tiny-clf]: completed" in line for line in lines), done.stderr
+    assert any("decide: completed" in line for line in lines), done.stderr
+    for noise in ("LOAD REPORT", "Loading weights", "Warning", "warn(", "FutureWarning", "DeprecationWarning"):
+        assert not [line for line in lines if noise in line], f"{noise!r} on stderr:\n{done.stderr[-3000:]}"
+    assert len(lines) == len(set(lines)), "every progress line is printed once"

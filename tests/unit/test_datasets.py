@@ -127,3 +127,54 @@ def test_config_hash_covers_data_settings_only() -> None:
     data = Settings.model_validate({"data_split": {"eval_size": 150}})
     assert config_hash(base, "w") == config_hash(policy, "w"), "promotion/training settings keep dataset ids"
     assert config_hash(base, "w") != config_hash(data, "w")
+
+
+def test_estimated_teacher_cost_counts_tool_definitions_and_tool_calls() -> None:
+    import hashlib
+
+    from services.domain.datasets import DatasetRef, teacher_usage
+
+    tools = [{"type": "function", "function": {"name": "lookup", "description": "x" * 400, "parameters": {}}}]
+    call = [{"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{\"q\": \"acme\"}"}}]
+    rows = [{"request": {"messages": [{"role": "user", "content": "hi"}], "tools": tools},
+             "response": {"choices": [{"message": {"role": "assistant", "content": None, "tool_calls": call}}]}}]
+
+    class Rows(DatasetRef):
+        def read_split(self, split: str):  # type: ignore[no-untyped-def,override]
+            return iter(rows)
+
+    usage = teacher_usage(Rows(hashlib.sha256(b"x").hexdigest(), {}, {}))
+    assert usage is not None and usage["estimated"] is True
+    assert usage["prompt_tokens"] > 100, "the 400-character tool definition is billed input"
+    assert usage["completion_tokens"] > 10, "a tool call is billed output even with no text"
+
+
+def test_a_dataset_uses_one_teacher_and_counts_the_others(tmp_path: Path) -> None:
+    """A teacher upgrade must not silently mix two teachers' labels: the configured teacher's records are used,
+    the others' counted; with none of the configured teacher's records, the newest teacher's are."""
+    from services.datastore.datasets import build_dataset
+    from services.datastore.stores.sqlite import SqliteLogStore
+    from services.domain.records import LogRecord
+    from services.domain.settings import Settings
+    from tests.model_plane import classification_logs
+
+    old, new = classification_logs(80, seed=1), classification_logs(60, seed=2)
+    for record in old:
+        record["request"]["model"] = "teacher-v1"
+    for record in new:
+        record["request"]["model"], record["timestamp"] = "teacher-v2", record["timestamp"] + 10_000
+        record["request"]["messages"][-1]["content"] += " (v2)"
+    settings = Settings.model_validate({"teacher": {"model": "teacher-v1"}, "artifacts": {"root": str(tmp_path)},
+                                        "data_split": {"eval_size": 10, "min_total_records": 20}})
+    with SqliteLogStore(tmp_path / "logs.sqlite") as store:
+        store.write([LogRecord.model_validate(r) for r in old + new])
+        configured = build_dataset(store, settings, workload_id="news_topic", client_id=None, root=tmp_path / "d")
+        newest = build_dataset(store, settings.model_copy(update={"teacher": settings.teacher.model_copy(
+            update={"model": "not-in-the-logs"})}), workload_id="news_topic", client_id=None, root=tmp_path / "d")
+    teachers = configured.manifest["teacher_models"]
+    assert teachers["used"] == {"chat": "teacher-v1"} and teachers["matches_configured"] is True
+    assert teachers["left_out"] == 60 and configured.manifest["counts"]["exported"] == 80
+    fallback = newest.manifest["teacher_models"]
+    assert fallback["used"] == {"chat": "teacher-v2"} and fallback["matches_configured"] is False
+    assert newest.manifest["counts"]["exported"] == 60
+    assert fallback["seen"] == {"chat": {"teacher-v1": 80, "teacher-v2": 60}}

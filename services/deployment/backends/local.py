@@ -22,6 +22,12 @@ from services.domain.settings import Settings
 class LocalBackend:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        try:  # one thread per request: requests in parallel use the other cores (services/models/runtime/threads)
+            import torch
+
+            torch.set_num_threads(1)
+        except ImportError:  # a gateway with remote backends only
+            pass
         self._runners: dict[str, Any] = {}
         self._lock = threading.Lock()
 

@@ -196,7 +196,9 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
             answer = await student_chat(route, student_body)
             if answer is not None and not confident(route, answer):
                 metrics.cascade.labels(workload).inc()
-                answer = None  # below the calibrated threshold: the teacher answers
+                answer = None  # below the selective threshold: the teacher answers
+            if route.cascade:
+                usage.add_route(workload, route.since, served=answer is not None)
             if answer is not None:
                 if random.random() < settings.promotion_policy(workload).monitor_share:
                     spawn(monitor(route, client, upstream_body, answer))
@@ -283,7 +285,7 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
             sample(route, agree(route.workload_id, student, teacher_answer))
 
     def confident(route: Route, answer: dict[str, Any]) -> bool:
-        """Cascade: a calibrated route lets the student answer only at or above its threshold."""
+        """A selective route lets the student answer only at or above the threshold its decision chose."""
         if not route.cascade:
             return True
         threshold = route.cascade.get("threshold")

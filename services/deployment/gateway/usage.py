@@ -22,6 +22,7 @@ class UsageCounter:
     def __init__(self, routes: Any, *, interval_s: float = 2.0) -> None:
         self.routes, self.interval_s = routes, interval_s
         self._counts: dict[tuple[str, str], list[int]] = {}
+        self._route_counts: dict[tuple[str, float], list[int]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -34,9 +35,27 @@ class UsageCounter:
             row[1] += prompt
             row[2] += completion
 
+    def add_route(self, workload_id: str, since: float, *, served: bool) -> None:
+        """A selective route's student was asked; `served`: it was confident enough to answer."""
+        with self._lock:
+            row = self._route_counts.setdefault((workload_id, since), [0, 0])
+            row[0] += 1
+            row[1] += served
+
     def flush(self) -> None:
         with self._lock:
             counts, self._counts = self._counts, {}
+            route_counts, self._route_counts = self._route_counts, {}
+        if route_counts:
+            try:
+                self.routes.add_route_counts({key: (r[0], r[1]) for key, r in route_counts.items()})
+            except Exception as exc:  # noqa: BLE001 - counting never fails serving; keep the counts for later
+                log.warning("cannot record route coverage counts (kept for the next flush): %s", exc)
+                with self._lock:
+                    for key, row in route_counts.items():
+                        kept = self._route_counts.setdefault(key, [0, 0])
+                        kept[0] += row[0]
+                        kept[1] += row[1]
         if not counts:
             return
         try:

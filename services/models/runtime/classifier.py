@@ -22,6 +22,7 @@ from services.models.runtime.causal_lm import best_device
 from services.models.runtime.chat_format import last_user_text
 
 HEAD_FILE = "classifier_head.safetensors"
+CALIBRATION_FILE = "calibration.json"  # in the artifact root: out-of-fold (confidence, correct) of training records
 META_FILE = "classifier.json"
 
 
@@ -33,15 +34,20 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class MeanPoolClassifier(torch.nn.Module):
     """encoder -> mean of token vectors -> dropout -> linear layer over the labels."""
 
-    def __init__(self, encoder: torch.nn.Module, num_labels: int, *, dropout: float = 0.1) -> None:
+    def __init__(self, encoder: torch.nn.Module, num_labels: int, *, dropout: float = 0.1,
+                 normalize: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
         self.dropout = torch.nn.Dropout(dropout)
         self.head = torch.nn.Linear(int(encoder.config.hidden_size), num_labels)
+        self.normalize = normalize  # unit-length pooled vectors (heads fitted on a frozen sentence encoder)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.head(self.dropout(mean_pool(hidden, attention_mask)))
+        pooled = mean_pool(hidden, attention_mask)
+        if self.normalize:
+            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+        return self.head(self.dropout(pooled))
 
     def save(self, directory: Path, tokenizer: Any, meta: dict[str, Any]) -> None:
         from safetensors.torch import save_file
@@ -60,7 +66,8 @@ class MeanPoolClassifier(torch.nn.Module):
 
         meta = json.loads((directory / META_FILE).read_text("utf-8"))
         with MODEL_LOAD_LOCK:
-            model = cls(AutoModel.from_pretrained(str(directory)), len(meta["labels"]))
+            model = cls(AutoModel.from_pretrained(str(directory)), len(meta["labels"]),
+                        normalize=bool(meta.get("normalize", False)))
         model.head.load_state_dict(load_file(str(directory / HEAD_FILE)))
         return model, meta
 
@@ -98,3 +105,17 @@ class ClassifierRunner:
         """Chat requests -> (assistant text in the teacher's label format, confidence)."""
         texts = [last_user_text(r["messages"]) for r in requests]
         return [(render_label(self.answer_template, label), p) for label, p in self.classify(texts)]
+
+
+def save_calibration(artifact_dir: Path, calibration: dict[str, Any]) -> None:
+    """Out-of-fold {"confidence": [...], "correct": [...]} of the records the student was fitted on."""
+    (artifact_dir / CALIBRATION_FILE).write_text(json.dumps(calibration), encoding="utf-8")
+
+
+def load_calibration(artifact_dir: Path) -> tuple[list[float], list[bool]] | None:
+    """Out-of-fold (confidence, agreed-with-teacher) of the training records, when the student has them."""
+    path = artifact_dir / CALIBRATION_FILE
+    if not path.exists():
+        return None
+    body = json.loads(path.read_text("utf-8"))
+    return list(body["confidence"]), [bool(x) for x in body["correct"]]

@@ -24,7 +24,7 @@ from services.customizer.embedding_distill import PROJECTION_DIR, EmbeddingDisti
 from services.domain.artifacts import StudentKind
 from services.domain.datasets import DatasetRef
 from services.domain.errors import TrainingCancelled, TrainingFailed
-from services.domain.settings import DistillationSettings, LoraSettings, TrainingSettings
+from services.domain.settings import DistillationSettings, LoraSettings, TrainingSettings, default_models_dir
 from services.models.runtime.embedder import Embedder
 
 REPO = Path(__file__).resolve().parents[3]
@@ -267,7 +267,7 @@ def test_contrastive_training_runs_on_pairs(tmp_path: Path, student_dir: Path) -
 def test_real_minilm_learns_mpnet_on_finance_headlines(tmp_path: Path) -> None:
     import csv
 
-    minilm, mpnet = REPO / "var/models/minilm-l6", REPO / "var/models/mpnet-base"
+    minilm, mpnet = default_models_dir() / "minilm-l6", default_models_dir() / "mpnet-base"
     if not (minilm / "model.safetensors").exists() or not (mpnet / "model.safetensors").exists():
         pytest.skip("run `flywheel models fetch minilm-l6 mpnet-base` first")
     torch.set_num_threads(2)

@@ -48,7 +48,6 @@ def test_real_minilm_lora_classifier_learns(tmp_path: Path) -> None:
     from services.models.cache import ModelCache
 
     default_cache = Settings().models
-    default_cache.cache_dir = Path(__file__).resolve().parents[3] / "var" / "models"
     if ModelCache(default_cache).cached("minilm-l6") is None:
         pytest.skip("minilm-l6 is not fetched (run `flywheel models fetch minilm-l6`)")
     plane = model_plane(tmp_path, records=240, epochs=3, learning_rate=2e-3, max_seq_length=48)
@@ -73,3 +72,30 @@ def test_a_classifier_cannot_be_asked_to_learn_chat(tmp_path: Path) -> None:
     plane = model_plane(tmp_path, logs=logs, workload_id="qa")
     with pytest.raises(ConfigError, match="cannot learn a chat workload"):
         train_candidate(plane.settings, "tiny-clf", plane.dataset.dataset_id)
+
+
+def test_head_on_a_frozen_encoder_learns_and_keeps_out_of_fold_calibration(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from services.models.runtime.classifier import ClassifierRunner, load_calibration
+
+    plane = model_plane(tmp_path, records=200, finetune="head")
+    artifact = train_candidate(plane.settings, "tiny-clf", plane.dataset.dataset_id)
+    model_dir = Path(artifact.path) / "model"
+    encoder = load_file(str(model_dir / "model.safetensors"))
+    base = load_file(str(Path(plane.settings.models.cache_dir).parent / "src-models" / "tiny-encoder" / "model.safetensors"))
+    key = next(k for k in encoder if k.endswith("attention.self.query.weight"))
+    base_key = next(k for k in base if k.endswith(key.split("encoder.", 1)[1]))
+    assert (encoder[key] == base[base_key]).all(), "the encoder stays frozen"
+    calibration = load_calibration(Path(artifact.path))
+    assert calibration is not None
+    confidences, correct = calibration
+    trained_on = plane.dataset.splits["train"]["count"] + plane.dataset.splits["val"]["count"]
+    assert len(confidences) == len(correct) == trained_on, "one out-of-fold score per fitted record"
+    assert artifact.metrics["oof_macro_f1"] > 0.5 and artifact.metrics["C"] in (1.0, 4.0, 16.0)
+    runner = ClassifierRunner(model_dir)
+    eval_records = list(plane.dataset.read_split("eval"))
+    answers = runner.answer([r["request"] for r in eval_records])
+    hits = sum(a == r["response"]["choices"][0]["message"]["content"] for (a, _), r in zip(answers, eval_records, strict=True))
+    assert hits / len(eval_records) > 0.6, "keyword topics are learnable from a random encoder's mean vectors"
+    assert all(0 < p <= 1 for _, p in answers)

@@ -130,3 +130,20 @@ def test_embedding_student_is_scored_on_neighbour_agreement(tmp_path: Path) -> N
     assert "8" in json.dumps(result.metrics), "truncated (Matryoshka) dims are scored too"
     base = evaluate(settings, candidate="tiny-emb", dataset_id=plane.dataset.dataset_id, kind=EvalKind.BASE)
     assert not base.applicable and "embedding student" in (base.reason or "")
+
+
+def test_max_eval_records_is_a_stratified_random_sample() -> None:
+    from collections import Counter
+
+    from services.evaluator.runner import stratified_sample
+
+    def record(label: str, i: int) -> dict:  # type: ignore[type-arg]
+        return {"request": {"messages": [{"role": "user", "content": f"h{i}"}]},
+                "response": {"choices": [{"message": {"role": "assistant", "content": f"[[[{label}]]]"}}]}}
+
+    # newest first and grouped, as a split can be: the first 50 would all be "A"
+    records = [record("A", i) for i in range(300)] + [record("B", i) for i in range(100)]
+    sample = stratified_sample(records, 40, seed=0)
+    counts = Counter(r["response"]["choices"][0]["message"]["content"] for r in sample)
+    assert len(sample) == 40 and counts == {"[[[A]]]": 30, "[[[B]]]": 10}
+    assert sample != records[:40] and stratified_sample(records, 40, seed=0) == sample

@@ -1,0 +1,137 @@
+"""Selective answering on the stand-in: coverage vs agreement per recipe, and how often the guarantee fails.
+
+    python -m bench.selective [--records 2000] [--new-traffic 3000] [--splits 300] [--recipes minilm-l6 mpnet-base]
+
+The stand-in (services/datastore/standin.py) gives `--records` logged records plus `--new-traffic` later
+records from the same simulated teacher. Per recipe (a frozen encoder + the cross-fitted
+logistic-regression head, exactly the customizer's `finetune: head` code): the head is fitted on the
+logged records less a 200-record eval split, as a job does; the threshold is chosen on its out-of-fold
+predictions (fixed-sequence testing at min_agreement, one-sided 95%); coverage and the served share's
+agreement with its lower bound are reported on the eval split, and the truth is measured on the new traffic.
+
+The guarantee's failure rate: over `--splits` random draws of 200 report records from the new traffic
+(the rest standing for what comes after), a selective promotion happens when the report's lower bound is
+at or above min_agreement and coverage at or above min_coverage; it fails when the served share's agreement
+on the rest is below min_agreement. A rate at or below delta = 0.05 is what the method promises.
+Prints tables; writes bench/results/selective.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from typing import Any
+
+import numpy as np
+
+from bench.common import REPO, machine, print_table, write_results
+
+EVAL_SIZE = 200
+
+
+def recipe_predictions(model_name: str, logs: list[dict[str, Any]], traffic: list[dict[str, Any]],
+                       seed: int) -> dict[str, Any]:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from services.customizer.encoder_head import encode, fit_head
+    from services.domain.labels import LabelParser
+    from services.domain.settings import default_models_dir
+    from services.models.runtime.chat_format import last_user_text
+
+    parser = LabelParser(r"\[\[\[\s*(.+?)\s*\]\]\]")
+    texts = [last_user_text(r["request"]["messages"]) for r in logs + traffic]
+    labels = [parser.parse(r["response"]["choices"][0]["message"]["content"]) for r in logs + traffic]
+    names = sorted(set(labels))
+    y = np.array([names.index(label) for label in labels])
+    path = default_models_dir() / model_name
+    torch.set_num_threads(2)
+    started = time.perf_counter()
+    vectors = encode(AutoModel.from_pretrained(str(path)), AutoTokenizer.from_pretrained(str(path)), texts,
+                     max_length=128)
+    encode_s = time.perf_counter() - started
+    order = list(range(len(logs)))
+    random.Random(seed).shuffle(order)
+    eval_rows, train_rows = np.array(order[:EVAL_SIZE]), np.array(order[EVAL_SIZE:])
+    fitted = fit_head(vectors[train_rows], y[train_rows], len(names), seed=seed)
+    logits = vectors @ fitted["weight"].T + fitted["bias"]
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == y
+    new = np.arange(len(logs), len(logs) + len(traffic))
+    return {"oof": (np.array(fitted["oof_confidence"]), np.array(fitted["oof_correct"])),
+            "eval": (confidence[eval_rows], correct[eval_rows]), "new": (confidence[new], correct[new]),
+            "encode_s": encode_s, "C": fitted["C"]}
+
+
+def main() -> None:
+    from sklearn.metrics import f1_score  # noqa: F401 - fail early if the stack is missing
+
+    from services.datastore.standin import simulated_teacher_logs
+    from services.evaluator.metrics.selective import choose_threshold, coverage_curve, measure, selective_report
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--new-traffic", type=int, default=3000)
+    parser.add_argument("--splits", type=int, default=300)
+    parser.add_argument("--recipes", nargs="+", default=["minilm-l6", "mpnet-base"])
+    parser.add_argument("--min-agreement", type=float, default=0.9)
+    parser.add_argument("--min-coverage", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    logs, traffic, summary = simulated_teacher_logs(REPO / "data" / "twitter_financial_news_topic",
+                                                    records=args.records, holdout=args.new_traffic, seed=args.seed)
+    print(f"stand-in: {summary}", flush=True)
+    rows, curves, failures = [], {}, []
+    for recipe in args.recipes:
+        pred = recipe_predictions(recipe, logs, traffic, args.seed)
+        block = selective_report(pred["oof"], pred["eval"], min_agreement=args.min_agreement)
+        truth = measure(*pred["new"], block["threshold"], 0.95)
+        rows.append({"recipe": f"{recipe} head", "C": pred["C"], "threshold": block["threshold"],
+                     "eval_coverage": block["coverage"], "eval_agreement": block["agreement"],
+                     "eval_agreement_low": block["agreement_ci_low"], "new_coverage": round(truth.coverage, 4),
+                     "new_agreement": None if truth.agreement is None else round(truth.agreement, 4),
+                     "accuracy_all_new": round(float(pred["new"][1].mean()), 4), "encode_s": round(pred["encode_s"], 1)})
+        print(rows[-1], flush=True)
+        curves[recipe] = coverage_curve(*pred["new"], points=10)
+        failures.append(_failure_rate(pred, args, choose_threshold, measure, recipe))
+        print(failures[-1], flush=True)
+    print()
+    print_table(rows)
+    print()
+    print("coverage -> agreement on new traffic (top-confidence share served)")
+    print_table([{"recipe": r, **{f"{c['coverage']:.0%}": c["agreement"] for c in curve}} for r, curve in curves.items()])
+    print()
+    print_table(failures)
+    write_results("selective", {"machine": machine(), "args": vars(args), "standin": summary, "rows": rows,
+                                "curves": curves, "guarantee": failures})
+
+
+def _failure_rate(pred: dict[str, Any], args: Any, choose_threshold: Any, measure: Any, recipe: str) -> dict[str, Any]:
+    """Both ways of choosing: on the out-of-fold records (report on a random 200 of the new traffic), and by
+    fixed-sequence testing on the 200 report records themselves; truth on the rest of the new traffic."""
+    conf, ok = pred["new"]
+    rng = np.random.default_rng(args.seed)
+    oof_threshold = choose_threshold(*pred["oof"], min_agreement=args.min_agreement).threshold
+    counts = {"oof": [0, 0], "fixed_sequence": [0, 0]}
+    for _ in range(args.splits):
+        order = rng.permutation(len(conf))
+        report, rest = order[:EVAL_SIZE], order[EVAL_SIZE:]
+        for method, threshold in (("oof", oof_threshold),
+                                  ("fixed_sequence", choose_threshold(conf[report], ok[report],
+                                                                      min_agreement=args.min_agreement).threshold)):
+            shown = measure(conf[report], ok[report], threshold, 0.95)
+            promoted = (threshold is not None and shown.agreement_ci_low is not None
+                        and shown.agreement_ci_low >= args.min_agreement and shown.coverage >= args.min_coverage)
+            if promoted:
+                counts[method][0] += 1
+                truth = measure(conf[rest], ok[rest], threshold, 0.95)
+                counts[method][1] += truth.agreement is not None and truth.agreement < args.min_agreement
+    return {"recipe": recipe, "splits": args.splits,
+            **{f"{m} promoted": c[0] for m, c in counts.items()},
+            **{f"{m} failure rate": round(c[1] / args.splits, 4) for m, c in counts.items()}}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Selective answering with a stated guarantee: the student answers when its confidence is at or
+above a threshold, the teacher answers the rest, and "agreement with the teacher >= X on the share
+the student serves" holds with confidence 1 - delta on new traffic.
+
+How the threshold is chosen (docs/selective.md):
+- `choose_threshold` scans thresholds from the most confident down (an order fixed before looking
+  at whether answers agree) and keeps going while the one-sided Clopper-Pearson lower bound of the
+  served share's agreement stays at or above the target; it stops at the first failure. This is
+  fixed-sequence testing (Learn-then-Test, Angelopoulos et al. 2021): the chosen threshold controls
+  the risk at level delta even though it was chosen on the same records. The scan starts at the
+  first threshold that serves enough records to pass at all (that depends on the confidences only).
+- `selective_report` chooses on calibration records (out-of-fold or a split the student was not
+  fitted on) and reports the served share's agreement and its lower bound on *other* records (the
+  eval split): the figure the decision judges never saw the threshold being chosen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from services.domain.bounds import binomial_lower_bound
+
+
+def agreement_lower_bound(agreed: int, served: int, confidence: float) -> float:
+    """One-sided Clopper-Pearson lower bound of the served share's agreement (0 when nothing was served)."""
+    return binomial_lower_bound(agreed, served, confidence)
+
+
+def min_served_for(target: float, confidence: float) -> int:
+    """Fewest served records whose lower bound can reach `target` (all of them agreeing): 29 for 0.90 at 95%."""
+    n = 1
+    while agreement_lower_bound(n, n, confidence) < target:
+        n += 1
+        if n > 100_000:
+            raise ValueError(f"agreement {target} cannot be shown at confidence {confidence}")
+    return n
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A confidence threshold and what it does on the records it was measured on."""
+
+    threshold: float | None  # None: no threshold passes; the teacher answers everything
+    coverage: float  # share of records the student serves
+    served: int
+    agreement: float | None  # agreement with the teacher on the served share
+    agreement_ci_low: float | None
+    n: int
+
+
+def measure(confidences: Sequence[float], agrees: Sequence[bool], threshold: float | None,
+            confidence: float) -> Threshold:
+    """Coverage and served-share agreement (with its lower bound) of a fixed threshold on some records."""
+    conf = np.asarray(confidences, dtype=float)
+    ok = np.asarray(agrees, dtype=bool)
+    n = len(conf)
+    if threshold is None or n == 0:
+        return Threshold(threshold, 0.0, 0, None, None, n)
+    mask = conf >= threshold
+    served, agreed = int(mask.sum()), int(ok[mask].sum())
+    return Threshold(threshold, served / n, served, agreed / served if served else None,
+                     agreement_lower_bound(agreed, served, confidence) if served else None, n)
+
+
+def choose_threshold(confidences: Sequence[float], agrees: Sequence[bool], *, min_agreement: float,
+                     confidence: float = 0.95) -> Threshold:
+    """The lowest threshold (most coverage) that fixed-sequence testing accepts; `threshold=None` if none."""
+    conf = np.asarray(confidences, dtype=float)
+    ok = np.asarray(agrees, dtype=bool)
+    if len(conf) != len(ok):
+        raise ValueError(f"{len(conf)} confidences but {len(ok)} agreement flags")
+    order = np.argsort(-conf, kind="stable")
+    conf, ok = conf[order], ok[order]
+    needed = min_served_for(min_agreement, confidence)
+    chosen: Threshold = measure(conf, ok, None, confidence)
+    agreed_so_far = np.cumsum(ok)
+    for i in range(len(conf)):
+        if i + 1 < len(conf) and conf[i + 1] == conf[i]:
+            continue  # a threshold admits every record at or above it: only cut between distinct values
+        served = i + 1
+        if served < needed:
+            continue  # cannot pass yet; skipping it depends on the confidences only, not on agreement
+        agreed = int(agreed_so_far[i])
+        low = agreement_lower_bound(agreed, served, confidence)
+        if low < min_agreement:
+            break  # fixed sequence: the first failure ends the scan
+        chosen = Threshold(float(conf[i]), served / len(conf), served, agreed / served, low, len(conf))
+    return chosen
+
+
+def selective_report(
+    calibration: tuple[Sequence[float], Sequence[bool]] | None, report: tuple[Sequence[float], Sequence[bool]], *,
+    min_agreement: float, confidence: float = 0.95,
+) -> dict[str, Any]:
+    """The decision's `cascade` block: threshold chosen on `calibration` (or, when None, by fixed-sequence
+    testing on `report` itself), measured on `report`."""
+    if calibration is not None and len(calibration[0]) > 0:
+        chosen = choose_threshold(*calibration, min_agreement=min_agreement, confidence=confidence)
+        method, n_calibration = "calibration split", len(calibration[0])
+    else:
+        chosen = choose_threshold(*report, min_agreement=min_agreement, confidence=confidence)
+        method, n_calibration = "fixed-sequence testing on the report records", len(report[0])
+    reported = measure(*report, chosen.threshold, confidence)
+    return {
+        "threshold": chosen.threshold, "coverage": round(reported.coverage, 4), "served": reported.served,
+        "agreement": None if reported.agreement is None else round(reported.agreement, 4),
+        "agreement_ci_low": None if reported.agreement_ci_low is None else round(reported.agreement_ci_low, 4),
+        "n_calibration": n_calibration, "n_report": reported.n, "confidence": confidence,
+        "target_agreement": min_agreement, "method": method,
+        "calibration": {k: v for k, v in asdict(chosen).items() if k != "threshold"},
+    }
+
+
+def coverage_curve(confidences: Sequence[float], agrees: Sequence[bool],
+                   points: int = 20) -> list[dict[str, float]]:
+    """Coverage vs served-share agreement at evenly spaced coverages (for plots and the bench)."""
+    conf = np.asarray(confidences, dtype=float)
+    ok = np.asarray(agrees, dtype=bool)[np.argsort(-conf, kind="stable")]
+    rows = []
+    for k in range(1, points + 1):
+        served = max(1, round(len(ok) * k / points))
+        rows.append({"coverage": round(served / len(ok), 4), "agreement": round(float(ok[:served].mean()), 4)})
+    return rows

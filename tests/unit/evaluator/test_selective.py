@@ -1,0 +1,94 @@
+"""The selective threshold: known answers on synthetic scores, and the guarantee's failure rate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import binom
+
+from services.evaluator.metrics.selective import (
+    agreement_lower_bound,
+    choose_threshold,
+    measure,
+    min_served_for,
+    selective_report,
+)
+
+
+def test_lower_bound_is_clopper_pearson() -> None:
+    # 59 of 59 is the classic count for a 95% one-sided lower bound of 0.95; 93 records with one miss.
+    assert agreement_lower_bound(59, 59, 0.95) == pytest.approx(0.95, abs=0.001)
+    assert agreement_lower_bound(58, 58, 0.95) < 0.95
+    assert agreement_lower_bound(92, 93, 0.95) >= 0.95 - 0.0015
+    assert min_served_for(0.95, 0.95) == 59
+    assert min_served_for(0.90, 0.95) == 29
+    # the bound's defining property: P(X >= k | p = bound) = 1 - confidence
+    low = agreement_lower_bound(80, 100, 0.95)
+    assert binom.sf(79, 100, low) == pytest.approx(0.05, abs=1e-6)
+    assert agreement_lower_bound(0, 10, 0.95) == 0.0
+
+
+def test_threshold_known_answer() -> None:
+    # 100 confident records that all agree, then 100 less confident ones that all disagree:
+    # the threshold goes past the boundary only as far as the lower bound of 100 agreements allows.
+    confidences = [0.99 - i * 0.001 for i in range(100)] + [0.5 - i * 0.001 for i in range(100)]
+    agrees = [True] * 100 + [False] * 100
+    chosen = choose_threshold(confidences, agrees, min_agreement=0.9)
+    served = max(n for n in range(100, 201) if agreement_lower_bound(100, n, 0.95) >= 0.9)
+    assert 100 < served < 110
+    assert chosen.threshold == pytest.approx(confidences[served - 1])
+    assert chosen.served == served and chosen.agreement == pytest.approx(100 / served)
+    strict = choose_threshold(confidences, agrees, min_agreement=0.97)
+    assert strict.served == 100 and strict.agreement == 1.0
+    assert strict.agreement_ci_low == pytest.approx(0.05 ** (1 / 100))  # k = n: the bound is alpha^(1/n)
+
+
+def test_threshold_stops_at_first_failure() -> None:
+    # All agree except a block of misses in the middle: fixed-sequence testing stops at the block even though
+    # the agreement recovers below it (a scan that kept going would pick a lower threshold after looking).
+    agrees = [True] * 60 + [False] * 10 + [True] * 130
+    confidences = list(np.linspace(1.0, 0.01, 200))
+    chosen = choose_threshold(confidences, agrees, min_agreement=0.95)
+    assert chosen.threshold is not None and chosen.served <= 70
+    assert chosen.agreement_ci_low >= 0.95
+
+
+def test_no_threshold_when_too_few_records_or_too_many_misses() -> None:
+    assert choose_threshold([0.9] * 20, [True] * 20, min_agreement=0.9).threshold is None  # 20 < 29 needed
+    coin = np.random.default_rng(0).random(300) < 0.5
+    assert choose_threshold(np.random.default_rng(1).random(300), coin, min_agreement=0.9).threshold is None
+
+
+def test_ties_are_served_together() -> None:
+    chosen = choose_threshold([0.8] * 50 + [0.3] * 50, [True] * 50 + [False] * 50, min_agreement=0.9)
+    assert chosen.threshold == 0.8 and chosen.served == 50
+
+
+def test_report_is_measured_on_other_records() -> None:
+    rng = np.random.default_rng(0)
+    cal_conf, rep_conf = rng.random(400), rng.random(200)
+    cal = (cal_conf, rng.random(400) < 0.6 + 0.4 * cal_conf)  # agreement rises with confidence
+    rep = (rep_conf, rng.random(200) < 0.6 + 0.4 * rep_conf)
+    block = selective_report(cal, rep, min_agreement=0.9)
+    again = measure(*rep, block["threshold"], 0.95)
+    assert block["n_calibration"] == 400 and block["n_report"] == 200
+    assert block["coverage"] == pytest.approx(again.coverage, abs=1e-4)
+    assert block["agreement_ci_low"] == pytest.approx(again.agreement_ci_low, abs=1e-4)
+    assert block["method"] == "calibration split"
+    assert selective_report(None, rep, min_agreement=0.9)["n_calibration"] == 200
+
+
+def test_guarantee_holds_on_new_records() -> None:
+    """Over many draws, the chosen threshold's true served agreement is below the target at most delta of the
+    time (the scores' true agreement curve is known here, so the truth is computed, not estimated)."""
+    rng = np.random.default_rng(7)
+    target, failures, trials = 0.9, 0, 300
+    for _ in range(trials):
+        conf = rng.random(200)
+        agrees = rng.random(200) < 0.75 + 0.25 * conf  # P(agree | c) = 0.75 + 0.25 c
+        chosen = choose_threshold(conf, agrees, min_agreement=target)
+        if chosen.threshold is None:
+            continue
+        t = chosen.threshold  # true agreement above t: mean of 0.75 + 0.25c over c ~ U(t, 1)
+        failures += (0.75 + 0.25 * (1 + t) / 2) < target
+    assert failures / trials <= 0.05
