@@ -31,7 +31,7 @@ EVAL_SIZE = 200
 
 
 def recipe_predictions(model_name: str, logs: list[dict[str, Any]], traffic: list[dict[str, Any]],
-                       seed: int) -> dict[str, Any]:
+                       seed: int, lexical_mix: float, cache: dict[str, Any]) -> dict[str, Any]:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
@@ -47,20 +47,27 @@ def recipe_predictions(model_name: str, logs: list[dict[str, Any]], traffic: lis
     y = np.array([names.index(label) for label in labels])
     path = default_models_dir() / model_name
     torch.set_num_threads(2)
-    started = time.perf_counter()
-    vectors = encode(AutoModel.from_pretrained(str(path)), AutoTokenizer.from_pretrained(str(path)), texts,
-                     max_length=128)
-    encode_s = time.perf_counter() - started
+    if model_name not in cache:  # one encoding per model, shared by its recipes
+        started = time.perf_counter()
+        cache[model_name] = (encode(AutoModel.from_pretrained(str(path)), AutoTokenizer.from_pretrained(str(path)),
+                                    texts, max_length=128), time.perf_counter() - started)
+    vectors, encode_s = cache[model_name]
     order = list(range(len(logs)))
     random.Random(seed).shuffle(order)
     eval_rows, train_rows = np.array(order[:EVAL_SIZE]), np.array(order[EVAL_SIZE:])
-    fitted = fit_head(vectors[train_rows], y[train_rows], len(names), seed=seed)
+    fitted = fit_head(vectors[train_rows], y[train_rows], len(names), seed=seed,
+                      texts=[texts[i] for i in train_rows], lexical_mix=lexical_mix)
     logits = vectors @ fitted["weight"].T + fitted["bias"]
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
+    if "lexical" in fitted:
+        probs = (1 - lexical_mix) * probs + lexical_mix * fitted["lexical"].probabilities(texts)
     confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == y
     new = np.arange(len(logs), len(logs) + len(traffic))
+    from sklearn.metrics import f1_score
+
     return {"oof": (np.array(fitted["oof_confidence"]), np.array(fitted["oof_correct"])),
+            "f1_new": float(f1_score(y[new], probs[new].argmax(axis=1), average="macro")),
             "eval": (confidence[eval_rows], correct[eval_rows]), "new": (confidence[new], correct[new]),
             "encode_s": encode_s, "C": fitted["C"]}
 
@@ -75,20 +82,26 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--new-traffic", type=int, default=3000)
     parser.add_argument("--splits", type=int, default=300)
-    parser.add_argument("--recipes", nargs="+", default=["minilm-l6", "mpnet-base"])
+    parser.add_argument("--recipes", nargs="+", default=["minilm-l6", "minilm-l6+tfidf", "mpnet-base+tfidf"],
+                        help="MODEL or MODEL+tfidf (the encoder head averaged with a TF-IDF head, lexical_mix 0.5).")
+    parser.add_argument("--noise-focus", type=float, default=1.5,
+                        help="How strongly the simulated teacher's errors fall on ambiguous texts (0: uniformly).")
     parser.add_argument("--min-agreement", type=float, default=0.9)
     parser.add_argument("--min-coverage", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logs, traffic, summary = simulated_teacher_logs(REPO / "data" / "twitter_financial_news_topic",
-                                                    records=args.records, holdout=args.new_traffic, seed=args.seed)
+                                                    records=args.records, holdout=args.new_traffic, seed=args.seed,
+                                                    noise_focus=args.noise_focus)
     print(f"stand-in: {summary}", flush=True)
-    rows, curves, failures = [], {}, []
+    rows, curves, failures, cache = [], {}, [], {}
     for recipe in args.recipes:
-        pred = recipe_predictions(recipe, logs, traffic, args.seed)
+        model_name, _, lexical = recipe.partition("+")
+        pred = recipe_predictions(model_name, logs, traffic, args.seed, 0.5 if lexical else 0.0, cache)
         block = selective_report(pred["oof"], pred["eval"], min_agreement=args.min_agreement)
         truth = measure(*pred["new"], block["threshold"], 0.95)
-        rows.append({"recipe": f"{recipe} head", "C": pred["C"], "threshold": block["threshold"],
+        rows.append({"recipe": f"{recipe} head", "C": pred["C"], "f1_new": round(pred["f1_new"], 4),
+                     "threshold": block["threshold"],
                      "eval_coverage": block["coverage"], "eval_agreement": block["agreement"],
                      "eval_agreement_low": block["agreement_ci_low"], "new_coverage": round(truth.coverage, 4),
                      "new_agreement": None if truth.agreement is None else round(truth.agreement, 4),
@@ -109,16 +122,19 @@ def main() -> None:
 
 
 def _failure_rate(pred: dict[str, Any], args: Any, choose_threshold: Any, measure: Any, recipe: str) -> dict[str, Any]:
-    """Both ways of choosing: on the out-of-fold records (report on a random 200 of the new traffic), and by
-    fixed-sequence testing on the 200 report records themselves; truth on the rest of the new traffic."""
+    """Both ways of choosing: the coverage on the out-of-fold records carried to a random 200 of the new traffic
+    (as a job does with its eval split), and fixed-sequence testing on the 200 report records themselves; the
+    truth is the served share's agreement on the rest of the new traffic."""
     conf, ok = pred["new"]
+    from services.evaluator.metrics.selective import selective_report
+
     rng = np.random.default_rng(args.seed)
-    oof_threshold = choose_threshold(*pred["oof"], min_agreement=args.min_agreement).threshold
     counts = {"oof": [0, 0], "fixed_sequence": [0, 0]}
     for _ in range(args.splits):
         order = rng.permutation(len(conf))
         report, rest = order[:EVAL_SIZE], order[EVAL_SIZE:]
-        for method, threshold in (("oof", oof_threshold),
+        for method, threshold in (("oof", selective_report(pred["oof"], (conf[report], ok[report]),
+                                                           min_agreement=args.min_agreement)["threshold"]),
                                   ("fixed_sequence", choose_threshold(conf[report], ok[report],
                                                                       min_agreement=args.min_agreement).threshold)):
             shown = measure(conf[report], ok[report], threshold, 0.95)

@@ -219,6 +219,45 @@ def learning_curve(series: Mapping[str, Sequence[CurvePoint]], *, metric: str, i
     return _svg(ident=ident, kind="curve", width=width, height=height, title=title, desc=desc, body=body)
 
 
+def coverage_chart(series: Mapping[str, Sequence[tuple[float, float]]], *, target: float | None,
+                   ident: str = "coverage") -> Markup:
+    """Selective answering: agreement with the teacher on the share a student serves, against that share
+    (its most confident answers first), with the policy's agreement target as a dashed line."""
+    title = "Agreement with the teacher on the served share, against coverage (most confident first)"
+    series = {name: sorted(points) for name, points in series.items() if points}
+    if not series:
+        return no_data(ident=ident, kind="coverage", title=title, message="no classification candidate with "
+                       "confidence scores", width=560)
+    width, height, left, top, right, bottom = 560, 320, 56, 20, 20, 270
+    x = Scale(0.0, 1.0, left, width - right)
+    y = Scale(0.0, 1.0, bottom, top)
+    body = _y_axis(y, SCORE_TICKS, left=left, right=width - right, label="agreement", top=top, bottom=bottom)
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        body.append(f'<line class="xtick" x1="{x(tick)}" x2="{x(tick)}" y1="{bottom}" y2="{bottom + 4}" '
+                    f'stroke="{TEXT}"/><text x="{x(tick)}" y="{bottom + 16}" text-anchor="middle">{tick:.0%}</text>')
+    body.append(f'<line x1="{left}" x2="{width - right}" y1="{bottom}" y2="{bottom}" stroke="{TEXT}"/>')
+    body.append(f'<text class="axis-label" x="{(left + width - right) / 2}" y="{height - 18}" text-anchor="middle">'
+                f'coverage: share of eval requests the student answers</text>')
+    if target is not None:
+        body.append(f'<line class="target" data-value="{target:.4f}" x1="{left}" x2="{width - right}" y1="{y(target)}" '
+                    f'y2="{y(target)}" stroke="{TEXT}" stroke-dasharray="4 3"><title>{_t(f"target {target:.2f}")}'
+                    f'</title></line>')
+    legend = []
+    for i, (name, points) in enumerate(series.items()):
+        colour = PALETTE[i % len(PALETTE)]
+        legend.append((name, colour))
+        path = " ".join(f"{x(c)},{y(a)}" for c, a in points)
+        body.append(f'<g class="series" data-series="{_t(name)}"><polyline points="{path}" fill="none" '
+                    f'stroke="{colour}" stroke-width="2"/>')
+        for c, a in points:
+            body.append(f'<circle class="point" data-x="{c:.4f}" data-value="{a:.4f}" cx="{x(c)}" cy="{y(a)}" r="3" '
+                        f'fill="{colour}"><title>{_t(f"{name}: {a:.3f} agreement at {c:.0%} coverage")}</title></circle>')
+        body.append("</g>")
+    body += _legend(legend, x=left, y=height - 2)
+    desc = "; ".join(f"{name}: " + ", ".join(f"{c:.0%} -> {a:.3f}" for c, a in points) for name, points in series.items())
+    return _svg(ident=ident, kind="coverage", width=width, height=height, title=title, desc=desc, body=body)
+
+
 def _cell_fill(share: float) -> str:
     # White to the palette's blue (#0072B2), by the share of the teacher label's rows.
     r, g, b = (round(255 + (c - 255) * share) for c in (0x00, 0x72, 0xB2))

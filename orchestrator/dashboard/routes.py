@@ -125,8 +125,13 @@ def job_page(job_id: str, request: Request) -> Response:
     confusion = [{**c, "svg": plots.confusion_heatmap(c["labels"], c["matrix"], c["unparseable"],
                                                         ident=f"cm-{i}", title=f"Confusion matrix of {c['candidate']}")}
                  for i, c in enumerate(views.confusions(view))]
+    selective = views.selective_rows(view)
+    target = next((row.get("target_agreement") for row in selective), None)
     return _page(request, "job.html", {
-        "title": f"Job {job_id[:8]}", "job": view, "metric": metric,
+        "title": f"Job {job_id[:8]}", "job": view, "metric": metric, "selective": selective,
+        "coverage_svg": plots.coverage_chart({row["candidate"]: [(p["coverage"], p["agreement"]) for p in
+                                                                 row.get("curve") or []] for row in selective},
+                                             target=target),
         "scores_svg": plots.score_chart(views.score_points(view), metric=metric),
         "evaluations": views.evaluation_rows(view), "training": views.training_rows(view),
         "curve_svg": plots.learning_curve(views.learning_curve_series(peers), metric=metric),

@@ -111,6 +111,18 @@ def confusions(view: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+def selective_rows(view: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each classification candidate's selective-answering block (threshold, coverage, agreement with its
+    lower bound, how chosen) from its customized evaluation, with its coverage-agreement curve."""
+    rows = []
+    for candidate in view.get("candidates") or []:
+        evaluation = candidate["evaluations"].get("customized") or {}
+        block = (evaluation.get("metrics") or {}).get("selective")
+        if block:
+            rows.append({"candidate": candidate["name"], **block})
+    return rows
+
+
 def timeline_bars(view: dict[str, Any], *, now: datetime | None = None) -> list[TimelineBar]:
     """Stages as seconds since the job was created; a running stage ends now."""
     origin = parse_time(view.get("created_at"))

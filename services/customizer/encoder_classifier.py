@@ -29,7 +29,7 @@ from services.domain.labels import LabelParser
 from services.domain.settings import DEFAULT_LABEL_PATTERN
 from services.models.locks import MODEL_LOAD_LOCK
 from services.models.runtime.chat_format import content_text, last_user_text
-from services.models.runtime.classifier import MeanPoolClassifier
+from services.models.runtime.classifier import MeanPoolClassifier, save_calibration
 
 log = logging.getLogger(__name__)
 # BERT-family linear layers; "all-linear" on a sequence classifier would also wrap the head.
@@ -122,9 +122,12 @@ class EncoderClassifierTrainer:
         if settings.finetune == "lora":
             model.encoder = model.encoder.merge_and_unload()
         meta = {"labels": labels, "answer_template": template or "{label}", "max_length": settings.max_seq_length}
+        calibration = _val_calibration(model, val, pad_id) if val else None
 
         def save(staged: Path) -> None:
             model.save(staged / "model", tokenizer, meta)
+            if calibration is not None:
+                save_calibration(staged, calibration)
 
         metrics = {
             **result.to_json(),
@@ -146,20 +149,23 @@ class EncoderClassifierTrainer:
         """Frozen encoder + logistic-regression head (services/customizer/encoder_head.py). Train and val
         records are both fitted on: the head needs no early stopping, and cross-fitting replaces validation."""
         from services.customizer.encoder_head import train_head
-        from services.models.runtime.classifier import save_calibration
 
         settings = request.training
         model = MeanPoolClassifier(encoder, len(labels), normalize=True)
         pairs = [(text, label) for text, label in pairs if label in index]
         metrics = train_head(model, tokenizer, [t for t, _ in pairs], [index[label] for _, label in pairs],
                              candidate=request.candidate, max_length=settings.max_seq_length, seed=settings.seed,
-                             on_progress=control.on_progress, should_cancel=control.should_cancel)
+                             on_progress=control.on_progress, should_cancel=control.should_cancel,
+                             lexical_mix=settings.lexical_mix)
         calibration = metrics.pop("calibration")
+        lexical = metrics.pop("lexical")
         meta = {"labels": labels, "answer_template": template or "{label}", "max_length": settings.max_seq_length,
                 "normalize": True}
 
         def save(staged: Path) -> None:
             model.save(staged / "model", tokenizer, meta)
+            if lexical is not None:
+                lexical.save(staged / "model")
             save_calibration(staged, calibration)
 
         metrics.update(train_examples=len(pairs), val_examples=0, unparsed_answers=unparsed,
@@ -168,6 +174,23 @@ class EncoderClassifierTrainer:
         log.info("%s: head fitted on %d records (C=%s, out-of-fold macro-F1 %.3f) in %.1f s", request.candidate,
                  len(pairs), metrics["C"], metrics["oof_macro_f1"], metrics["train_seconds"])
         return artifacts.publish(request, save, metrics=metrics, labels=labels, answer_template=template or "{label}")
+
+
+@torch.inference_mode()
+def _val_calibration(model: MeanPoolClassifier, val: list[TokenizedExample], pad_id: int) -> dict[str, Any]:
+    """(confidence, correct) of the trained student on the val split, never trained on (it chose the best
+    step by val loss only): where a fine-tuned student's selective threshold is chosen (docs/selective.md)."""
+    model.eval()
+    device = next(model.parameters()).device
+    confidence: list[float] = []
+    correct: list[bool] = []
+    for start in range(0, len(val), 64):
+        batch = collate(val[start:start + 64], pad_id=pad_id)
+        probs = torch.softmax(model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float(), -1)
+        best = probs.max(dim=-1)
+        confidence += [round(float(x), 6) for x in best.values.cpu()]
+        correct += [bool(x) for x in (best.indices.cpu() == batch["targets"])]
+    return {"confidence": confidence, "correct": correct, "source": "val split"}
 
 
 def _encode(tokenizer: Any, pairs: list[tuple[str, str]], index: dict[str, int], max_length: int) -> list[TokenizedExample]:

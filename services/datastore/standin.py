@@ -84,10 +84,12 @@ def confusable_labels(texts: list[str], labels: list[int], *, seed: int = 0) -> 
 def simulated_teacher_logs(
     folder: Path, *, records: int = 2000, holdout: int = 0, noise: float = 0.15, seed: int = 0,
     workload_id: str = "news_topic", client_id: str = "desk-1", model: str = DEFAULT_TEACHER,
-    start_timestamp: int = DEFAULT_START_TS,
+    start_timestamp: int = DEFAULT_START_TS, noise_focus: float = 1.5,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """(logs, held-out later traffic, summary): `records` + `holdout` distinct headlines of the train file,
-    sampled with `seed`, each answered by the simulated teacher. Held-out records come after the logs in time."""
+    sampled with `seed`, each answered by the simulated teacher. Held-out records come after the logs in time.
+    `noise_focus`: how strongly the wrong answers fall on ambiguous texts (0: uniformly at random; the default
+    1.5 leaves about 2.6% wrong answers on the less ambiguous half of the texts)."""
     labels, rows = _rows(folder, "train")
     if records + holdout > len(rows):
         raise ValueError(f"asked for {records + holdout} records; the source has {len(rows)}")
@@ -95,7 +97,7 @@ def simulated_teacher_logs(
     confused, ambiguity = confusable_labels(texts, gold, seed=seed)
     rng = random.Random(seed)
     chosen = rng.sample(range(len(rows)), records + holdout)
-    noisy = _ambiguous_sample(chosen, ambiguity, round(noise * len(chosen)), rng)
+    noisy = _ambiguous_sample(chosen, ambiguity, round(noise * len(chosen)), rng, sharpness=noise_focus)
     system = long_system_prompt(folder)
     logs = []
     for i, index in enumerate(chosen):
@@ -106,6 +108,7 @@ def simulated_teacher_logs(
     summary = {"records": records, "holdout": holdout, "noise": noise, "seed": seed, "labels": len(labels),
                "teacher_vs_human_agreement": round(1 - len(noisy) / len(chosen), 4),
                "noise_on": "confusable texts, by weight (a teacher errs where the text is ambiguous)",
+               "noise_focus": noise_focus,
                "system_prompt_chars": len(system), "workload_id": workload_id}
     return logs[:records], logs[records:], summary
 

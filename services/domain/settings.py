@@ -228,6 +228,9 @@ class TrainingSettings(_Section):
         "lora", description="lora: train adapters only; full: every weight (encoder students only); head: a "
                             "frozen encoder with a logistic-regression head, cross-fitted (encoder classifiers)."
     )
+    lexical_mix: float = Field(
+        0.5, ge=0, lt=1, description="finetune: head only: weight of a TF-IDF + logistic-regression head averaged "
+                                     "with the encoder head's probabilities (0: the encoder head alone).")
     batching: Literal["length_grouped", "padded"] = Field(
         "length_grouped", description="length_grouped: batch examples of similar length (less padding)."
     )
@@ -421,7 +424,14 @@ class JudgeSettings(_Section):
 class EvaluationSettings(_Section):
     bootstrap_samples: int = Field(1000, ge=0, le=100_000, description="0 disables CIs.")
     confidence: float = Field(0.95, gt=0.5, lt=1)
-    max_eval_records: int | None = Field(None, ge=1)
+    max_eval_records: int | None = Field(None, ge=1, description="Score on a stratified random sample of this many.")
+    baseline_max_records: int | None = Field(
+        50, ge=1, description="Base and ICL evaluations (baselines, never promoted) on a stratified sample of this "
+                              "many records (null: the whole eval split).")
+    stage_budget_s: float | None = Field(
+        1800, gt=0, description="An evaluation stops answering after this many seconds and is scored on what it "
+                                "answered, marked `stopped_by_budget` (a customized one then rarely has the records "
+                                "the policy needs).")
     decoding: Literal["constrained", "generate"] = Field(
         "constrained", description="Classification with causal LMs: score each label (constrained) or generate."
     )

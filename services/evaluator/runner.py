@@ -9,6 +9,7 @@ a gateway would see it; throughput is requests over wall time.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import math
@@ -78,6 +79,13 @@ def evaluate(
     records = list(dataset.read_split(split))
     if settings.evaluation.max_eval_records and len(records) > settings.evaluation.max_eval_records:
         records = stratified_sample(records, settings.evaluation.max_eval_records, seed=settings.evaluation.seed)
+    cap = settings.evaluation.baseline_max_records
+    if kind is not EvalKind.CUSTOMIZED and cap and len(records) > cap:
+        # Base and ICL evaluations are baselines the decision never promotes: a stratified sample measures them
+        # (a 135M causal LM under a 1,200-token prompt takes seconds a request on CPU).
+        log.info("%s %s: a stratified sample of %d of %d records (evaluation.baseline_max_records)",
+                 candidate, kind.value, cap, len(records))
+        records = stratified_sample(records, cap, seed=settings.evaluation.seed)
     if not records:
         raise InsufficientData(f"dataset {dataset.dataset_id[:12]} has an empty {split} split")
     cache = ModelCache(settings.models)
@@ -85,9 +93,14 @@ def evaluate(
 
     from services.models.runtime.threads import torch_threads
 
-    with torch_threads("serve"):  # requests are answered one at a time, as a gateway sees them
-        return _evaluate_records(settings, root, dataset, spec, student_kind, kind, candidate, artifact, records,
-                                 sha, cache, judge, on_progress)
+    budget = settings.evaluation.stage_budget_s
+    token = _DEADLINE.set(time.monotonic() + budget if budget else None)
+    try:
+        with torch_threads("serve"):  # requests are answered one at a time, as a gateway sees them
+            return _evaluate_records(settings, root, dataset, spec, student_kind, kind, candidate, artifact, records,
+                                     sha, cache, judge, on_progress)
+    finally:
+        _DEADLINE.reset(token)
 
 
 def _evaluate_records(settings: Settings, root: Path, dataset: DatasetRef, spec: CandidateSettings,
@@ -111,6 +124,13 @@ def _evaluate_records(settings: Settings, root: Path, dataset: DatasetRef, spec:
                                                                      dataset, cache, spec, artifact, on_progress)
             confidences = extra_metrics.pop("confidences", None)
     wall = time.perf_counter() - started
+    if workload_type != "embedding" and len(predictions) < len(records):
+        extra_metrics["stopped_by_budget"] = {
+            "answered": len(predictions), "planned": len(records), "budget_s": settings.evaluation.stage_budget_s,
+            "reason": "evaluation.stage_budget_s ran out: scored on the records answered so far"}
+        log.warning("%s %s: the stage budget of %s s ran out after %d of %d records", candidate, kind.value,
+                    settings.evaluation.stage_budget_s, len(predictions), len(records))
+        records, references = records[:len(predictions)], references[:len(predictions)]
     scored = score_predictions(
         workload_type, references, predictions, settings.evaluation, judge,  # type: ignore[arg-type]
         requests=[r["request"]["messages"] for r in records] if workload_type == "chat" else None,
@@ -189,9 +209,16 @@ def _reference(record: dict[str, Any], workload_type: str, parser: LabelParser) 
     return content_text(answer.get("content"))
 
 
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("evaluation_deadline", default=None)
+
+
 def _timed(items: list[Any], fn: Callable[[Any], Any], on_progress: Callable[[int, int], None] | None) -> tuple[list[Any], list[float]]:
+    """Answer each item one at a time (per-request latency); stop early when the stage's budget runs out."""
     outputs, seconds = [], []
+    deadline = _DEADLINE.get()
     for index, item in enumerate(items):
+        if deadline is not None and outputs and time.monotonic() > deadline:
+            break
         started = time.perf_counter()
         outputs.append(fn(item))
         seconds.append(time.perf_counter() - started)
@@ -276,10 +303,10 @@ def _selective(settings: Settings, dataset: DatasetRef, artifact: StudentArtifac
 
     policy = settings.promotion_policy(str(dataset.manifest["workload_id"]))
     calibration = load_calibration(Path(artifact.path)) if artifact is not None else None
-    block = selective_report(calibration, (confidences, agrees), min_agreement=policy.min_agreement,
-                             confidence=settings.evaluation.confidence)
+    block = selective_report(calibration[:2] if calibration else None, (confidences, agrees),
+                             min_agreement=policy.min_agreement, confidence=settings.evaluation.confidence)
     if calibration is not None:
-        block["method"] = "out-of-fold predictions on the training records (cross-fitting)"
+        block["method"] = f"chosen on {calibration[2]}, reported on the eval split"
     return {**block, "curve": coverage_curve(confidences, agrees, points=10)}
 
 

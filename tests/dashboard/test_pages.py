@@ -58,6 +58,13 @@ def test_job_page_shows_scores_curve_confusion_decision_and_stages(site: Site, c
     assert metrics["pruned"] and (f"{metrics['prompt_tokens_pruned_mean']:g} (pruned from "
                                   f"{metrics['prompt_tokens_unpruned_mean']:g}") in text
     assert "base evaluation does not apply" in text, "the reason is in the table instead"
+    # Selective answering: every classifier's threshold, coverage and agreement bound, and the coverage chart.
+    clf = next(c for c in job["candidates"] if c["name"] == "tiny-clf")
+    block = clf["evaluations"]["customized"]["metrics"]["selective"]
+    assert "Selective answering" in text and 'data-chart="coverage"' in text
+    row = re.search(r'<table class="selective">(.*?)</table>', text, re.S).group(1)
+    assert "<td>tiny-clf</td>" in row and f"<td>{block['n_calibration']} / {block['n_report']}</td>" in row
+    assert f'data-value="{block["target_agreement"]:.4f}"' in text, "the policy's target is drawn"
     # The learning curve spans both jobs of the workload: one series per candidate, one point per job.
     sizes = sorted(j["dataset"]["counts"]["train"] for j in site.jobs)
     assert sizes[0] < sizes[1]

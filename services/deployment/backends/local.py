@@ -8,6 +8,7 @@ artifact directory.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -65,8 +66,10 @@ class LocalBackend:
             # A label answer: score the labels (one forward pass over the prompt, then each label's tokens),
             # never free generation up to max_tokens.
             answers = [render_label(route.answer_template, label) for label in route.labels]
-            best, _ = runner.score_labels(body["messages"], answers)
-            text, extra = answers[best], {"decoding": "constrained"}
+            best, scores = runner.score_labels(body["messages"], answers)
+            # The label's share of the probability mass over the labels: what a selective route thresholds.
+            confidence = 1.0 / sum(math.exp(score - scores[best]) for score in scores)
+            text, extra = answers[best], {"decoding": "constrained", "confidence": round(confidence, 6)}
         elif route.student_kind == "causal_lm_lora":
             text = runner.generate([request], max_new_tokens=int(body.get("max_tokens") or 64))[0]
             extra = {}

@@ -9,9 +9,10 @@ How the threshold is chosen (docs/selective.md):
   fixed-sequence testing (Learn-then-Test, Angelopoulos et al. 2021): the chosen threshold controls
   the risk at level delta even though it was chosen on the same records. The scan starts at the
   first threshold that serves enough records to pass at all (that depends on the confidences only).
-- `selective_report` chooses on calibration records (out-of-fold or a split the student was not
-  fitted on) and reports the served share's agreement and its lower bound on *other* records (the
-  eval split): the figure the decision judges never saw the threshold being chosen.
+- `selective_report` chooses the coverage on calibration records (out-of-fold or a split the student was
+  not fitted on), sets the threshold at that coverage of the eval records' confidences (labels unused),
+  and reports the served share's agreement and its lower bound there: whether those answers agree never
+  influenced the threshold the decision judges.
 """
 
 from __future__ import annotations
@@ -96,23 +97,38 @@ def selective_report(
     calibration: tuple[Sequence[float], Sequence[bool]] | None, report: tuple[Sequence[float], Sequence[bool]], *,
     min_agreement: float, confidence: float = 0.95,
 ) -> dict[str, Any]:
-    """The decision's `cascade` block: threshold chosen on `calibration` (or, when None, by fixed-sequence
-    testing on `report` itself), measured on `report`."""
+    """The decision's `cascade` block, measured on `report`.
+
+    With `calibration` (records the student was not fitted on, e.g. out-of-fold predictions): the coverage is
+    chosen there by fixed-sequence testing, and the threshold is set where the student serves that share of
+    the report records' confidences. Only the report's confidences are used, never whether they agree, so the
+    report's bound stays valid; matching coverage rather than copying the raw threshold matters because the
+    final student (fitted on all records) is more confident than its out-of-fold versions were.
+    Without: fixed-sequence testing on `report` itself, whose guarantee holds for the threshold it picks."""
     if calibration is not None and len(calibration[0]) > 0:
         chosen = choose_threshold(*calibration, min_agreement=min_agreement, confidence=confidence)
+        threshold = _threshold_at_coverage(report[0], chosen.coverage) if chosen.threshold is not None else None
         method, n_calibration = "calibration split", len(calibration[0])
     else:
         chosen = choose_threshold(*report, min_agreement=min_agreement, confidence=confidence)
+        threshold = chosen.threshold
         method, n_calibration = "fixed-sequence testing on the report records", len(report[0])
-    reported = measure(*report, chosen.threshold, confidence)
+    reported = measure(*report, threshold, confidence)
     return {
-        "threshold": chosen.threshold, "coverage": round(reported.coverage, 4), "served": reported.served,
+        "threshold": threshold, "coverage": round(reported.coverage, 4), "served": reported.served,
         "agreement": None if reported.agreement is None else round(reported.agreement, 4),
         "agreement_ci_low": None if reported.agreement_ci_low is None else round(reported.agreement_ci_low, 4),
         "n_calibration": n_calibration, "n_report": reported.n, "confidence": confidence,
         "target_agreement": min_agreement, "method": method,
-        "calibration": {k: v for k, v in asdict(chosen).items() if k != "threshold"},
+        "calibration": asdict(chosen),
     }
+
+
+def _threshold_at_coverage(confidences: Sequence[float], coverage: float) -> float | None:
+    """The confidence at or above which `coverage` of these records fall (ties served together)."""
+    ordered = sorted(confidences, reverse=True)
+    served = round(coverage * len(ordered))
+    return float(ordered[served - 1]) if served > 0 else None
 
 
 def coverage_curve(confidences: Sequence[float], agrees: Sequence[bool],

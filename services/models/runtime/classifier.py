@@ -20,6 +20,7 @@ from services.domain.labels import render_label
 from services.models.locks import MODEL_LOAD_LOCK
 from services.models.runtime.causal_lm import best_device
 from services.models.runtime.chat_format import last_user_text
+from services.models.runtime.lexical import LexicalHead
 
 HEAD_FILE = "classifier_head.safetensors"
 CALIBRATION_FILE = "calibration.json"  # in the artifact root: out-of-fold (confidence, correct) of training records
@@ -85,6 +86,7 @@ class ClassifierRunner:
         self.labels: list[str] = list(meta["labels"])
         self.answer_template: str = meta.get("answer_template") or "{label}"
         self.max_length: int = int(meta.get("max_length", 256))
+        self.lexical = LexicalHead.load(Path(model_dir))  # an ensemble student's TF-IDF half, if it has one
         self._lock = threading.Lock()
 
     @torch.inference_mode()
@@ -93,7 +95,11 @@ class ClassifierRunner:
                                max_length=self.max_length).to(self.device)
         with self._lock:
             logits = self.model(batch["input_ids"], batch["attention_mask"])
-        return torch.softmax(logits.float(), dim=-1).cpu()
+        probs = torch.softmax(logits.float(), dim=-1).cpu()
+        if self.lexical is not None:
+            mix = self.lexical.mix
+            probs = (1 - mix) * probs + mix * torch.from_numpy(self.lexical.probabilities(texts)).float()
+        return probs
 
     def classify(self, texts: list[str]) -> list[tuple[str, float]]:
         """(label, probability) per text."""
@@ -112,10 +118,11 @@ def save_calibration(artifact_dir: Path, calibration: dict[str, Any]) -> None:
     (artifact_dir / CALIBRATION_FILE).write_text(json.dumps(calibration), encoding="utf-8")
 
 
-def load_calibration(artifact_dir: Path) -> tuple[list[float], list[bool]] | None:
-    """Out-of-fold (confidence, agreed-with-teacher) of the training records, when the student has them."""
+def load_calibration(artifact_dir: Path) -> tuple[list[float], list[bool], str] | None:
+    """(confidence, agreed-with-teacher, where they come from) on records the student was not fitted on
+    (out-of-fold training predictions, or the val split), when the student has them."""
     path = artifact_dir / CALIBRATION_FILE
     if not path.exists():
         return None
     body = json.loads(path.read_text("utf-8"))
-    return list(body["confidence"]), [bool(x) for x in body["correct"]]
+    return list(body["confidence"]), [bool(x) for x in body["correct"]], str(body.get("source", "calibration"))

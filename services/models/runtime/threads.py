@@ -5,7 +5,8 @@ Two trainings that each start as many threads as there are cores, on the same co
 (measured: MiniLM fell from ~40 to 3.3 examples/s beside one other job), and OpenMP threads that
 spin-wait for work make it worse. So: OpenMP waits passively (set before torch loads, in
 `services/__init__.py`); training takes the cores not already busy (1-minute load average, read at
-its start), divided among the torch tasks this process runs at once; one request at a time is
+its start: tasks runnable now, or the 1-minute load average), divided among the torch tasks this process runs
+at once; one request at a time is
 served on one thread (a headline through a small encoder gains nothing from more, and requests in
 parallel then use the other cores).
 """
@@ -32,11 +33,18 @@ def usable_cores() -> int:
 
 
 def busy_cores() -> int:
-    """Cores other work keeps busy now: the 1-minute load average, rounded down."""
+    """Cores other work keeps busy: the larger of the tasks runnable right now (less this one) and the 1-minute
+    load average (rounded down). The instant count sees a job that started a moment ago; the average sees one
+    that was between batches at the instant."""
     try:
-        return int(os.getloadavg()[0])
-    except OSError:
-        return 0
+        with open("/proc/loadavg", encoding="ascii") as handle:
+            fields = handle.read().split()
+        return max(int(fields[3].split("/")[0]) - 1, int(float(fields[0])))
+    except (OSError, IndexError, ValueError):
+        try:
+            return int(os.getloadavg()[0])
+        except OSError:
+            return 0
 
 
 def threads_for(kind: Literal["train", "serve"], *, beside: int = 0) -> int:

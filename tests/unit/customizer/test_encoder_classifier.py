@@ -22,6 +22,10 @@ def test_full_finetune_learns_keyword_topics(tmp_path: Path) -> None:
     assert (Path(artifact.path) / "model" / "config.json").exists()
     chance = math.log(len(TOPICS))  # cross-entropy of a uniform guess
     assert artifact.metrics["best_val_loss"] < 0.8 * chance, artifact.metrics["val_history"]
+    from services.models.runtime.classifier import load_calibration
+
+    confidences, correct, source = load_calibration(Path(artifact.path))  # type: ignore[misc]
+    assert source == "val split" and len(confidences) == len(correct) == plane.dataset.splits["val"]["count"]
 
 
 def test_lora_student_is_merged_into_one_plain_model(tmp_path: Path) -> None:
@@ -89,7 +93,8 @@ def test_head_on_a_frozen_encoder_learns_and_keeps_out_of_fold_calibration(tmp_p
     assert (encoder[key] == base[base_key]).all(), "the encoder stays frozen"
     calibration = load_calibration(Path(artifact.path))
     assert calibration is not None
-    confidences, correct = calibration
+    confidences, correct, source = calibration
+    assert source.startswith("out-of-fold")
     trained_on = plane.dataset.splits["train"]["count"] + plane.dataset.splits["val"]["count"]
     assert len(confidences) == len(correct) == trained_on, "one out-of-fold score per fitted record"
     assert artifact.metrics["oof_macro_f1"] > 0.5 and artifact.metrics["C"] in (1.0, 4.0, 16.0)
@@ -99,3 +104,30 @@ def test_head_on_a_frozen_encoder_learns_and_keeps_out_of_fold_calibration(tmp_p
     hits = sum(a == r["response"]["choices"][0]["message"]["content"] for (a, _), r in zip(answers, eval_records, strict=True))
     assert hits / len(eval_records) > 0.6, "keyword topics are learnable from a random encoder's mean vectors"
     assert all(0 < p <= 1 for _, p in answers)
+
+
+def test_the_tfidf_half_is_saved_without_pickle_and_serves_as_fitted(tmp_path: Path) -> None:
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from services.models.runtime.lexical import LexicalHead
+
+    texts = ["acme dividend raised", "globex profit beats", "markets fall hard", "acme dividend cut",
+             "initech profit misses", "stocks rally today"] * 5
+    targets = [0, 1, 2, 0, 1, 2] * 5
+    features = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, dtype=np.float32)
+    model = LogisticRegression(C=16.0).fit(features.fit_transform(texts), targets)
+    head = LexicalHead(features.vocabulary_, features.idf_, model.coef_.astype(np.float32),
+                       model.intercept_.astype(np.float32), 0.5)
+    head.save(tmp_path)
+    assert {p.name for p in (tmp_path / "lexical").iterdir()} == {"vocabulary.json", "head.npz"}
+    loaded = LexicalHead.load(tmp_path)
+    assert loaded is not None and loaded.mix == 0.5
+    probe = ["acme dividend", "profit at globex", "unseen words only"]
+    np.testing.assert_allclose(loaded.probabilities(probe), model.predict_proba(features.transform(probe)), atol=1e-5)
+
+    plane = model_plane(tmp_path / "plane", records=200, finetune="head")
+    artifact = train_candidate(plane.settings, "tiny-clf", plane.dataset.dataset_id)
+    assert artifact.metrics["head"] == "logistic_regression+tfidf" and artifact.metrics["lexical_mix"] == 0.5
+    assert LexicalHead.load(Path(artifact.path) / "model") is not None

@@ -147,3 +147,17 @@ def test_max_eval_records_is_a_stratified_random_sample() -> None:
     counts = Counter(r["response"]["choices"][0]["message"]["content"] for r in sample)
     assert len(sample) == 40 and counts == {"[[[A]]]": 30, "[[[B]]]": 10}
     assert sample != records[:40] and stratified_sample(records, 40, seed=0) == sample
+
+
+def test_baselines_are_sampled_and_a_spent_budget_stops_an_evaluation(plane: ModelPlane) -> None:
+    """A causal LM's base evaluation is a baseline the decision never promotes: a stratified sample; and a stage
+    whose time budget runs out is scored on what it answered, and says so. Its confidence feeds the selective block."""
+    sampled = plane.settings.model_copy(update={"evaluation": plane.settings.evaluation.model_copy(
+        update={"baseline_max_records": 10})})
+    base = evaluate(sampled, candidate="tiny-lora", dataset_id=plane.dataset.dataset_id, kind=EvalKind.BASE)
+    assert base.n == 10 and base.metrics["selective"]["n_report"] == 10
+    assert base.metrics["selective"]["method"].startswith("fixed-sequence")
+    hurried = plane.settings.model_copy(update={"evaluation": plane.settings.evaluation.model_copy(
+        update={"stage_budget_s": 1e-9, "baseline_max_records": None})})
+    stopped = evaluate(hurried, candidate="tiny-lora", dataset_id=plane.dataset.dataset_id, kind=EvalKind.BASE)
+    assert stopped.n == 1 and stopped.metrics["stopped_by_budget"]["planned"] == plane.dataset.splits["eval"]["count"]

@@ -92,3 +92,18 @@ def test_guarantee_holds_on_new_records() -> None:
         t = chosen.threshold  # true agreement above t: mean of 0.75 + 0.25c over c ~ U(t, 1)
         failures += (0.75 + 0.25 * (1 + t) / 2) < target
     assert failures / trials <= 0.05
+
+
+def test_the_calibration_coverage_carries_over_when_the_final_student_is_more_confident() -> None:
+    """Out-of-fold students are less sure than the final one: copying their raw threshold would serve more of
+    the report records; the coverage they chose is carried over instead (from the report's confidences only)."""
+    rng = np.random.default_rng(3)
+    cal_conf = rng.random(1000)
+    cal = (cal_conf, rng.random(1000) < 0.7 + 0.3 * cal_conf)
+    rep_conf = np.clip(rng.random(400) + 0.2, 0, 1)  # the final student: the same ranking, higher scores
+    rep = (rep_conf, rng.random(400) < 0.7 + 0.3 * (rep_conf - 0.2))
+    block = selective_report(cal, rep, min_agreement=0.9)
+    chosen = block["calibration"]
+    assert chosen["threshold"] is not None and 0.2 < chosen["coverage"] < 0.8
+    assert block["coverage"] == pytest.approx(chosen["coverage"], abs=0.01)
+    assert block["threshold"] > chosen["threshold"], "the raw threshold would have served more"

@@ -1,0 +1,92 @@
+"""The default job on the stand-in, as a new user runs it: how long, and does it take traffic off the teacher?
+
+    python -m bench.default_job [--records 2000] [--noise-focus 1.5] [--keep DIR]
+
+In a fresh folder holding only a copy of the shipped config.yaml (models from the per-user cache): write
+the stand-in logs (services/datastore/standin.py), `flywheel ingest` them, then
+`flywheel jobs create --workload news_topic --wait --json` with every default. Recorded: wall time of the
+job, each stage's duration, the machine's load average before and after and its cores, and the decision
+(chosen student, full or selective, coverage and agreement bound, what was skipped and why).
+Prints a table; writes bench/results/default_job.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+from bench.common import REPO, machine, print_table, write_results
+
+
+def flywheel(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL")} | {"HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli.main", *args], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=3600)
+
+
+def main() -> None:
+    from services.datastore.convert import _write_jsonl
+    from services.datastore.standin import simulated_teacher_logs
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--noise-focus", type=float, default=1.5)
+    parser.add_argument("--keep", type=Path, default=None, help="Run in this folder and keep it (default: a temp dir).")
+    args = parser.parse_args()
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="flywheel-default-job-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "config.yaml", folder / "config.yaml")
+    logs, _, standin = simulated_teacher_logs(REPO / "data" / "twitter_financial_news_topic", records=args.records,
+                                              noise_focus=args.noise_focus)
+    _write_jsonl(folder / "logs.jsonl.gz", logs)
+    ingested = flywheel(folder, "ingest", "logs.jsonl.gz", "--json")
+    if ingested.returncode != 0:
+        raise SystemExit(f"ingest failed: {ingested.stderr[-2000:]}")
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    done = flywheel(folder, "jobs", "create", "--workload", "news_topic", "--wait", "--json")
+    wall = time.perf_counter() - started
+    load_after = os.getloadavg()
+    view = json.loads(done.stdout) if done.stdout.strip().startswith("{") else {"status": "error", "stderr": done.stderr}
+    decision = view.get("decision") or {}
+    stages = [{"stage": s["name"], "candidate": s.get("candidate"), "status": s["status"],
+               "seconds": _seconds(s.get("started_at"), s.get("finished_at"))} for s in view.get("stages") or []]
+    cascade = decision.get("cascade") or {}
+    summary = {"status": view.get("status"), "wall_s": round(wall, 1), "chosen": decision.get("chosen"),
+               "mode": decision.get("mode"), "coverage": cascade.get("coverage"),
+               "agreement": cascade.get("agreement"), "agreement_low": cascade.get("agreement_ci_low"),
+               "skipped": "; ".join(f"{k}: {v}" for k, v in (decision.get("skipped") or {}).items()) or None,
+               "load_before": round(load_before[0], 2), "load_after": round(load_after[0], 2), "cores": os.cpu_count()}
+    print_table([summary])
+    print()
+    print_table(stages)
+    print()
+    print("decision:", decision.get("reason"))
+    for verdict in decision.get("verdicts") or []:
+        print(f"  {verdict['candidate']}: score {verdict.get('score')} (low {verdict.get('ci_low')}); "
+              f"{'; '.join(verdict.get('reasons') or []) or 'qualifies'}")
+    stderr_lines = done.stderr.splitlines()
+    print(f"\nstderr: {len(stderr_lines)} lines; last: {stderr_lines[-3:] if stderr_lines else []}")
+    write_results("default_job", {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()},
+                                  "standin": standin, "summary": summary, "stages": stages, "decision": decision,
+                                  "stderr": stderr_lines[-200:], "folder": str(folder)})
+    if args.keep is None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _seconds(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 1)
+
+
+if __name__ == "__main__":
+    main()
