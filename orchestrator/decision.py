@@ -149,6 +149,7 @@ def decide(
     teacher_usage: TeacherUsage | None = None,
     failed: dict[str, str] | None = None,
     skipped: dict[str, str] | None = None,
+    notes: list[str] | None = None,
 ) -> PromotionDecision:
     """Choose a student or keep the teacher. `failed` names candidates whose training or evaluation failed,
     `skipped` those the job left out (with why)."""
@@ -164,7 +165,7 @@ def decide(
         "workload_id": workload_id, "rollout": policy.rollout, "requires_approval": policy.require_approval,
         "teacher_cost_per_1k_requests": teacher_cost, "policy": policy.model_dump(mode="json"),
         "teacher_cost_estimated": teacher_usage.estimated if teacher_usage is not None else None,
-        "skipped": dict(skipped or {}),
+        "skipped": dict(skipped or {}), "notes": list(notes or []),
     }
     if not qualified:
         reason = ("keep the teacher: no candidate was evaluated" if not verdicts

@@ -115,8 +115,7 @@ def follow(store: Any, job_id: str, *, timeout: float | None, poll_s: float = 0.
             if (stage.status == JobStatus.RUNNING.value and "step" in live and time.monotonic() - last_live > 5
                     and shown.get(key) != live["step"]):
                 last_live, shown[key] = time.monotonic(), live["step"]
-                click.echo(f"    {stage.candidate}: step {live['step']}/{live.get('max_steps')} loss "
-                           f"{live.get('loss')} {live.get('examples_per_s')} ex/s eta {live.get('eta_s')} s", err=True)
+                click.echo(f"    {stage.candidate}: {progress_line(live)}", err=True)
         if JobStatus(job.status).finished and (job.status != JobStatus.COMPLETED.value or job.decision is not None):
             return job
         if deadline is not None and time.monotonic() > deadline:
@@ -125,6 +124,19 @@ def follow(store: Any, job_id: str, *, timeout: float | None, poll_s: float = 0.
             raise FlywheelError(f"job {job_id} is still {job.status} after {timeout} s (it goes on; "
                                 f"`flywheel jobs show {job_id}`)")
         time.sleep(poll_s)
+
+
+def progress_line(live: dict[str, Any]) -> str:
+    """`step 120/400 (30%), 41.2 examples/s, loss 0.734, about 7 s left` from a stage's live detail."""
+    step, total = live.get("step"), live.get("max_steps")
+    parts = [f"step {step}/{total}" + (f" ({100 * step / total:.0f}%)" if step is not None and total else "")]
+    if live.get("examples_per_s") is not None:
+        parts.append(f"{live['examples_per_s']:.1f} examples/s")
+    if live.get("loss") is not None:
+        parts.append(f"loss {live['loss']:.3f}")
+    if live.get("eta_s") is not None:
+        parts.append(f"about {live['eta_s']:.0f} s left")
+    return ", ".join(parts)
 
 
 def print_job(view: dict[str, Any]) -> None:
@@ -153,8 +165,11 @@ def print_job(view: dict[str, Any]) -> None:
     if decision:
         click.echo(f"  decision ({decision.get('status')}): {decision['reason']}")
         for verdict in decision.get("verdicts", []):
-            click.echo(f"    {'ok' if verdict['qualified'] else 'no'} {verdict['candidate']}: "
-                       + ("; ".join(verdict["reasons"]) or "chosen"))
+            mode = f" ({verdict['mode']})" if verdict.get("qualified") and verdict.get("mode") else ""
+            click.echo(f"    {'ok' if verdict['qualified'] else 'no'} {verdict['candidate']}{mode}: "
+                       + ("; ".join(verdict["reasons"]) or "qualifies"))
+        for note in decision.get("notes") or []:
+            click.echo(f"    note: {note}")
 
 
 @jobs_group.command("list")

@@ -101,7 +101,8 @@ def finish_job(store: JobStore, settings: Settings, job_id: str) -> dict[str, An
     skipped = {**skipped_candidates(settings, JobOverrides.model_validate(job.overrides or {})), **unfit}
     usage = build.result.get("teacher_usage")
     decision = decide(job.workload_id, results, settings.promotion_policy(job.workload_id), settings.pricing,
-                      teacher_usage=TeacherUsage(**usage) if usage else None, failed=failed, skipped=skipped)
+                      teacher_usage=TeacherUsage(**usage) if usage else None, failed=failed, skipped=skipped,
+                      notes=training_notes(job))
     body = decision.model_dump(mode="json")
     body["status"] = ("awaiting_approval" if decision.chosen and decision.requires_approval
                       else "recorded" if decision.chosen else "keep_teacher")
@@ -128,6 +129,19 @@ def send_deploy(app: Any, job_id: str, decision: dict[str, Any]) -> None:
     """Hand a decision to the deployment manager, by task name (queue `deployment`)."""
     job = JobRef(job_id=job_id, stage=Stage.DEPLOY).model_dump(mode="json")
     app.send_task(DEPLOY, kwargs={"payload": {"decision": decision, "job": job}}, queue=QUEUE_OF[DEPLOY])
+
+
+def training_notes(job: Job) -> list[str]:
+    """What the decision should say about how candidates were trained: examples cut at max_seq_length."""
+    notes = []
+    for stage in job.stages:
+        metrics = (stage.result or {}).get("metrics") or {} if stage.name == Stage.CUSTOMIZE.value else {}
+        cut, examples = metrics.get("truncated_examples"), metrics.get("train_examples")
+        if cut:
+            notes.append(f"{stage.candidate}: {cut} training examples (of {examples} train) were cut at max_seq_length "
+                         f"{metrics.get('max_seq_length')}, from the start of the prompt: the student saw them "
+                         "incomplete (leave training.max_seq_length unset to size it from the data)")
+    return notes
 
 
 UNFIT = "cannot learn a"  # the customizer's words for a candidate whose kind does not fit the workload's type

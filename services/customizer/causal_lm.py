@@ -27,6 +27,7 @@ from services.models.locks import MODEL_LOAD_LOCK
 from services.models.runtime.chat_format import answer_turn, prompt_text
 
 log = logging.getLogger(__name__)
+AUTO_MAX_LENGTH = 4096  # training.max_seq_length null: every example whole up to this many tokens
 
 
 def tokenize_chat_example(
@@ -146,11 +147,16 @@ class CausalLMLoraTrainer:
         model = get_peft_model(model, lora_config(request, "CAUSAL_LM"))
         trainable, total = model.get_nb_trainable_parameters()
         train_lines, val_lines = (pruned_lines(request, request.dataset.read_split(name)) for name in ("train", "val"))
-        train, truncated_train, skipped_train = _tokenize(tokenizer, train_lines, settings.max_seq_length)
-        val, truncated_val, skipped_val = _tokenize(tokenizer, val_lines, settings.max_seq_length)
+        max_length = settings.max_seq_length or AUTO_MAX_LENGTH  # null: every example whole, up to the cap
+        train, truncated_train, skipped_train = _tokenize(tokenizer, train_lines, max_length)
+        val, truncated_val, skipped_val = _tokenize(tokenizer, val_lines, max_length)
         if not train:
             raise TrainingFailed(f"{request.candidate}: no usable training examples (all answers exceed "
-                                 f"max_seq_length={settings.max_seq_length})", reason="bad_data")
+                                 f"max_seq_length={max_length})", reason="bad_data")
+        if truncated_train:
+            log.warning("%s: %d of %d training examples cut at max_seq_length=%d (from the start of the prompt); "
+                        "leave training.max_seq_length unset to size it from the data", request.candidate,
+                        truncated_train, len(train), max_length)
         log.info("%s: %d train / %d val examples, %d truncated, LoRA %d of %d parameters trainable",
                  request.candidate, len(train), len(val), truncated_train, trainable, total)
         task = CausalLMTask(model, train, val, batch_size=settings.batch_size, seed=settings.seed,
@@ -166,6 +172,8 @@ class CausalLMLoraTrainer:
             "train_examples": len(train),
             "val_examples": len(val),
             "truncated_examples": truncated_train + truncated_val,
+            "max_seq_length": max_length,
+            "longest_example_tokens": max(len(e) for e in train + val),
             "skipped_examples": skipped_train + skipped_val,
             "trainable_parameters": trainable,
             "total_parameters": total,

@@ -232,7 +232,8 @@ class EmbeddingDistillTrainer:
             tokenizer = AutoTokenizer.from_pretrained(str(layout.transformer_path))
             encoder = AutoModel.from_pretrained(str(layout.transformer_path))
         student_dim = int(encoder.config.hidden_size)
-        max_length = min(settings.max_seq_length, layout.max_seq_length or settings.max_seq_length)
+        limit = layout.max_seq_length or 512
+        max_length = min(settings.max_seq_length or limit, limit)
         prepared = [t.lower() for t in texts] if layout.do_lower_case else texts
         token_ids = tokenizer(prepared, truncation=True, max_length=max_length)["input_ids"]
         dims = [student_dim] + sorted({d for d in weights.matryoshka_dims if d < student_dim}, reverse=True)

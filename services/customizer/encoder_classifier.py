@@ -34,6 +34,7 @@ from services.models.runtime.classifier import MeanPoolClassifier, save_calibrat
 log = logging.getLogger(__name__)
 # BERT-family linear layers; "all-linear" on a sequence classifier would also wrap the head.
 ENCODER_LORA_TARGETS = ["query", "key", "value", "dense"]
+ENCODER_MAX_LENGTH = 512  # training.max_seq_length null: BERT-family position limit (headlines use ~40)
 
 
 def labelled_texts(
@@ -111,8 +112,9 @@ class EncoderClassifierTrainer:
                 r=request.lora.rank, lora_alpha=request.lora.alpha, lora_dropout=request.lora.dropout,
                 target_modules=targets))
         model = MeanPoolClassifier(encoder, len(labels))
-        train = _encode(tokenizer, train_pairs, index, settings.max_seq_length)
-        val = _encode(tokenizer, val_pairs, index, settings.max_seq_length)
+        max_length = settings.max_seq_length or ENCODER_MAX_LENGTH
+        train = _encode(tokenizer, train_pairs, index, max_length)
+        val = _encode(tokenizer, val_pairs, index, max_length)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         task = EncoderClassifierTask(model, train, val, batch_size=settings.batch_size, seed=settings.seed,
                                      grouped=settings.batching == "length_grouped", pad_id=pad_id)
@@ -121,7 +123,7 @@ class EncoderClassifierTrainer:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         if settings.finetune == "lora":
             model.encoder = model.encoder.merge_and_unload()
-        meta = {"labels": labels, "answer_template": template or "{label}", "max_length": settings.max_seq_length}
+        meta = {"labels": labels, "answer_template": template or "{label}", "max_length": max_length}
         calibration = _val_calibration(model, val, pad_id) if val else None
 
         def save(staged: Path) -> None:
@@ -154,12 +156,14 @@ class EncoderClassifierTrainer:
         model = MeanPoolClassifier(encoder, len(labels), normalize=True)
         pairs = [(text, label) for text, label in pairs if label in index]
         metrics = train_head(model, tokenizer, [t for t, _ in pairs], [index[label] for _, label in pairs],
-                             candidate=request.candidate, max_length=settings.max_seq_length, seed=settings.seed,
+                             candidate=request.candidate, max_length=settings.max_seq_length or ENCODER_MAX_LENGTH,
+                             seed=settings.seed,
                              on_progress=control.on_progress, should_cancel=control.should_cancel,
                              lexical_mix=settings.lexical_mix)
         calibration = metrics.pop("calibration")
         lexical = metrics.pop("lexical")
-        meta = {"labels": labels, "answer_template": template or "{label}", "max_length": settings.max_seq_length,
+        meta = {"labels": labels, "answer_template": template or "{label}",
+                "max_length": settings.max_seq_length or ENCODER_MAX_LENGTH,
                 "normalize": True}
 
         def save(staged: Path) -> None:

@@ -53,5 +53,7 @@ class PromotionDecision(_Record):
         None, description="For a selective promotion: {threshold, coverage, agreement, agreement_ci_low, "
                           "n_calibration, n_report, confidence, ...}; the route takes the threshold.")
     skipped: dict[str, str] = Field(default_factory=dict, description="Candidates left out of the job, and why.")
+    notes: list[str] = Field(default_factory=list, description="What a person should know (e.g. training examples "
+                                                               "cut at max_seq_length).")
     verdicts: list[CandidateVerdict]
     policy: dict[str, object] = Field(description="The policy the decision was made under.")

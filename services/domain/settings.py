@@ -217,7 +217,10 @@ class TrainingSettings(_Section):
     learning_rate: float = Field(2e-4, gt=0, le=1)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0, le=1)
-    max_seq_length: int = Field(256, ge=16, le=131_072)
+    max_seq_length: int | None = Field(
+        None, ge=16, le=131_072, description="Tokens per training example; null: sized from the data (every "
+        "example whole, up to the model's limit: 4,096 for causal LMs, 512 for encoders). Examples cut at a set "
+        "length are counted (`truncated_examples`) and reported on the job.")
     early_stopping_patience: int = Field(2, ge=0, description="Evaluations without val-loss gain; 0=off.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16/fp16 on GPU, fp32 on CPU."
@@ -290,13 +293,13 @@ def _default_candidates() -> list[CandidateSettings]:
             name="minilm-classifier",
             model="minilm-l6",
             kind="encoder_classifier",
-            training=TrainingOverrides(finetune="head", max_seq_length=128),
+            training=TrainingOverrides(finetune="head"),
         ),
         CandidateSettings(
             name="mpnet-classifier",
             model="mpnet-base",
             kind="encoder_classifier",
-            training=TrainingOverrides(finetune="head", max_seq_length=128),
+            training=TrainingOverrides(finetune="head"),
         ),
         CandidateSettings(
             name="smollm2-lora",

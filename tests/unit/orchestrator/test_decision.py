@@ -95,3 +95,62 @@ def test_workload_overrides_apply_to_the_policy() -> None:
     decision = decide("news", [result("a", 0.86, (0.82, 0.9))], policy, settings.pricing)
     assert decision.chosen == "a" and decision.requires_approval
     assert decide("other", [result("a", 0.86, (0.82, 0.9))], settings.promotion_policy("other"), settings.pricing).chosen is None
+
+
+def test_training_notes_say_how_many_examples_were_cut() -> None:
+    from types import SimpleNamespace
+
+    from orchestrator.pipeline.tasks import training_notes
+
+    job = SimpleNamespace(stages=[
+        SimpleNamespace(name="customize", candidate="lm", result={"metrics": {
+            "truncated_examples": 83, "train_examples": 100, "max_seq_length": 256}}),
+        SimpleNamespace(name="customize", candidate="clf", result={"metrics": {"truncated_examples": 0}}),
+        SimpleNamespace(name="decide", candidate=None, result=None)])
+    (note,) = training_notes(job)  # type: ignore[arg-type]
+    assert note.startswith("lm: 83 training examples (of 100 train) were cut at max_seq_length 256")
+
+
+def _selective(candidate: str, *, coverage: float, low: float, score: float = 0.7,
+               threshold: float | None = 0.6) -> EvalResult:
+    block = {"threshold": threshold, "coverage": coverage, "served": int(coverage * 200), "agreement": low + 0.04,
+             "agreement_ci_low": low, "n_calibration": 1800, "n_report": 200, "confidence": 0.95,
+             "target_agreement": 0.9, "method": "chosen on out-of-fold predictions, reported on the eval split"}
+    base = result(candidate, score, (score - 0.05, score + 0.05))
+    return base.model_copy(update={"metrics": {**base.metrics, "selective": block}})
+
+
+USAGE = TeacherUsage(prompt_tokens=1200, completion_tokens=5)
+
+
+def test_a_student_that_misses_the_bar_is_promoted_selectively_with_its_guarantee() -> None:
+    decision = decide("w", [_selective("a", coverage=0.6, low=0.93)], POLICY, PRICING, teacher_usage=USAGE)
+    assert decision.chosen == "a" and decision.mode == "selective"
+    assert decision.cascade is not None and decision.cascade["threshold"] == 0.6
+    assert "selectively" in decision.reason and "60% of 200 held-out records" in decision.reason
+    (verdict,) = decision.verdicts
+    teacher = decision.teacher_cost_per_1k_requests
+    assert verdict.effective_cost_per_1k_requests == pytest.approx(verdict.cost_per_1k_requests + 0.4 * teacher, rel=1e-4)
+
+
+@pytest.mark.parametrize(("coverage", "low", "threshold", "why"), [
+    (0.3, 0.95, 0.6, "would serve 30% of requests, below min_coverage 50%"),
+    (0.6, 0.85, 0.6, "agreement lower bound 0.850 on the served share is below min_agreement 0.900"),
+    (0.0, 0.0, None, "no confidence threshold reaches agreement 0.90"),
+])
+def test_selective_shortfalls_are_named(coverage: float, low: float, threshold: float | None, why: str) -> None:
+    decision = decide("w", [_selective("a", coverage=coverage, low=low, threshold=threshold)], POLICY, PRICING,
+                      teacher_usage=USAGE)
+    assert decision.chosen is None
+    assert any(why in reason for reason in decision.verdicts[0].reasons), decision.verdicts[0].reasons
+
+
+def test_full_and_selective_options_are_ranked_by_what_they_cost() -> None:
+    full = result("full", 0.95, (0.92, 0.97), throughput=1.0)  # slow: 0.1 per 1k requests
+    selective = _selective("sel", coverage=0.9, low=0.95)  # fast, defers 10% to the teacher
+    decision = decide("w", [full, selective], POLICY, PRICING, teacher_usage=USAGE)
+    costs = {v.candidate: v.effective_cost_per_1k_requests for v in decision.verdicts}
+    assert decision.chosen == min(costs, key=costs.get)  # type: ignore[arg-type]
+    off = decide("w", [_selective("a", coverage=0.9, low=0.95)], POLICY.model_copy(update={"selective": False}),
+                 PRICING, teacher_usage=USAGE)
+    assert off.chosen is None, "selective: false keeps the full bar only"
