@@ -96,3 +96,41 @@ def data_convert(
         f"wrote {summary['records']} teacher logs of {dataset} ({summary['licence']}) to {out}: "
         f"workload {summary['workload_id']}, client {summary['client_id']}"
     ))
+
+
+@data_group.command("standin")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output file for the logs; .jsonl or .jsonl.gz.")
+@click.option("--records", type=click.IntRange(min=10), default=2000, show_default=True,
+              help="Logged records, like a workload's first weeks.")
+@click.option("--later", "later_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write this many later records (--later-records) here, as new traffic to replay.")
+@click.option("--later-records", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--noise", type=click.FloatRange(0, 0.9), default=0.15, show_default=True,
+              help="Share of records the simulated teacher answers wrongly (with a confusable class).")
+@click.option("--noise-focus", type=click.FloatRange(0, 10), default=1.5, show_default=True,
+              help="How strongly its errors fall on ambiguous texts (0: uniformly at random).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workload-id", default="news_topic", show_default=True)
+@json_option
+@handles_errors
+def data_standin(out: Path, records: int, later_out: Path | None, later_records: int, noise: float,
+                 noise_focus: float, seed: int, workload_id: str, as_json: bool) -> None:
+    """Write a realistic stand-in for a team's teacher logs: Twitter topics (MIT, in data/) under a long
+    class-defining system prompt, answered by a simulated teacher that is wrong like a real one (on a
+    share of records, with the class a TF-IDF model confuses each text with; mostly on ambiguous texts)."""
+    from services.datastore.convert import _write_jsonl
+    from services.datastore.standin import simulated_teacher_logs
+
+    logs, later, summary = simulated_teacher_logs(
+        _repo_data() / DATASETS["twitter_topic"]["folder"], records=records,
+        holdout=later_records if later_out else 0, noise=noise, noise_focus=noise_focus, seed=seed,
+        workload_id=workload_id)
+    _write_jsonl(out, logs)
+    if later_out:
+        _write_jsonl(later_out, later)
+    summary = {**summary, "out": str(out), "later_out": str(later_out) if later_out else None}
+    emit(summary, as_json=as_json, human=lambda: click.echo(
+        f"wrote {records} stand-in teacher logs to {out} (teacher agrees with the human label on "
+        f"{summary['teacher_vs_human_agreement']:.0%}; workload {workload_id})"
+        + (f" and {later_records} later records to {later_out}" if later_out else "")))

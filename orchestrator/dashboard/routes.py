@@ -154,9 +154,14 @@ def workload_page(workload_id: str, request: Request) -> Response:
     jobs = state.store.list_jobs(workload_id=workload_id, limit=CURVE_JOBS)[0]
     job_views = [job_view(j) for j in jobs]
     metric = views.metric_of(job_views)
+    route = routes.get(workload_id, fresh=True)
+    live = None
+    if route.cascade:  # a selective route: what it promised and what it does now
+        (monitored, agreement), (asked, coverage) = routes.agreement(route), routes.coverage(route)
+        live = {"monitored": monitored, "agreement": agreement, "asked": asked, "coverage": coverage}
     return _page(request, "workload.html", {
         "title": f"Workload {workload_id}", "workload": entry, "history": routes.history(workload_id),
-        "route": routes.get(workload_id, fresh=True).model_dump(mode="json"),
+        "route": route.model_dump(mode="json"), "selective_live": live,
         "jobs": [job_summary(j) for j in jobs[:JOBS_SHOWN]], "metric": metric,
         "curve_svg": plots.learning_curve(views.learning_curve_series(job_views), metric=metric),
         "live": views.is_live(job_views), "live_src": f"/dashboard/live.json?workload_id={quote(workload_id, safe='')}"})

@@ -211,3 +211,24 @@ def test_a_queued_job_page_renders_its_plan_and_polls(site: Site, client: TestCl
     finally:
         site.store.request_cancel(job.id)
         site.store.delete_job(job.id)
+
+
+def test_workload_page_shows_a_selective_routes_promise_and_live_figures(site: Site, client: TestClient) -> None:
+    from services.deployment.routes import RouteStore
+
+    routes = RouteStore(site.settings.job_store.url)
+    original = routes.get(WORKLOAD, fresh=True)
+    cascade = {"threshold": 0.61, "coverage": 0.55, "agreement": 0.96, "agreement_ci_low": 0.92,
+               "target_agreement": 0.9, "n_report": 200, "confidence": 0.95}
+    selective = routes.set(original.model_copy(update={"cascade": cascade}), action="test", detail={"reason": "test"})
+    try:
+        routes.add_route_counts({(WORKLOAD, selective.since): (40, 30)})
+        for agree in (True, True, False, True):
+            routes.add_sample(selective, agree=agree)
+        text = client.get(f"/dashboard/workloads/{WORKLOAD}").text
+        table = re.search(r'<table class="selective-route">(.*?)</table>', text, re.S).group(1)
+        assert "confidence ≥ 0.610" in table and "lower bound 0.920 ≥ 0.90" in table
+        assert "0.750 of 40 asked" in table and "0.750 over 4 monitored" in table
+    finally:
+        routes.set(original, action="test", detail={"reason": "test: restore"})
+        routes.engine.dispose()

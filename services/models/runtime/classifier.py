@@ -67,8 +67,11 @@ class MeanPoolClassifier(torch.nn.Module):
 
         meta = json.loads((directory / META_FILE).read_text("utf-8"))
         with MODEL_LOAD_LOCK:
-            model = cls(AutoModel.from_pretrained(str(directory)), len(meta["labels"]),
-                        normalize=bool(meta.get("normalize", False)))
+            try:  # saved without a pooler (mean pooling needs none): do not build a random one
+                encoder = AutoModel.from_pretrained(str(directory), add_pooling_layer=False)
+            except TypeError:  # architectures without a pooler
+                encoder = AutoModel.from_pretrained(str(directory))
+            model = cls(encoder, len(meta["labels"]), normalize=bool(meta.get("normalize", False)))
         model.head.load_state_dict(load_file(str(directory / HEAD_FILE)))
         return model, meta
 
