@@ -16,8 +16,10 @@ guarantee reported on the untouched eval split (services/evaluator/metrics/selec
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -53,53 +55,81 @@ def encode(encoder: torch.nn.Module, tokenizer: Any, texts: list[str], *, max_le
 
 
 def fit_head(vectors: np.ndarray, targets: np.ndarray, num_labels: int, *, seed: int,
-             texts: list[str] | None = None, lexical_mix: float = 0.0) -> dict[str, Any]:
+             texts: list[str] | None = None, lexical_mix: float = 0.0,
+             extra: tuple[np.ndarray, np.ndarray, list[str]] | None = None) -> dict[str, Any]:
     """Choose C by out-of-fold macro-F1, fit on everything; return weights (num_labels x d), bias and the
     chosen fit's out-of-fold confidence/correctness per record. With `texts` and `lexical_mix` > 0, a TF-IDF
-    head is fitted beside it (same folds) and the out-of-fold figures are those of the averaged ensemble."""
+    head is fitted beside it (same folds) and the out-of-fold figures are those of the averaged ensemble.
+    `extra` (vectors, targets, texts) are labelled examples that are not logged records (the class definitions
+    of the teacher's prompt): in every fit, never scored out of fold."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedKFold
 
     counts = np.bincount(targets, minlength=num_labels)
     folds = max(2, min(FOLDS, int(counts[counts > 0].min())))
     # Classes rarer than the fold count cannot be stratified; sklearn warns and still splits: fine here.
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(vectors, targets))
+    extra_vectors, extra_targets, extra_texts = extra if extra is not None else (
+        np.zeros((0, vectors.shape[1]), dtype=vectors.dtype), np.zeros(0, dtype=targets.dtype), [])
+
+    def make(c: float) -> Any:
+        return LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
+
+    def f1(probs: np.ndarray) -> float:
+        return float(f1_score(targets, probs.argmax(axis=1), average="macro"))
+
     best: tuple[float, float, np.ndarray] | None = None
     for c in C_GRID:
-        model = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
-        oof = cross_val_predict(model, vectors, targets, cv=splitter, method="predict_proba")
-        present = np.unique(targets)
-        predicted = present[oof.argmax(axis=1)]
-        score = f1_score(targets, predicted, average="macro")
-        log.info("head C=%s: out-of-fold macro-F1 %.3f", c, score)
-        if best is None or score > best[0]:
-            best = (score, c, oof)
+        oof = _cross_fit(partial(make, c), vectors, targets, splits, num_labels, extra_vectors, extra_targets)
+        log.info("head C=%s: out-of-fold macro-F1 %.3f", c, f1(oof))
+        if best is None or f1(oof) > best[0]:
+            best = (f1(oof), c, oof)
     assert best is not None
     score, c, oof = best
-    model = LogisticRegression(C=c, class_weight="balanced", max_iter=2000).fit(vectors, targets)
+    model = make(c).fit(_stack(vectors, extra_vectors), np.concatenate([targets, extra_targets]))
     weight, bias = _full_head(model, num_labels, vectors.shape[1])
-    present = np.unique(targets)
-    out: dict[str, Any] = {"weight": weight, "bias": bias, "C": c, "oof_macro_f1": float(score), "folds": folds,
-                           "encoder_oof_macro_f1": float(score)}
+    out: dict[str, Any] = {"weight": weight, "bias": bias, "C": c, "oof_macro_f1": score, "folds": folds,
+                           "encoder_oof_macro_f1": score, "extra_examples": len(extra_targets)}
     if texts is not None and lexical_mix > 0:
         from services.models.runtime.lexical import LexicalHead, vectorizer
 
         features = vectorizer()
-        matrix = features.fit_transform(texts)
-        lexical = LogisticRegression(C=LEXICAL_C, class_weight="balanced", max_iter=2000)
-        lexical_oof = cross_val_predict(lexical, matrix, targets, cv=splitter, method="predict_proba")
+        matrix = features.fit_transform(texts + extra_texts)  # the vocabulary includes the prompt's words
+        rows, extra_rows = matrix[:len(texts)], matrix[len(texts):]
+        lexical_oof = _cross_fit(partial(make, LEXICAL_C), rows, targets, splits, num_labels, extra_rows, extra_targets)
         oof = (1 - lexical_mix) * oof + lexical_mix * lexical_oof
-        lexical.fit(matrix, targets)
+        lexical = make(LEXICAL_C).fit(matrix, np.concatenate([targets, extra_targets]))
         lexical_weight, lexical_bias = _full_head(lexical, num_labels, matrix.shape[1])
         out["lexical"] = LexicalHead(features.vocabulary_, features.idf_.astype(np.float32), lexical_weight,
                                      lexical_bias, lexical_mix)
-        out["lexical_oof_macro_f1"] = float(f1_score(targets, present[lexical_oof.argmax(axis=1)], average="macro"))
-        out["oof_macro_f1"] = float(f1_score(targets, present[oof.argmax(axis=1)], average="macro"))
+        out["lexical_oof_macro_f1"] = f1(lexical_oof)
+        out["oof_macro_f1"] = f1(oof)
         out["vocabulary"] = len(features.vocabulary_)
     out["oof_confidence"] = oof.max(axis=1).tolist()
-    out["oof_correct"] = (present[oof.argmax(axis=1)] == targets).tolist()
+    out["oof_correct"] = (oof.argmax(axis=1) == targets).tolist()
     return out
+
+
+def _stack(rows: Any, extra: Any) -> Any:
+    if extra.shape[0] == 0:
+        return rows
+    if hasattr(rows, "tocsr"):
+        from scipy.sparse import vstack
+
+        return vstack([rows, extra]).tocsr()
+    return np.vstack([rows, extra])
+
+
+def _cross_fit(make: Callable[[], Any], rows: Any, targets: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]],
+               num_labels: int, extra_rows: Any, extra_targets: np.ndarray) -> np.ndarray:
+    """Out-of-fold probabilities over the whole label list (n x num_labels): each record scored by a model fitted
+    on the other folds (plus the extra examples)."""
+    oof = np.zeros((len(targets), num_labels), dtype=np.float64)
+    for fit_rows, held in splits:
+        model = make().fit(_stack(rows[fit_rows], extra_rows), np.concatenate([targets[fit_rows], extra_targets]))
+        oof[np.ix_(held, model.classes_)] = model.predict_proba(rows[held])
+    return oof
 
 
 def _full_head(model: Any, num_labels: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -111,9 +141,30 @@ def _full_head(model: Any, num_labels: int, width: int) -> tuple[np.ndarray, np.
     return weight, bias
 
 
+def prompt_examples(system: str, labels: list[str]) -> list[tuple[str, str]]:
+    """Labelled examples the teacher's own prompt holds: a line that starts (after a bullet) with a label and a
+    colon defines it; its text is one example and every quoted string in it another. "- Dividend: payouts.
+    Examples: "Acme raises its dividend"" gives ("payouts. Examples: ...", Dividend) and ("Acme raises ...",
+    Dividend). Lines naming no label, or inside an answer format ([[[label]]]), give nothing."""
+    by_length = sorted(labels, key=len, reverse=True)  # "Stock Movement" before "Stock"
+    found: list[tuple[str, str]] = []
+    for line in system.splitlines():
+        body = re.sub(r"^\s*(?:[-*•]|\d+[.)])?\s*", "", line)
+        label = next((name for name in by_length if body.startswith(name) and body[len(name):].lstrip().startswith(":")),
+                     None)
+        if label is None:
+            continue
+        rest = body[len(label):].lstrip()[1:].strip()
+        quoted = re.findall(r'"([^"]{8,})"', rest)
+        definition = rest.split("Examples:")[0].strip(" .") if quoted else rest
+        found += [(text, label) for text in ([definition] if definition else []) + quoted]
+    return found
+
+
 def train_head(model: Any, tokenizer: Any, texts: list[str], targets: list[int], *, candidate: str, max_length: int,
                seed: int, on_progress: Callable[[TrainingProgress], None] | None,
-               should_cancel: Callable[[], bool] | None, lexical_mix: float = 0.0) -> dict[str, Any]:
+               should_cancel: Callable[[], bool] | None, lexical_mix: float = 0.0,
+               extra: list[tuple[str, int]] | None = None) -> dict[str, Any]:
     """Encode, fit, and set `model.head` in place; returns metrics (and the calibration records)."""
     started = time.perf_counter()
     total = len(texts)
@@ -129,8 +180,13 @@ def train_head(model: Any, tokenizer: Any, texts: list[str], targets: list[int],
 
     vectors = encode(model.encoder, tokenizer, texts, max_length=max_length, on_batch=on_batch)
     encode_s = time.perf_counter() - started
+    extra_fit = None
+    if extra:
+        extra_texts = [text for text, _ in extra]
+        extra_fit = (encode(model.encoder, tokenizer, extra_texts, max_length=max_length),
+                     np.asarray([target for _, target in extra]), extra_texts)
     fitted = fit_head(vectors, np.asarray(targets), model.head.out_features, seed=seed, texts=texts,
-                      lexical_mix=lexical_mix)
+                      lexical_mix=lexical_mix, extra=extra_fit)
     with torch.no_grad():
         model.head.weight.copy_(torch.from_numpy(fitted["weight"]))
         model.head.bias.copy_(torch.from_numpy(fitted["bias"]))
@@ -144,6 +200,7 @@ def train_head(model: Any, tokenizer: Any, texts: list[str], targets: list[int],
             "encoder_oof_macro_f1": round(fitted["encoder_oof_macro_f1"], 4),
             "lexical_oof_macro_f1": round(fitted["lexical_oof_macro_f1"], 4) if "lexical" in fitted else None,
             "C": fitted["C"], "oof_macro_f1": round(fitted["oof_macro_f1"], 4),
+            "prompt_examples": fitted["extra_examples"],
             "folds": fitted["folds"], "encode_seconds": round(encode_s, 2), "train_seconds": round(elapsed, 2),
             "examples_per_s": round(total / max(elapsed, 1e-9), 2), "steps": 1,
             "calibration": {"confidence": [round(x, 6) for x in fitted["oof_confidence"]],

@@ -234,6 +234,9 @@ class TrainingSettings(_Section):
     lexical_mix: float = Field(
         0.5, ge=0, lt=1, description="finetune: head only: weight of a TF-IDF + logistic-regression head averaged "
                                      "with the encoder head's probabilities (0: the encoder head alone).")
+    prompt_examples: bool = Field(
+        True, description="finetune: head only: the class definitions and quoted examples of the workload's static "
+                          "system prompt (the teacher's prompt is labelled data) join the training examples.")
     batching: Literal["length_grouped", "padded"] = Field(
         "length_grouped", description="length_grouped: batch examples of similar length (less padding)."
     )

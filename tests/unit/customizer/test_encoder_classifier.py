@@ -131,3 +131,19 @@ def test_the_tfidf_half_is_saved_without_pickle_and_serves_as_fitted(tmp_path: P
     artifact = train_candidate(plane.settings, "tiny-clf", plane.dataset.dataset_id)
     assert artifact.metrics["head"] == "logistic_regression+tfidf" and artifact.metrics["lexical_mix"] == 0.5
     assert LexicalHead.load(Path(artifact.path) / "model") is not None
+
+
+def test_the_teachers_prompt_is_labelled_data() -> None:
+    from services.customizer.encoder_head import prompt_examples
+
+    system = "\n".join([
+        "Classify the headline. Definitions:",
+        '- Stock Movement: a stock rising or falling. Examples: "Acme shares jump 12% on a deal" | "Up 2%"',
+        "* Stock: not a label here, but a prefix of one",
+        "2) Dividend: payouts to shareholders",
+        "Answer with the label only, for example [[[Dividend]]].",
+    ])
+    found = prompt_examples(system, ["Stock Movement", "Dividend", "Macro"])
+    assert found == [("a stock rising or falling", "Stock Movement"),
+                     ("Acme shares jump 12% on a deal", "Stock Movement"),  # quoted examples of 8+ characters
+                     ("payouts to shareholders", "Dividend")]
