@@ -112,9 +112,10 @@ def follow(store: Any, job_id: str, *, timeout: float | None, poll_s: float = 0.
                     click.echo(f"  {stage.name}{who}: {stage.status}" + (f" - {stage.error}" if stage.error else ""),
                                err=True)
             live = stage.detail or {}
-            if (stage.status == JobStatus.RUNNING.value and "step" in live and time.monotonic() - last_live > 5
-                    and shown.get(key) != live["step"]):
-                last_live, shown[key] = time.monotonic(), live["step"]
+            done = live.get("step", live.get("requests_done"))
+            if (stage.status == JobStatus.RUNNING.value and done is not None and time.monotonic() - last_live > 5
+                    and shown.get(key) != done):
+                last_live, shown[key] = time.monotonic(), done
                 click.echo(f"    {stage.candidate}: {progress_line(live)}", err=True)
         if JobStatus(job.status).finished and (job.status != JobStatus.COMPLETED.value or job.decision is not None):
             return job
@@ -127,7 +128,11 @@ def follow(store: Any, job_id: str, *, timeout: float | None, poll_s: float = 0.
 
 
 def progress_line(live: dict[str, Any]) -> str:
-    """`step 120/400 (30%), 41.2 examples/s, loss 0.734, about 7 s left` from a stage's live detail."""
+    """`step 120/400 (30%), 41.2 examples/s, loss 0.734, about 7 s left` (training) or `requests 40/200 (20%)`
+    (an evaluation) from a stage's live detail."""
+    if "requests_done" in live:
+        done, total = live["requests_done"], live.get("requests")
+        return f"requests {done}/{total}" + (f" ({100 * done / total:.0f}%)" if total else "")
     step, total = live.get("step"), live.get("max_steps")
     parts = [f"step {step}/{total}" + (f" ({100 * step / total:.0f}%)" if step is not None and total else "")]
     if live.get("examples_per_s") is not None:
