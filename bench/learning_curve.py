@@ -80,12 +80,15 @@ def student(root: str, dataset_id: str, candidate: str, threads: int, training: 
 
     settings = _settings(Path(root), training)
     out: dict[str, Any] = {"student": candidate}
+    artifact = None
     if "customized" in kinds:
         artifact = train_candidate(settings, candidate, dataset_id)
         out.update(train_s=artifact.metrics["train_seconds"], examples_per_s=artifact.metrics["examples_per_s"],
                    steps=artifact.metrics["steps"])
     for kind in kinds:
-        result = evaluate(settings, candidate=candidate, dataset_id=dataset_id, kind=EvalKind(kind))
+        # The artifact just trained: several recipes of one candidate share a dataset.
+        result = evaluate(settings, candidate=candidate, dataset_id=dataset_id, kind=EvalKind(kind),
+                          artifact=artifact if kind == "customized" else None)
         public = result.to_public()
         suffix = "" if kind == "customized" else f"_{kind}"
         out[f"f1_vs_teacher{suffix}"] = public.get("f1_vs_teacher")
@@ -138,7 +141,8 @@ def main() -> None:
                 rows.append({"source": source, "train_size": 0, **row})
                 print(rows[-1], flush=True)
             for size in sizes:
-                for seed in args.seeds:
+                # The whole train split is the same for every seed: one run.
+                for seed in args.seeds if size < available else args.seeds[:1]:
                     subset = train_subset(root, full, size, seed=seed)
                     common = {"source": source, "train_size": size, "seed": seed}
                     rows.append({**common, **run_in_child(tfidf, tmp, subset.dataset_id, source)})
