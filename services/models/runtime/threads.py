@@ -4,9 +4,8 @@ the work already running beside it (docs/model-plane.md, "Threads").
 Two trainings that each start as many threads as there are cores, on the same cores, collapse
 (measured: MiniLM fell from ~40 to 3.3 examples/s beside one other job), and OpenMP threads that
 spin-wait for work make it worse. So: OpenMP waits passively (set before torch loads, in
-`services/__init__.py`); training takes the cores not already busy (1-minute load average, read at
-its start: tasks runnable now, or the 1-minute load average), divided among the torch tasks this process runs
-at once; one request at a time is
+`services/__init__.py`); training takes the cores not already busy (tasks runnable at its start),
+divided among the torch tasks this process runs at once; one request at a time is
 served on one thread (a headline through a small encoder gains nothing from more, and requests in
 parallel then use the other cores).
 """
@@ -16,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
@@ -32,19 +32,23 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def busy_cores() -> int:
-    """Cores other work keeps busy: the larger of the tasks runnable right now (less this one) and the 1-minute
-    load average (rounded down). The instant count sees a job that started a moment ago; the average sees one
-    that was between batches at the instant."""
-    try:
-        with open("/proc/loadavg", encoding="ascii") as handle:
-            fields = handle.read().split()
-        return max(int(fields[3].split("/")[0]) - 1, int(float(fields[0])))
-    except (OSError, IndexError, ValueError):
+def busy_cores(samples: int = 5, interval_s: float = 0.05) -> int:
+    """Cores other work keeps busy now: the median count of runnable tasks over a few samples (less this one).
+    Not the load average: it lags by a minute, so a training that starts just after another ended would take
+    one core of two for nothing (measured in bench/contention)."""
+    counts = []
+    for i in range(samples):
         try:
-            return int(os.getloadavg()[0])
-        except OSError:
-            return 0
+            with open("/proc/loadavg", encoding="ascii") as handle:
+                counts.append(int(handle.read().split()[3].split("/")[0]) - 1)
+        except (OSError, IndexError, ValueError):  # not Linux: the load average is what there is
+            try:
+                return int(os.getloadavg()[0])
+            except OSError:
+                return 0
+        if i + 1 < samples:
+            time.sleep(interval_s)
+    return max(0, sorted(counts)[len(counts) // 2])
 
 
 def threads_for(kind: Literal["train", "serve"], *, beside: int = 0) -> int:
@@ -52,7 +56,7 @@ def threads_for(kind: Literal["train", "serve"], *, beside: int = 0) -> int:
     if kind == "serve":
         return 1
     cores = usable_cores()
-    free = max(1, cores - max(0, busy_cores() - beside))  # our own tasks are in the load average too
+    free = max(1, cores - max(0, busy_cores() - beside))  # our own running tasks are counted too
     return max(1, free // (beside + 1))
 
 
