@@ -67,7 +67,10 @@ class ModelCache:
         manifest = self.root / name / MANIFEST
         if not manifest.exists():
             return None
-        return CachedModel(**json.loads(manifest.read_text("utf-8")))
+        entry = json.loads(manifest.read_text("utf-8"))
+        if entry.get("source") != "local":  # local models stay where they are; fetched ones live beside the
+            entry["path"] = str(self.root / name)  # manifest, so a copied, moved or mounted cache still works
+        return CachedModel(**entry)
 
     def list(self) -> list[dict[str, Any]]:
         rows = []
