@@ -174,9 +174,10 @@ def train_head(model: Any, tokenizer: Any, texts: list[str], targets: list[int],
             raise TrainingCancelled(f"{candidate}: cancelled while encoding")
         if on_progress is not None:
             elapsed = time.perf_counter() - started
+            # The last step is the fit (cross-fitted, a few C values): no honest ETA for it, so none once encoded.
             on_progress(TrainingProgress(candidate=candidate, step=done, max_steps=total + 1, epoch=0.0,
                                          examples_per_s=done / max(elapsed, 1e-9), elapsed_s=elapsed,
-                                         eta_s=(total - done) * elapsed / max(done, 1)))
+                                         eta_s=(total - done) * elapsed / max(done, 1) if done < total else None))
 
     vectors = encode(model.encoder, tokenizer, texts, max_length=max_length, on_batch=on_batch)
     encode_s = time.perf_counter() - started
