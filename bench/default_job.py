@@ -40,6 +40,9 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--noise-focus", type=float, default=1.5)
     parser.add_argument("--keep", type=Path, default=None, help="Run in this folder and keep it (default: a temp dir).")
+    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                        help="Passed to `jobs create --set` (e.g. data_split.eval_size=400).")
+    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="flywheel-default-job-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -52,7 +55,8 @@ def main() -> None:
         raise SystemExit(f"ingest failed: {ingested.stderr[-2000:]}")
     load_before = os.getloadavg()
     started = time.perf_counter()
-    done = flywheel(folder, "jobs", "create", "--workload", "news_topic", "--wait", "--json")
+    done = flywheel(folder, "jobs", "create", "--workload", "news_topic", "--wait", "--json",
+                    *[arg for assignment in args.assignments for arg in ("--set", assignment)])
     wall = time.perf_counter() - started
     load_after = os.getloadavg()
     view = json.loads(done.stdout) if done.stdout.strip().startswith("{") else {"status": "error", "stderr": done.stderr}
@@ -77,7 +81,7 @@ def main() -> None:
     print(f"\nstderr: {len(stderr_lines)} lines; last: {stderr_lines[-3:] if stderr_lines else []}")
     write_results("default_job", {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()},
                                   "standin": standin, "summary": summary, "stages": stages, "decision": decision,
-                                  "stderr": stderr_lines[-200:], "folder": str(folder)})
+                                  "stderr": stderr_lines[-200:], "folder": str(folder)}, args.json)
     if args.keep is None:
         shutil.rmtree(folder, ignore_errors=True)
 

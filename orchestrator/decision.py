@@ -76,14 +76,15 @@ def _selective_shortfalls(block: dict[str, object], policy: PromotionPolicy) -> 
     if threshold is None or coverage is None or low is None:
         return [f"selective: no confidence threshold reaches agreement {policy.min_agreement:.2f} on its "
                 f"{block.get('method', 'calibration')} records"]
-    reasons = []
+    shown = (f"selective: at confidence >= {float(threshold):.3f} it would serve {float(coverage):.0%} of "  # type: ignore[arg-type]
+             f"{block.get('n_report')} held-out requests at agreement {float(block.get('agreement') or 0):.3f} "  # type: ignore[arg-type]
+             f"(lower bound {float(low):.3f})")  # type: ignore[arg-type]
+    short = []
     if float(coverage) < policy.min_coverage:  # type: ignore[arg-type]
-        reasons.append(f"selective: would serve {float(coverage):.0%} of requests, below min_coverage "  # type: ignore[arg-type]
-                       f"{policy.min_coverage:.0%}")
+        short.append(f"below min_coverage {policy.min_coverage:.0%}")
     if float(low) < policy.min_agreement:  # type: ignore[arg-type]
-        reasons.append(f"selective: agreement lower bound {float(low):.3f} on the served share is below "  # type: ignore[arg-type]
-                       f"min_agreement {policy.min_agreement:.3f}")
-    return reasons
+        short.append(f"lower bound below min_agreement {policy.min_agreement:.3f}")
+    return [f"{shown}: {' and '.join(short)}"] if short else []
 
 
 def _judge_full(result: EvalResult, policy: PromotionPolicy, pricing: PricingSettings) -> CandidateVerdict:

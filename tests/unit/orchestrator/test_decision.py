@@ -134,8 +134,9 @@ def test_a_student_that_misses_the_bar_is_promoted_selectively_with_its_guarante
 
 
 @pytest.mark.parametrize(("coverage", "low", "threshold", "why"), [
-    (0.3, 0.95, 0.6, "would serve 30% of requests, below min_coverage 50%"),
-    (0.6, 0.85, 0.6, "agreement lower bound 0.850 on the served share is below min_agreement 0.900"),
+    (0.3, 0.95, 0.6, "would serve 30% of 200 held-out requests at agreement 0.990 (lower bound 0.950): below "
+                     "min_coverage 50%"),
+    (0.6, 0.85, 0.6, "(lower bound 0.850): lower bound below min_agreement 0.900"),
     (0.0, 0.0, None, "no confidence threshold reaches agreement 0.90"),
 ])
 def test_selective_shortfalls_are_named(coverage: float, low: float, threshold: float | None, why: str) -> None:
