@@ -84,8 +84,6 @@ def recipe_predictions(model_name: str, logs: list[dict[str, Any]], traffic: lis
 
 
 def main() -> None:
-    from sklearn.metrics import f1_score  # noqa: F401 - fail early if the stack is missing
-
     from services.datastore.standin import simulated_teacher_logs
     from services.evaluator.metrics.selective import choose_threshold, coverage_curve, measure, selective_report
 

@@ -19,8 +19,9 @@ its hourly price and measured throughput.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from services.domain.decisions import CandidateVerdict, PromotionDecision
 from services.domain.evaluation import EvalKind, EvalResult
@@ -71,18 +72,18 @@ def judge_candidate(result: EvalResult, policy: PromotionPolicy, pricing: Pricin
                                    "effective_cost_per_1k_requests": effective})
 
 
-def _selective_shortfalls(block: dict[str, object], policy: PromotionPolicy) -> list[str]:
+def _selective_shortfalls(block: Mapping[str, Any], policy: PromotionPolicy) -> list[str]:
     threshold, coverage, low = block.get("threshold"), block.get("coverage"), block.get("agreement_ci_low")
     if threshold is None or coverage is None or low is None:
         return [f"selective: no confidence threshold reaches agreement {policy.min_agreement:.2f} on its "
                 f"{block.get('method', 'calibration')} records"]
-    shown = (f"selective: at confidence >= {float(threshold):.3f} it would serve {float(coverage):.0%} of "  # type: ignore[arg-type]
-             f"{block.get('n_report')} held-out requests at agreement {float(block.get('agreement') or 0):.3f} "  # type: ignore[arg-type]
-             f"(lower bound {float(low):.3f})")  # type: ignore[arg-type]
+    shown = (f"selective: at confidence >= {float(threshold):.3f} it would serve {float(coverage):.0%} of "
+             f"{block.get('n_report')} held-out requests at agreement {float(block.get('agreement') or 0):.3f} "
+             f"(lower bound {float(low):.3f})")
     short = []
-    if float(coverage) < policy.min_coverage:  # type: ignore[arg-type]
+    if float(coverage) < policy.min_coverage:
         short.append(f"below min_coverage {policy.min_coverage:.0%}")
-    if float(low) < policy.min_agreement:  # type: ignore[arg-type]
+    if float(low) < policy.min_agreement:
         short.append(f"lower bound below min_agreement {policy.min_agreement:.3f}")
     return [f"{shown}: {' and '.join(short)}"] if short else []
 

@@ -1,4 +1,5 @@
-"""Real HTTP servers for tests: an ASGI app under uvicorn on a free localhost port, in a thread."""
+"""Real HTTP servers for tests: an ASGI app under uvicorn on a free localhost port, in a thread; and waiting
+for a job through the API."""
 
 from __future__ import annotations
 
@@ -35,3 +36,15 @@ def serve(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def finished_job(client: Any, job_id: str, timeout: float = 600) -> dict[str, Any]:
+    """`GET /api/jobs/{id}` once the job has finished and its deploy stage (if any) is no longer running."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = client.get(f"/api/jobs/{job_id}").json()
+        deploy = next((s for s in view["stages"] if s["name"] == "deploy"), None)
+        if view["status"] in ("completed", "failed", "cancelled") and (deploy is None or deploy["status"] != "running"):
+            return dict(view)
+        time.sleep(0.25)
+    raise AssertionError(f"job {job_id} did not finish: {view['status']}")

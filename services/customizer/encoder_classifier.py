@@ -150,28 +150,24 @@ class EncoderClassifierTrainer:
                     unparsed: int) -> StudentArtifact:
         """Frozen encoder + logistic-regression head (services/customizer/encoder_head.py). Train and val
         records are both fitted on: the head needs no early stopping, and cross-fitting replaces validation."""
-        from services.customizer.encoder_head import train_head
+        from services.customizer.encoder_head import prompt_examples, train_head
 
         settings = request.training
+        max_length = settings.max_seq_length or ENCODER_MAX_LENGTH
         model = MeanPoolClassifier(encoder, len(labels), normalize=True)
         pairs = [(text, label) for text, label in pairs if label in index]
         extra = None
         static = request.dataset.manifest.get("static_prompt") or {}
         if settings.prompt_examples and static.get("system"):
-            from services.customizer.encoder_head import prompt_examples
-
             extra = [(text, index[label]) for text, label in prompt_examples(static["system"], labels)]
             log.info("%s: %d labelled examples from the teacher's static prompt", request.candidate, len(extra))
         metrics = train_head(model, tokenizer, [t for t, _ in pairs], [index[label] for _, label in pairs],
-                             candidate=request.candidate, max_length=settings.max_seq_length or ENCODER_MAX_LENGTH,
-                             seed=settings.seed,
+                             candidate=request.candidate, max_length=max_length, seed=settings.seed,
                              on_progress=control.on_progress, should_cancel=control.should_cancel,
                              lexical_mix=settings.lexical_mix, extra=extra)
         calibration = metrics.pop("calibration")
         lexical = metrics.pop("lexical")
-        meta = {"labels": labels, "answer_template": template or "{label}",
-                "max_length": settings.max_seq_length or ENCODER_MAX_LENGTH,
-                "normalize": True}
+        meta = {"labels": labels, "answer_template": template or "{label}", "max_length": max_length, "normalize": True}
 
         def save(staged: Path) -> None:
             model.save(staged / "model", tokenizer, meta)

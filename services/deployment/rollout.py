@@ -43,7 +43,7 @@ def deploy(artifacts_root: Path, routes: RouteStore, decision: dict[str, Any], *
 
 def _cascade(decision: dict[str, Any]) -> dict[str, Any] | None:
     """A selective decision's threshold and the bounds the route controller watches."""
-    block = decision.get("cascade") if decision.get("mode", "selective") == "selective" else None
+    block = decision.get("cascade")  # only a selective decision carries one
     if not block or block.get("threshold") is None:
         return None
     return {k: block.get(k) for k in ("threshold", "coverage", "agreement", "agreement_ci_low", "target_agreement",

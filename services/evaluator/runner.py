@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -176,7 +175,8 @@ def stratified_sample(records: list[dict[str, Any]], n: int, *, seed: int) -> li
     quotas = {key: len(rows) * n / len(records) for key, rows in groups.items()}
     for key, rows in groups.items():
         chosen += rng.sample(rows, int(quotas[key]))
-    rest = [i for i in range(len(records)) if i not in set(chosen)]
+    taken = set(chosen)
+    rest = [i for i in range(len(records)) if i not in taken]
     chosen += rng.sample(rest, n - len(chosen))  # the fractional parts, at random
     return [records[i] for i in sorted(chosen)]
 
@@ -233,7 +233,7 @@ def _causal_lm_outputs(
     on_progress: Callable[[int, int], None] | None,
 ) -> tuple[list[Any], list[float], dict[str, Any]]:
     """(predictions, seconds per request, extra metrics: what pruning saved, for a pruned student)."""
-    from services.models.runtime.causal_lm import CausalLMRunner
+    from services.models.runtime.causal_lm import CausalLMRunner, label_confidence
 
     adapter = Path(artifact.path) / "adapter" if artifact is not None else None
     runner = CausalLMRunner(cache.path(spec.model), adapter_path=adapter)
@@ -245,8 +245,7 @@ def _causal_lm_outputs(
         template = parser.first_template(content_text(_answer(r).get("content")) for r in records) or "{label}"
         answers = [render_label(template, label) for label in labels]
         scored, seconds = _timed(requests, lambda req: runner.score_labels(req["messages"], answers), on_progress)
-        # The label's share of the probability mass over the label set: the student's confidence.
-        confidences = [1.0 / sum(math.exp(s - scores[best]) for s in scores) for best, scores in scored]
+        confidences = [label_confidence(scores, best) for best, scores in scored]
         return [labels[best] for best, _ in scored], seconds, {**extra, "confidences": confidences}
     budget = max(runner.count_tokens(json.dumps(_answer(r), ensure_ascii=False)) for r in records) + 16
     max_new = min(MAX_NEW_TOKENS_CAP, budget)

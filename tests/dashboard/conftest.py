@@ -10,7 +10,6 @@ from code that produces it in production.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from orchestrator.pipeline.embedded import embedded_worker
 from services.deployment.routes import RouteStore
 from services.domain.settings import Settings
 from tests.model_plane import classification_logs, model_plane
+from tests.servers import finished_job
 
 WORKLOAD = "news_topic"
 CANDIDATES = ["tiny-clf", "tiny-lora"]
@@ -46,21 +46,10 @@ def with_auth(settings: Settings) -> Settings:
         {"name": "ingest-only", "token": NO_READ, "scopes": ["write"]}]}}})
 
 
-def _wait(client: TestClient, job_id: str, timeout: float = 600) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        view = client.get(f"/api/jobs/{job_id}").json()
-        deploy = next((s for s in view["stages"] if s["name"] == "deploy"), None)
-        if view["status"] in ("completed", "failed", "cancelled") and (deploy is None or deploy["status"] != "running"):
-            return view
-        time.sleep(0.25)
-    raise AssertionError(f"job {job_id} did not finish: {view['status']}")
-
-
 def _run_job(client: TestClient, overrides: dict[str, Any]) -> dict[str, Any]:
     created = client.post("/api/jobs", json={"workload_id": WORKLOAD, "overrides": overrides})
     assert created.status_code == 201, created.text
-    view = _wait(client, created.json()["id"])
+    view = finished_job(client, created.json()["id"])
     assert view["status"] == "completed", view
     return view
 

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openai
@@ -24,21 +23,10 @@ from services.deployment.routes import RouteStore
 from services.domain.settings import Settings
 from tests.gateway.fake_teacher import fake_teacher
 from tests.model_plane import SYSTEM, model_plane
-from tests.servers import free_port, serve
+from tests.servers import finished_job, free_port, serve
 
 POLICY = {"min_score": 0.999, "min_eval_size": 10, "min_coverage": 0.2, "min_agreement": 0.5, "rollout": "direct",
           "live_min_requests": 6, "monitor_share": 1.0}
-
-
-def _finished(client: TestClient, job_id: str, timeout: float = 300) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        view = client.get(f"/api/jobs/{job_id}").json()
-        deploy = next((s for s in view["stages"] if s["name"] == "deploy"), None)
-        if view["status"] in ("completed", "failed", "cancelled") and (deploy is None or deploy["status"] != "running"):
-            return view
-        time.sleep(0.25)
-    raise AssertionError(f"job {job_id} did not finish")
 
 
 def test_a_selective_job_deploys_and_a_gateway_process_routes_by_confidence(tmp_path: Path) -> None:
@@ -50,7 +38,7 @@ def test_a_selective_job_deploys_and_a_gateway_process_routes_by_confidence(tmp_
             TestClient(create_app(settings, store=store, celery_app=worker_app)) as client:
         created = client.post("/api/jobs", json={"workload_id": "news_topic", "overrides": {"candidates": ["tiny-clf"]}})
         assert created.status_code == 201, created.text
-        view = _finished(client, created.json()["id"])
+        view = finished_job(client, created.json()["id"], timeout=300)
     assert view["status"] == "completed", view
     decision = view["decision"]
     assert decision["chosen"] == "tiny-clf" and decision["mode"] == "selective", decision["reason"]

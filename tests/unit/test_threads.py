@@ -28,6 +28,3 @@ def test_the_count_is_set_for_a_task_and_restored(monkeypatch: pytest.MonkeyPatc
         assert n == 1 and torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
 
-
-def test_busy_cores_reads_the_machine() -> None:
-    assert 0 <= threads.busy_cores() < 10_000 and threads.usable_cores() >= 1

@@ -8,7 +8,6 @@ artifact directory.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 import uuid
@@ -63,13 +62,14 @@ class LocalBackend:
             (text, confidence), = runner.answer([request])
             extra = {"confidence": round(confidence, 6)}
         elif route.student_kind == "causal_lm_lora" and route.labels and route.answer_template:
+            from services.models.runtime.causal_lm import label_confidence
+
             # A label answer: score the labels (one forward pass over the prompt, then each label's tokens),
             # never free generation up to max_tokens.
             answers = [render_label(route.answer_template, label) for label in route.labels]
             best, scores = runner.score_labels(body["messages"], answers)
-            # The label's share of the probability mass over the labels: what a selective route thresholds.
-            confidence = 1.0 / sum(math.exp(score - scores[best]) for score in scores)
-            text, extra = answers[best], {"decoding": "constrained", "confidence": round(confidence, 6)}
+            text = answers[best]
+            extra = {"decoding": "constrained", "confidence": round(label_confidence(scores, best), 6)}
         elif route.student_kind == "causal_lm_lora":
             text = runner.generate([request], max_new_tokens=int(body.get("max_tokens") or 64))[0]
             extra = {}

@@ -10,6 +10,7 @@ Two ways to answer a classification request:
 
 from __future__ import annotations
 
+import math
 import threading
 from pathlib import Path
 from typing import Any
@@ -108,3 +109,9 @@ class CausalLMRunner:
         """Index of the most likely answer and every answer's log-probability."""
         scores = self.answer_logprobs(messages, answers)
         return max(range(len(scores)), key=scores.__getitem__), scores
+
+
+def label_confidence(scores: list[float], best: int) -> float:
+    """The chosen label's share of the probability mass over the label set (from `score_labels`' log-probabilities):
+    a constrained causal-LM student's confidence, what a selective threshold is set on."""
+    return 1.0 / sum(math.exp(score - scores[best]) for score in scores)
