@@ -1,6 +1,6 @@
 """The default job on the stand-in, as a new user runs it: how long, and does it take traffic off the teacher?
 
-    python -m bench.default_job [--records 2000] [--noise-focus 1.5] [--keep DIR]
+    python -m bench.default_job [--records 2000] [--noise-focus 3] [--keep DIR]
 
 In a fresh folder holding only a copy of the shipped config.yaml (models from the per-user cache): write
 the stand-in logs (services/datastore/standin.py), `flywheel ingest` them, then
@@ -38,7 +38,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=2000)
-    parser.add_argument("--noise-focus", type=float, default=1.5)
+    parser.add_argument("--noise-focus", type=float, default=3.0)
     parser.add_argument("--keep", type=Path, default=None, help="Run in this folder and keep it (default: a temp dir).")
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                         help="Passed to `jobs create --set` (e.g. data_split.eval_size=400).")

@@ -5,11 +5,11 @@
 The stand-in (services/datastore/standin.py) gives `--records` logged records plus `--new-traffic` later
 records from the same simulated teacher. Per recipe (a frozen encoder + the cross-fitted
 logistic-regression head, exactly the customizer's `finetune: head` code): the head is fitted on the
-logged records less a 200-record eval split, as a job does; the threshold is chosen on its out-of-fold
+logged records less an `--eval-size` eval split (200), as a job does; the threshold is chosen on its out-of-fold
 predictions (fixed-sequence testing at min_agreement, one-sided 95%); coverage and the served share's
 agreement with its lower bound are reported on the eval split, and the truth is measured on the new traffic.
 
-The guarantee's failure rate: over `--splits` random draws of 200 report records from the new traffic
+The guarantee's failure rate: over `--splits` random draws of `--eval-size` report records from the new traffic
 (the rest standing for what comes after), a selective promotion happens when the report's lower bound is
 at or above min_agreement and coverage at or above min_coverage; it fails when the served share's agreement
 on the rest is below min_agreement. A rate at or below delta = 0.05 is what the method promises.
@@ -28,11 +28,9 @@ import numpy as np
 
 from bench.common import REPO, machine, print_table, write_results
 
-EVAL_SIZE = 200
-
 
 def recipe_predictions(model_name: str, logs: list[dict[str, Any]], traffic: list[dict[str, Any]],
-                       seed: int, lexical_mix: float, cache: dict[str, Any]) -> dict[str, Any]:
+                       seed: int, lexical_mix: float, cache: dict[str, Any], eval_size: int) -> dict[str, Any]:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
@@ -65,7 +63,7 @@ def recipe_predictions(model_name: str, logs: list[dict[str, Any]], traffic: lis
     vectors, encode_s = cache[model_name]
     order = list(range(len(logs)))
     random.Random(seed).shuffle(order)
-    eval_rows, train_rows = np.array(order[:EVAL_SIZE]), np.array(order[EVAL_SIZE:])
+    eval_rows, train_rows = np.array(order[:eval_size]), np.array(order[eval_size:])
     fitted = fit_head(vectors[train_rows], y[train_rows], len(names), seed=seed,
                       texts=[texts[i] for i in train_rows], lexical_mix=lexical_mix)
     logits = vectors @ fitted["weight"].T + fitted["bias"]
@@ -93,8 +91,10 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=300)
     parser.add_argument("--recipes", nargs="+", default=["minilm-l6", "minilm-l6+tfidf", "mpnet-base+tfidf"],
                         help="MODEL or MODEL+tfidf (the encoder head averaged with a TF-IDF head, lexical_mix 0.5).")
-    parser.add_argument("--noise-focus", type=float, default=1.5,
+    parser.add_argument("--noise-focus", type=float, default=3.0,
                         help="How strongly the simulated teacher's errors fall on ambiguous texts (0: uniformly).")
+    parser.add_argument("--eval-size", type=int, default=200,
+                        help="Eval (report) records held out of the logged records, as data_split.eval_size.")
     parser.add_argument("--min-agreement", type=float, default=0.9)
     parser.add_argument("--min-coverage", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
@@ -107,7 +107,7 @@ def main() -> None:
     rows, curves, failures, cache = [], {}, [], {}
     for recipe in args.recipes:
         model_name, _, lexical = recipe.partition("+")
-        pred = recipe_predictions(model_name, logs, traffic, args.seed, 0.5 if lexical else 0.0, cache)
+        pred = recipe_predictions(model_name, logs, traffic, args.seed, 0.5 if lexical else 0.0, cache, args.eval_size)
         block = selective_report(pred["oof"], pred["eval"], min_agreement=args.min_agreement)
         truth = measure(*pred["new"], block["threshold"], 0.95)
         rows.append({"recipe": f"{recipe} head", "C": pred["C"], "f1_new": round(pred["f1_new"], 4),
@@ -132,8 +132,8 @@ def main() -> None:
 
 
 def _failure_rate(pred: dict[str, Any], args: Any, choose_threshold: Any, measure: Any, recipe: str) -> dict[str, Any]:
-    """Both ways of choosing: the coverage on the out-of-fold records carried to a random 200 of the new traffic
-    (as a job does with its eval split), and fixed-sequence testing on the 200 report records themselves; the
+    """Both ways of choosing: the coverage on the out-of-fold records carried to a random `--eval-size` of the new traffic
+    (as a job does with its eval split), and fixed-sequence testing on those report records themselves; the
     truth is the served share's agreement on the rest of the new traffic."""
     conf, ok = pred["new"]
     from services.evaluator.metrics.selective import selective_report
@@ -142,7 +142,7 @@ def _failure_rate(pred: dict[str, Any], args: Any, choose_threshold: Any, measur
     counts = {"oof": [0, 0], "fixed_sequence": [0, 0]}
     for _ in range(args.splits):
         order = rng.permutation(len(conf))
-        report, rest = order[:EVAL_SIZE], order[EVAL_SIZE:]
+        report, rest = order[:args.eval_size], order[args.eval_size:]
         for method, threshold in (("oof", selective_report(pred["oof"], (conf[report], ok[report]),
                                                            min_agreement=args.min_agreement)["threshold"]),
                                   ("fixed_sequence", choose_threshold(conf[report], ok[report],

@@ -108,8 +108,9 @@ def data_convert(
 @click.option("--later-records", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--noise", type=click.FloatRange(0, 0.9), default=0.15, show_default=True,
               help="Share of records the simulated teacher answers wrongly (with a confusable class).")
-@click.option("--noise-focus", type=click.FloatRange(0, 10), default=1.5, show_default=True,
-              help="How strongly its errors fall on ambiguous texts (0: uniformly at random).")
+@click.option("--noise-focus", type=click.FloatRange(0, 10), default=3.0, show_default=True,
+              help="How strongly its errors fall on ambiguous texts (0: uniformly at random; 3: a student learns "
+                   "the teacher's errors as it would a real teacher's).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workload-id", default="news_topic", show_default=True)
 @json_option

@@ -334,12 +334,22 @@ class HardwareSettings(_Section):
 
 
 class DataSplitSettings(_Section):
-    eval_size: int = Field(200, ge=1, description="Records held out for evaluation.")
+    eval_size: int = Field(200, ge=1, description="Records held out for evaluation (the least, with eval_ratio).")
+    eval_ratio: float | None = Field(
+        None, ge=0, lt=1, description="Hold out this share of the records for evaluation when it is more than "
+                                      "eval_size (up to eval_max): more report records, tighter bounds (selective).")
+    eval_max: int = Field(1000, ge=1, description="The most records eval_ratio holds out.")
     val_ratio: float = Field(0.1, ge=0, lt=1, description="Share of the rest used for validation.")
     min_total_records: int = Field(50, ge=2, description="Fewer records than this: job fails early.")
     limit: int | None = Field(10_000, ge=1, description="Newest records exported per job.")
     seed: int = Field(42, ge=0)
     parse_function_arguments: bool = True
+
+    def eval_count(self, total: int) -> int:
+        """Eval records for `total` usable ones: eval_size, or eval_ratio of them when that is more (<= eval_max)."""
+        if not self.eval_ratio:
+            return self.eval_size
+        return max(self.eval_size, min(self.eval_max, round(self.eval_ratio * total)))
 
     @model_validator(mode="after")
     def _eval_fits(self) -> DataSplitSettings:

@@ -54,7 +54,7 @@ def split_examples(
         )
     rng = random.Random(settings.seed if seed is None else seed)
     strata = _strata(examples, rng)
-    eval_part, rest = _take(strata, settings.eval_size)
+    eval_part, rest = _take(strata, settings.eval_count(total))
     val_n = max(1, round(sum(len(v) for v in rest.values()) * settings.val_ratio)) if settings.val_ratio > 0 else 0
     val_part, train_rest = _take(rest, val_n)
     train = [e for items in train_rest.values() for e in items]

@@ -11,6 +11,7 @@ from services.evaluator.metrics.selective import (
     choose_threshold,
     measure,
     min_served_for,
+    plan_coverage,
     selective_report,
 )
 
@@ -107,3 +108,37 @@ def test_the_calibration_coverage_carries_over_when_the_final_student_is_more_co
     assert chosen["threshold"] is not None and 0.2 < chosen["coverage"] < 0.8
     assert block["coverage"] == pytest.approx(chosen["coverage"], abs=0.01)
     assert block["threshold"] > chosen["threshold"], "the raw threshold would have served more"
+
+
+def test_plan_coverage_stops_where_the_report_could_no_longer_confirm() -> None:
+    """Known answer: the 300 most confident of 1,000 calibration records all agree, the rest never do. A report
+    of 100 records would serve 30 at coverage 0.3 (all agreeing: bound 0.05^(1/30) = 0.905 >= 0.9); one more
+    percent of coverage brings a disagreement into the expected served share and the bound under 0.9."""
+    conf = np.linspace(1.0, 0.0, 1000, endpoint=False)
+    agrees = np.arange(1000) < 300
+    planned = plan_coverage(conf, agrees, n_report=100, min_agreement=0.9)
+    assert planned.coverage == pytest.approx(0.3) and planned.agreement == 1.0
+    assert plan_coverage(conf, agrees, n_report=20, min_agreement=0.9).threshold is None  # 20 < 29 ever served
+
+
+def test_planning_for_the_report_size_lets_the_report_confirm_it() -> None:
+    """On a large calibration set, fixed-sequence testing stops where the agreement is barely above the target,
+    so a 300-record report rarely confirms it; the planned coverage is smaller and the report confirms it about
+    half the time (planned on the point estimate; an out-of-fold calibration, weaker than the final student,
+    errs on the safe side), while the served share's true agreement stays above the target."""
+    rng = np.random.default_rng(11)
+    passed = {"planned": 0, "fixed sequence": 0}
+    trials = 60
+    for _ in range(trials):
+        cal_conf, rep_conf = rng.random(1800), rng.random(300)
+        cal = (cal_conf, rng.random(1800) < 0.8 + 0.2 * cal_conf)  # P(agree | c) = 0.8 + 0.2 c
+        rep = (rep_conf, rng.random(300) < 0.8 + 0.2 * rep_conf)
+        for name, chosen in (("planned", plan_coverage(*cal, n_report=300, min_agreement=0.9)),
+                             ("fixed sequence", choose_threshold(*cal, min_agreement=0.9))):
+            if chosen.threshold is None:
+                continue
+            shown = measure(*rep, chosen.threshold, 0.95)
+            passed[name] += shown.agreement_ci_low is not None and shown.agreement_ci_low >= 0.9
+            assert 0.8 + 0.2 * (1 + chosen.threshold) / 2 >= 0.9 - 0.01  # true served agreement
+    assert passed["planned"] >= 0.4 * trials, passed
+    assert passed["fixed sequence"] <= 0.1 * trials, passed

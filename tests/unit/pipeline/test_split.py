@@ -56,3 +56,11 @@ def test_same_result_whatever_the_input_order_and_seed_changes_it() -> None:
 def test_too_few_records_say_how_many_are_needed(n: int, settings: DataSplitSettings) -> None:
     with pytest.raises(InsufficientData, match=r"at least \d+ are needed"):
         split_examples(_examples({"a": n}), settings)
+
+
+def test_eval_ratio_holds_out_a_share_between_eval_size_and_eval_max() -> None:
+    settings = DataSplitSettings(eval_size=200, eval_ratio=0.2, eval_max=1000, limit=None)
+    assert [settings.eval_count(n) for n in (500, 1000, 2000, 10_000)] == [200, 200, 400, 1000]
+    assert DataSplitSettings(eval_size=200, limit=None).eval_count(2000) == 200  # no ratio: exactly eval_size
+    splits = split_examples(_examples({"a": 1200, "b": 800}), settings)
+    assert splits.counts()["eval"] == 400
