@@ -305,7 +305,7 @@ def _selective(settings: Settings, dataset: DatasetRef, artifact: StudentArtifac
     block = selective_report(calibration[:2] if calibration else None, (confidences, agrees),
                              min_agreement=policy.min_agreement, confidence=settings.evaluation.confidence)
     if calibration is not None:
-        block["method"] = f"chosen on {calibration[2]}, reported on the eval split"
+        block["method"] = f"planned on {calibration[2]}; fixed-sequence testing on the eval split from there"
     return {**block, "curve": coverage_curve(confidences, agrees, points=10)}
 
 

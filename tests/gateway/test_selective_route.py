@@ -59,7 +59,7 @@ def selective(tmp_path: Path) -> Any:
 def test_a_selective_decision_is_deployed_with_its_threshold(selective: Any) -> None:
     plane, artifact, result, decision = selective
     block = result.metrics["selective"]
-    assert block["method"].startswith("chosen on out-of-fold"), "the threshold is chosen on records the report never saw"
+    assert block["method"].startswith("planned on out-of-fold"), "the walk starts where records the report never saw say"
     assert block["n_report"] == plane.dataset.splits["eval"]["count"]
     assert decision.chosen == "tiny-clf" and decision.mode == "selective", decision.reason
     assert decision.cascade["threshold"] == block["threshold"] and "selectively" in decision.reason

@@ -9,10 +9,11 @@ How the threshold is chosen (docs/selective.md):
   fixed-sequence testing (Learn-then-Test, Angelopoulos et al. 2021): the chosen threshold controls
   the risk at level delta even though it was chosen on the same records. The scan starts at the
   first threshold that serves enough records to pass at all (that depends on the confidences only).
-- `selective_report` chooses the coverage on calibration records (out-of-fold or a split the student was
-  not fitted on) as the largest one the report could confirm at its size (`plan_coverage`), sets the
-  threshold at that coverage of the eval records' confidences (labels unused), and reports the served share's agreement and its lower bound there: whether those answers agree never
-  influenced the threshold the decision judges.
+- `selective_report` plans a coverage on calibration records (out-of-fold or a split the student was
+  not fitted on) as the largest one the report could confirm at its size (`plan_coverage`), starts
+  fixed-sequence testing on the eval records at that coverage of their confidences and walks towards
+  more coverage while the bound holds; it reports the served share's agreement and lower bound where
+  the walk stopped, a threshold whose guarantee holds as chosen (the walk is a fixed sequence).
 """
 
 from __future__ import annotations
@@ -68,8 +69,10 @@ def measure(confidences: Sequence[float], agrees: Sequence[bool], threshold: flo
 
 
 def choose_threshold(confidences: Sequence[float], agrees: Sequence[bool], *, min_agreement: float,
-                     confidence: float = 0.95) -> Threshold:
-    """The lowest threshold (most coverage) that fixed-sequence testing accepts; `threshold=None` if none."""
+                     confidence: float = 0.95, start_served: int = 0) -> Threshold:
+    """The lowest threshold (most coverage) that fixed-sequence testing accepts; `threshold=None` if none.
+    `start_served`: the first threshold tested is the first serving at least this many records (a starting point
+    fixed without looking at whether these records agree, e.g. planned on calibration records)."""
     conf = np.asarray(confidences, dtype=float)
     ok = np.asarray(agrees, dtype=bool)
     if len(conf) != len(ok):
@@ -83,8 +86,8 @@ def choose_threshold(confidences: Sequence[float], agrees: Sequence[bool], *, mi
         if i + 1 < len(conf) and conf[i + 1] == conf[i]:
             continue  # a threshold admits every record at or above it: only cut between distinct values
         served = i + 1
-        if served < needed:
-            continue  # cannot pass yet; skipping it depends on the confidences only, not on agreement
+        if served < max(needed, start_served):
+            continue  # cannot pass yet, or before the start; skipping depends on confidences only, not agreement
         agreed = int(agreed_so_far[i])
         low = agreement_lower_bound(agreed, served, confidence)
         if low < min_agreement:
@@ -136,19 +139,29 @@ def selective_report(
     """The decision's `cascade` block, measured on `report`.
 
     With `calibration` (records the student was not fitted on, e.g. out-of-fold predictions): the coverage is
-    chosen there, planned for the report's size (`plan_coverage`), and the threshold is set where the student
-    serves that share of the report records' confidences. Only the report's confidences are used, never whether they agree, so the
-    report's bound stays valid; matching coverage rather than copying the raw threshold matters because the
-    final student (fitted on all records) is more confident than its out-of-fold versions were.
-    Without: fixed-sequence testing on `report` itself, whose guarantee holds for the threshold it picks."""
+    planned there for the report's size (`plan_coverage`), and fixed-sequence testing on the report starts where
+    the student serves that share of the report's confidences and walks towards more coverage while the bound
+    holds. The start depends on the calibration's labels and the report's confidences only, so the walk is a
+    fixed sequence and its guarantee holds for the threshold it stops at (Learn-then-Test); matching coverage
+    rather than copying the raw threshold matters because the final student (fitted on all records) is more
+    confident than its out-of-fold versions were. Starting at the plan, not at the most confident record, keeps
+    one early disagreement among a few dozen served records from ending the walk before it starts.
+    Without: fixed-sequence testing on `report` from the most confident record.
+    When the first tested threshold already fails, the block shows it (coverage and its bound below the
+    target), so the decision can say by how much the student missed."""
+    n_report = len(report[0])
     if calibration is not None and len(calibration[0]) > 0:
-        chosen = plan_coverage(*calibration, n_report=len(report[0]), min_agreement=min_agreement, confidence=confidence)
-        threshold = _threshold_at_coverage(report[0], chosen.coverage) if chosen.threshold is not None else None
-        method, n_calibration = "calibration split", len(calibration[0])
+        planned: Threshold | None = plan_coverage(*calibration, n_report=n_report, min_agreement=min_agreement,
+                                                  confidence=confidence)
+        start = round(planned.coverage * n_report) if planned.threshold is not None else 0
+        method, n_calibration = "planned on calibration records, fixed-sequence testing on the report", len(calibration[0])
     else:
-        chosen = choose_threshold(*report, min_agreement=min_agreement, confidence=confidence)
-        threshold = chosen.threshold
-        method, n_calibration = "fixed-sequence testing on the report records", len(report[0])
+        planned, start = None, 0
+        method, n_calibration = "fixed-sequence testing on the report records", n_report
+    chosen = choose_threshold(*report, min_agreement=min_agreement, confidence=confidence, start_served=start)
+    threshold = chosen.threshold
+    if threshold is None and start > 0:
+        threshold = _threshold_at_coverage(report[0], start / n_report)  # the start failed: shown, never passes
     reported = measure(*report, threshold, confidence)
     return {
         "threshold": threshold, "coverage": round(reported.coverage, 4), "served": reported.served,
@@ -156,7 +169,7 @@ def selective_report(
         "agreement_ci_low": None if reported.agreement_ci_low is None else round(reported.agreement_ci_low, 4),
         "n_calibration": n_calibration, "n_report": reported.n, "confidence": confidence,
         "target_agreement": min_agreement, "method": method,
-        "calibration": asdict(chosen),
+        "calibration": asdict(planned) if planned is not None else None,
     }
 
 

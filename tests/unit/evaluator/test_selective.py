@@ -75,7 +75,7 @@ def test_report_is_measured_on_other_records() -> None:
     assert block["n_calibration"] == 400 and block["n_report"] == 200
     assert block["coverage"] == pytest.approx(again.coverage, abs=1e-4)
     assert block["agreement_ci_low"] == pytest.approx(again.agreement_ci_low, abs=1e-4)
-    assert block["method"] == "calibration split"
+    assert block["method"].startswith("planned on calibration records")
     assert selective_report(None, rep, min_agreement=0.9)["n_calibration"] == 200
 
 
@@ -97,17 +97,32 @@ def test_guarantee_holds_on_new_records() -> None:
 
 def test_the_calibration_coverage_carries_over_when_the_final_student_is_more_confident() -> None:
     """Out-of-fold students are less sure than the final one: copying their raw threshold would serve more of
-    the report records; the coverage they chose is carried over instead (from the report's confidences only)."""
+    the report records; the walk on the report starts at the coverage they planned instead (set from the
+    report's confidences only) and goes on from there while the bound holds."""
     rng = np.random.default_rng(3)
     cal_conf = rng.random(1000)
     cal = (cal_conf, rng.random(1000) < 0.7 + 0.3 * cal_conf)
     rep_conf = np.clip(rng.random(400) + 0.2, 0, 1)  # the final student: the same ranking, higher scores
     rep = (rep_conf, rng.random(400) < 0.7 + 0.3 * (rep_conf - 0.2))
     block = selective_report(cal, rep, min_agreement=0.9)
-    chosen = block["calibration"]
-    assert chosen["threshold"] is not None and 0.2 < chosen["coverage"] < 0.8
-    assert block["coverage"] == pytest.approx(chosen["coverage"], abs=0.01)
-    assert block["threshold"] > chosen["threshold"], "the raw threshold would have served more"
+    planned = block["calibration"]
+    assert planned["threshold"] is not None and 0.1 < planned["coverage"] < 0.8
+    assert block["coverage"] >= planned["coverage"] - 0.01
+    start = measure(*rep, np.sort(rep_conf)[::-1][round(planned["coverage"] * 400) - 1], 0.95)
+    assert start.threshold > planned["threshold"], "the raw threshold would have served more"
+    assert block["threshold"] <= start.threshold  # the walk only adds coverage
+
+
+def test_a_start_that_fails_is_shown_and_never_passes() -> None:
+    """The plan promised more than the report shows: the first tested threshold fails, the walk ends there, and
+    the block shows that threshold with its bound under the target (so the decision can say by how much)."""
+    cal = (np.linspace(1, 0, 1000, endpoint=False), np.arange(1000) < 600)  # calibration: top 60% all agree
+    rep_conf = np.linspace(1, 0, 300, endpoint=False)
+    rep = (rep_conf, np.arange(300) % 5 != 0)  # the report: 80% agree everywhere
+    block = selective_report(cal, rep, min_agreement=0.9)
+    assert block["calibration"]["coverage"] >= 0.5
+    assert block["coverage"] == pytest.approx(block["calibration"]["coverage"], abs=0.01)
+    assert block["agreement_ci_low"] < 0.9
 
 
 def test_plan_coverage_stops_where_the_report_could_no_longer_confirm() -> None:
