@@ -5,8 +5,9 @@
 The stand-in (services/datastore/standin.py) gives `--records` logged records plus `--new-traffic` later
 records from the same simulated teacher. Per recipe (a frozen encoder + the cross-fitted
 logistic-regression head, exactly the customizer's `finetune: head` code): the head is fitted on the
-logged records less an `--eval-size` eval split (200), as a job does; the threshold is chosen on its out-of-fold
-predictions (fixed-sequence testing at min_agreement, one-sided 95%); coverage and the served share's
+logged records less an `--eval-size` eval split (200), as a job does; the coverage is planned on its
+out-of-fold predictions and the threshold confirmed on the eval split by fixed-sequence testing from there
+(min_agreement, one-sided 95%; services/evaluator/metrics/selective.py); coverage and the served share's
 agreement with its lower bound are reported on the eval split, and the truth is measured on the new traffic.
 
 The guarantee's failure rate: over `--splits` random draws of `--eval-size` report records from the new traffic
@@ -132,20 +133,22 @@ def main() -> None:
 
 
 def _failure_rate(pred: dict[str, Any], args: Any, choose_threshold: Any, measure: Any, recipe: str) -> dict[str, Any]:
-    """Both ways of choosing: the coverage on the out-of-fold records carried to a random `--eval-size` of the new traffic
-    (as a job does with its eval split), and fixed-sequence testing on those report records themselves; the
-    truth is the served share's agreement on the rest of the new traffic."""
+    """Two ways of choosing on a random `--eval-size` of the new traffic standing for the eval split: as a job
+    does (the coverage planned on the out-of-fold records, then fixed-sequence testing on the report from
+    there: "planned walk") and fixed-sequence testing from the report's most confident record ("walk from
+    the top"); the truth is the served share's agreement on the rest of the new traffic. A failure is a
+    promotion whose truth is under the target, counted over all draws (what delta bounds)."""
     conf, ok = pred["new"]
     from services.evaluator.metrics.selective import selective_report
 
     rng = np.random.default_rng(args.seed)
-    counts = {"oof": [0, 0], "fixed_sequence": [0, 0]}
+    counts = {"planned walk": [0, 0], "walk from the top": [0, 0]}
     for _ in range(args.splits):
         order = rng.permutation(len(conf))
         report, rest = order[:args.eval_size], order[args.eval_size:]
-        for method, threshold in (("oof", selective_report(pred["oof"], (conf[report], ok[report]),
-                                                           min_agreement=args.min_agreement)["threshold"]),
-                                  ("fixed_sequence", choose_threshold(conf[report], ok[report],
+        for method, threshold in (("planned walk", selective_report(pred["oof"], (conf[report], ok[report]),
+                                                                    min_agreement=args.min_agreement)["threshold"]),
+                                  ("walk from the top", choose_threshold(conf[report], ok[report],
                                                                       min_agreement=args.min_agreement).threshold)):
             shown = measure(conf[report], ok[report], threshold, 0.95)
             promoted = (threshold is not None and shown.agreement_ci_low is not None
