@@ -334,9 +334,10 @@ class HardwareSettings(_Section):
 
 
 class DataSplitSettings(_Section):
-    eval_size: int = Field(200, ge=1, description="Records held out for evaluation (the least, with eval_ratio).")
+    eval_size: int = Field(200, ge=1, description="Records held out for evaluation: the least with eval_ratio, "
+                                                  "exactly this many when set without it.")
     eval_ratio: float | None = Field(
-        None, ge=0, lt=1, description="Hold out this share of the records for evaluation when it is more than "
+        0.2, ge=0, lt=1, description="Hold out this share of the records for evaluation when it is more than "
                                       "eval_size (up to eval_max): more report records, tighter bounds (selective).")
     eval_max: int = Field(1000, ge=1, description="The most records eval_ratio holds out.")
     val_ratio: float = Field(0.1, ge=0, lt=1, description="Share of the rest used for validation.")
@@ -346,8 +347,9 @@ class DataSplitSettings(_Section):
     parse_function_arguments: bool = True
 
     def eval_count(self, total: int) -> int:
-        """Eval records for `total` usable ones: eval_size, or eval_ratio of them when that is more (<= eval_max)."""
-        if not self.eval_ratio:
+        """Eval records for `total` usable ones: eval_size, or eval_ratio of them when that is more (<= eval_max).
+        A config that sets eval_size and not eval_ratio means exactly eval_size."""
+        if not self.eval_ratio or ("eval_size" in self.model_fields_set and "eval_ratio" not in self.model_fields_set):
             return self.eval_size
         return max(self.eval_size, min(self.eval_max, round(self.eval_ratio * total)))
 
@@ -706,7 +708,7 @@ def apply_overrides(settings: Settings, overrides: dict[str, Any], *, allowed: t
         refused = sorted(set(nested) - set(allowed))
         if refused:
             raise ConfigError(f"override of {', '.join(refused)} is not allowed here; allowed sections: {', '.join(allowed)}")
-    merged = _deep_merge(settings.model_dump(), nested)
+    merged = _deep_merge(settings.model_dump(exclude_unset=True), nested)  # unset stays unset (eval_count)
     try:
         updated = Settings.model_validate(merged)  # no __init__: the environment is not applied twice
     except ValidationError as exc:

@@ -24,7 +24,7 @@ def _examples(label_counts: dict[str, int]) -> list[Example[None]]:
 
 def test_sizes_and_proportions() -> None:
     examples = _examples({"a": 600, "b": 300, "c": 100})
-    splits = split_examples(examples, DataSplitSettings(eval_size=100, val_ratio=0.1, limit=None))
+    splits = split_examples(examples, DataSplitSettings(eval_size=100, eval_ratio=None, val_ratio=0.1, limit=None))
     assert splits.counts() == {"eval": 100, "train": 810, "val": 90}
     assert Counter(e.stratum for e in splits.eval) == {"a": 60, "b": 30, "c": 10}
     ids = [e.record.id for part in (splits.eval, splits.train, splits.val) for e in part]
@@ -61,6 +61,8 @@ def test_too_few_records_say_how_many_are_needed(n: int, settings: DataSplitSett
 def test_eval_ratio_holds_out_a_share_between_eval_size_and_eval_max() -> None:
     settings = DataSplitSettings(eval_size=200, eval_ratio=0.2, eval_max=1000, limit=None)
     assert [settings.eval_count(n) for n in (500, 1000, 2000, 10_000)] == [200, 200, 400, 1000]
-    assert DataSplitSettings(eval_size=200, limit=None).eval_count(2000) == 200  # no ratio: exactly eval_size
+    assert DataSplitSettings(eval_size=200, eval_ratio=None, limit=None).eval_count(2000) == 200  # exactly
+    assert DataSplitSettings(eval_size=150, limit=None).eval_count(2000) == 150  # set alone: exactly
+    assert DataSplitSettings(limit=None).eval_count(2000) == 400  # the defaults: 20%
     splits = split_examples(_examples({"a": 1200, "b": 800}), settings)
     assert splits.counts()["eval"] == 400
