@@ -49,7 +49,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
 UID = 10001
-# The compose services that run our images, in start order, and the image each one runs.
+# The compose services that run our images, in start order (compose: depends_on).
 SERVICES = ("mlflow", "models", "api", "gateway", "worker-datastore", "worker-evaluator", "worker-deployment",
             "worker-orchestrator", "customizer", "beat")
 QUEUES = {"worker-datastore": "datastore", "worker-evaluator": "evaluator", "worker-deployment": "deployment",
