@@ -6,6 +6,7 @@
 #   bash scripts/images.sh                           all four images, then the smoke run
 #   bash scripts/images.sh orchestrator gateway      only those (the smoke run needs all four)
 #   bash scripts/images.sh --no-smoke                build and check the files, no smoke run
+#   bash scripts/images.sh --print-tags              the tags each image gets, nothing else
 #
 # Engine: Docker where `docker info` answers (the Dockerfiles' defaults: python:3.11.14-slim-trixie,
 # PyPI and the PyTorch CPU index). Otherwise buildah (installed with apt when missing): a local
@@ -29,13 +30,15 @@ PYTHON="${PYTHON:-python3}"
 VENV_PYTHON=.venv/bin/python
 
 SMOKE=1
+PRINT_TAGS=0
 wanted=()
 for arg in "$@"; do
   case "$arg" in
     --no-smoke) SMOKE=0 ;;
+    --print-tags) PRINT_TAGS=1 ;;
     orchestrator|gateway|worker|customizer) wanted+=("$arg") ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
-    *) echo "images: unknown argument '$arg' (images: ${ALL_IMAGES[*]}; option: --no-smoke)" >&2; exit 2 ;;
+    -h|--help) sed -n '2,/^set -euo pipefail/{/^set/!p}' "$0"; exit 0 ;;
+    *) echo "images: unknown argument '$arg' (images: ${ALL_IMAGES[*]}; options: --no-smoke, --print-tags)" >&2; exit 2 ;;
   esac
 done
 ((${#wanted[@]})) || wanted=("${ALL_IMAGES[@]}")
@@ -52,6 +55,10 @@ tags_of() {
   echo "flywheel-$1:${TAG}${suffix} flywheel/$1:${CHART_TAG}${suffix}"
 }
 build_args_of() { [[ "$1" == customizer ]] && echo "--build-arg TORCH_VARIANT=cpu" || true; }
+if [[ "$PRINT_TAGS" == 1 ]]; then  # what each image is tagged (tests/deploy/test_helm.py compares)
+  for name in "${wanted[@]}"; do echo "$name $(tags_of "$name")"; done
+  exit 0
+fi
 # With the host's pip sources staged (buildah), the CPU images take torch from them, not the PyTorch index.
 torch_from_pip_sources() { [[ "$1" == orchestrator ]] || echo "--build-arg TORCH_CPU_INDEX_URL="; }
 
