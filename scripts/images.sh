@@ -184,6 +184,7 @@ EOF
 
 stage_pip_sources() {
   STAGING="$(mktemp -d /var/tmp/flywheel-pip-sources.XXXXXX)"
+  chmod 755 "$STAGING"  # the smoke run's `models` container (uid 10001) reads it too
   local config mounts kind src name
   "$PYTHON" -m pip --version >/dev/null 2>&1 || die "$PYTHON -m pip does not run: the build reads the host's pip configuration with it (set PYTHON=...)"
   config="$("$PYTHON" -m pip config list)"
@@ -273,8 +274,6 @@ if [[ "$ENGINE" == buildah ]]; then
   stage_pip_sources
 fi
 for name in "${wanted[@]}"; do build_one "$name"; done
-cleanup_mounts_now() { cleanup; STAGING=""; MOUNTED=(); }
-cleanup_mounts_now
 after_builds=$(( $(used_bytes) - disk_before ))
 remove_build_leftovers
 after_prune=$(( $(used_bytes) - disk_before ))
@@ -302,5 +301,7 @@ if [[ "$SMOKE" == 1 ]]; then
     echo "smoke run: not run (it needs all four images; not built now: ${missing[*]})"
     exit 1
   fi
-  FLYWHEEL_ENGINE="$ENGINE" FLYWHEEL_STORAGE_DRIVER="${DRIVER:-}" "$VENV_PYTHON" scripts/smoke_images.py --tag "$TAG"
+  # The staged pip sources (buildah) reach the `models` service too: its download needs this network's CA.
+  FLYWHEEL_ENGINE="$ENGINE" FLYWHEEL_STORAGE_DRIVER="${DRIVER:-}" FLYWHEEL_PIP_SOURCES="$STAGING" \
+    "$VENV_PYTHON" scripts/smoke_images.py --tag "$TAG"
 fi

