@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both set up first (idempotent).
-.PHONY: setup setup-test demo test test-fast lint bench clean help
+.PHONY: setup setup-test demo test test-fast lint images bench clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -19,6 +19,9 @@ test: setup-test  ## the whole test suite, including slow tests with real small 
 
 test-fast: setup-test  ## the suite without slow (real-model) tests
 	HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -m "not slow"
+
+images: setup  ## build the four images (Docker, else buildah), check their files, run the platform from them
+	@bash scripts/images.sh
 
 lint: setup  ## ruff
 	.venv/bin/ruff check orchestrator services tests bench

@@ -12,22 +12,34 @@
 # Pinned by tag (3.11 patch release + Debian release). No digest: none could be looked up offline.
 ARG PYTHON_IMAGE=python:3.11.14-slim-trixie
 
+# Package sources for pip, at build time only (never in an image). This stage is empty: pip then
+# uses PyPI, and the CPU images take torch from the PyTorch CPU index. Where those cannot be
+# reached, a build replaces it with a directory (`--build-context pip-sources=DIR`, what
+# scripts/images.sh does from the host's pip configuration): DIR/pip.conf points pip at the CA
+# bundle, find-links and file indexes under DIR, and `--build-arg TORCH_CPU_INDEX_URL=` (empty)
+# takes the CPU torch wheel from those sources. See docs/docker.md.
+FROM scratch AS pip-sources
+
 FROM ${PYTHON_IMAGE} AS builder
+# PIP_CONFIG_FILE: pip ignores it while the pip-sources mount holds no pip.conf (the default).
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_CONFIG_FILE=/run/pip-sources/pip.conf
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY requirements/ requirements/
 # The control plane's requirements: base.txt up to its "# model plane" line.
-RUN sed '/^# model plane/,$d' requirements/base.txt > /tmp/control-plane.txt \
+RUN --mount=type=bind,from=pip-sources,target=/run/pip-sources \
+    sed '/^# model plane/,$d' requirements/base.txt > /tmp/control-plane.txt \
     && pip install -c requirements/constraints.txt -r /tmp/control-plane.txt
 COPY pyproject.toml README.md ./
 COPY orchestrator/ orchestrator/
 COPY services/ services/
 # Fails the build if anything pulled torch in after all.
-RUN pip install --no-deps -c requirements/constraints.txt . \
+RUN --mount=type=bind,from=pip-sources,target=/run/pip-sources \
+    pip install --no-deps -c requirements/constraints.txt . \
     && python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)"
 
 FROM ${PYTHON_IMAGE}

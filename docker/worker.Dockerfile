@@ -10,37 +10,85 @@
 
 # Pinned by tag (3.11 patch release + Debian release). No digest: none could be looked up offline.
 ARG PYTHON_IMAGE=python:3.11.14-slim-trixie
+# torch: the CPU build (see the builder), from the PyTorch CPU index unless TORCH_CPU_INDEX_URL says otherwise.
+ARG TORCH_VARIANT=cpu
+ARG TORCH_INDEX_URL=""
+ARG TORCH_CPU_INDEX_URL=https://download.pytorch.org/whl/cpu
 
+# Package sources for pip, at build time only (never in an image). This stage is empty: pip then
+# uses PyPI, and the CPU images take torch from the PyTorch CPU index. Where those cannot be
+# reached, a build replaces it with a directory (`--build-context pip-sources=DIR`, what
+# scripts/images.sh does from the host's pip configuration): DIR/pip.conf points pip at the CA
+# bundle, find-links and file indexes under DIR, and `--build-arg TORCH_CPU_INDEX_URL=` (empty)
+# takes the CPU torch wheel from those sources. See docs/docker.md.
+FROM scratch AS pip-sources
+
+# The builder: the same text in gateway, worker and customizer.Dockerfile (tests/deploy/test_docker.py
+# keeps it so), so that building one reuses the layers of another with the same TORCH_VARIANT.
+# The variables' defaults are the global ARGs above (per image).
 FROM ${PYTHON_IMAGE} AS builder
+ARG TORCH_VARIANT
+ARG TORCH_INDEX_URL
+ARG TORCH_CPU_INDEX_URL
+# PIP_CONFIG_FILE: pip ignores it while the pip-sources mount holds no pip.conf (the default).
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_CONFIG_FILE=/run/pip-sources/pip.conf
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY requirements/ requirements/
-# torch first, as the CPU build and pinned by the same constraints file as scripts/setup.sh:
-# without it pip takes torch from PyPI, a CUDA build several GB larger.
-RUN pip install -c requirements/constraints.txt \
-        --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple \
-        "torch==2.13.0+cpu" \
-    && pip install -c requirements/constraints.txt -r requirements/base.txt
+# torch first, pinned by the constraints file, as the build TORCH_VARIANT asks for (without it pip
+# takes PyPI's torch, the CUDA build); the rest of base.txt then keeps it (torch==2.13.0 is satisfied).
+#   cpu:  torch==2.13.0+cpu from TORCH_CPU_INDEX_URL (the PyTorch CPU index), or, when that is
+#         empty, from the pip-sources stage;
+#   cuda: torch==2.13.0 from PyPI (CUDA 13 runtime, cuDNN and NCCL as pip wheels), or from
+#         TORCH_INDEX_URL (a PyTorch index of another CUDA, e.g. .../whl/cu128);
+#   none: no model plane at all: base.txt up to its "# model plane" line.
+RUN --mount=type=bind,from=pip-sources,target=/run/pip-sources \
+    case "$TORCH_VARIANT" in \
+      cpu) if [ -n "$TORCH_CPU_INDEX_URL" ]; then \
+             pip install -c requirements/constraints.txt \
+               --index-url "$TORCH_CPU_INDEX_URL" --extra-index-url https://pypi.org/simple "torch==2.13.0+cpu"; \
+           else \
+             pip install -c requirements/constraints.txt "torch==2.13.0+cpu"; \
+           fi \
+           && cp requirements/base.txt /tmp/requirements.txt ;; \
+      cuda) if [ -n "$TORCH_INDEX_URL" ]; then \
+              pip install -c requirements/constraints.txt \
+                --index-url "$TORCH_INDEX_URL" --extra-index-url https://pypi.org/simple "torch==2.13.0"; \
+            else \
+              pip install -c requirements/constraints.txt "torch==2.13.0"; \
+            fi \
+            && cp requirements/base.txt /tmp/requirements.txt ;; \
+      none) sed '/^# model plane/,$d' requirements/base.txt > /tmp/requirements.txt ;; \
+      *) echo "TORCH_VARIANT must be cpu, cuda or none, not '$TORCH_VARIANT'" >&2; exit 1 ;; \
+    esac \
+    && pip install -c requirements/constraints.txt -r /tmp/requirements.txt
 COPY pyproject.toml README.md ./
 COPY orchestrator/ orchestrator/
 COPY services/ services/
-RUN pip install --no-deps -c requirements/constraints.txt . \
-    && python -c "import torch, sys; sys.exit(torch.version.cuda is not None)"
+# Fails the build when torch is not the build TORCH_VARIANT asks for (no GPU is needed to tell).
+RUN --mount=type=bind,from=pip-sources,target=/run/pip-sources \
+    pip install --no-deps -c requirements/constraints.txt . \
+    && python -c "import importlib.util as u, sys; \
+torch = u.find_spec('torch') and __import__('torch'); \
+got = 'none' if not torch else 'cuda' if torch.version.cuda else 'cpu'; \
+sys.exit(0 if got == '$TORCH_VARIANT' else f'TORCH_VARIANT=$TORCH_VARIANT, but torch is {torch and torch.__version__}')"
 
 FROM ${PYTHON_IMAGE}
-LABEL org.opencontainers.image.title="flywheel-worker" \
-      org.opencontainers.image.description="Data flywheel Celery workers (datastore, evaluator, deployment, orchestrator queues; CPU)" \
-      org.opencontainers.image.licenses="Apache-2.0"
+# Up to the virtualenv, the same steps as the other CPU images' runtime stage, so that they share
+# these layers (the venv is 2 GB): what differs comes after.
 RUN groupadd --system --gid 10001 flywheel \
     && useradd --system --uid 10001 --gid flywheel --create-home --home-dir /home/flywheel \
         --shell /usr/sbin/nologin flywheel \
     && mkdir -p /etc/flywheel /var/lib/flywheel/artifacts /var/lib/flywheel/models /var/lib/flywheel/state \
     && chown -R flywheel:flywheel /var/lib/flywheel
 COPY --from=builder /opt/venv /opt/venv
+LABEL org.opencontainers.image.title="flywheel-worker" \
+      org.opencontainers.image.description="Data flywheel Celery workers (datastore, evaluator, deployment, orchestrator queues; CPU)" \
+      org.opencontainers.image.licenses="Apache-2.0"
 # requirements/ travels along for docker/fetch-models.sh (models.txt and the constraints).
 COPY requirements/ /app/requirements/
 COPY docker/healthcheck.py docker/fetch-models.sh /usr/local/lib/flywheel/

@@ -103,7 +103,12 @@ class RouteStore:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine = create_engine(url, pool_pre_ping=True)
-        metadata.create_all(self.engine)
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # The gateway, the workers, beat and the API open the store at once on a fresh database:
+                # create the tables one process at a time (concurrent CREATE TABLEs fail: "already exists").
+                connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7243102)")
+            metadata.create_all(connection)
         self.cache_s = cache_s
         self._cache: dict[str, tuple[float, Route]] = {}
 

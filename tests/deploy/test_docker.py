@@ -188,7 +188,7 @@ def test_base_images_are_pinned_by_version(image: tuple[str, list[Instruction]])
     for stage in stages(instructions):
         words = stage[0].value.split()
         ref = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args[m.group(1) or m.group(2)], words[0])
-        if ref not in stage_names:
+        if ref not in stage_names and ref != "scratch":  # scratch: the empty pip-sources stage
             repo_part, _, tag = ref.rpartition(":") if "@" not in ref else (ref, "", "digest")
             assert repo_part and tag, f"{name}: FROM {ref} has no tag"
             assert tag != "latest" and re.search(r"\d+\.\d+\.\d+", tag) or "@sha256:" in ref, (
@@ -199,13 +199,30 @@ def test_base_images_are_pinned_by_version(image: tuple[str, list[Instruction]])
 
 def test_multi_stage_builder_then_slim_runtime(image: tuple[str, list[Instruction]]) -> None:
     name, instructions = image
-    built = stages(instructions)
+    built = [s for s in stages(instructions) if s[0].value != "scratch AS pip-sources"]
     assert len(built) >= 2, f"{name}: expected a builder stage and a runtime stage"
     assert built[0][0].value.split()[-1] == "builder"
     runtime = built[-1]
     assert any(i.keyword == "COPY" and "--from=builder" in i.value and "/opt/venv" in i.value for i in runtime)
     # the runtime stage installs nothing with pip: it only copies the builder's virtualenv
     assert not any(i.keyword == "RUN" and "pip " in i.value for i in runtime), f"{name}: pip in the runtime stage"
+
+
+PIP_SOURCES_MOUNT = "--mount=type=bind,from=pip-sources,target=/run/pip-sources"
+
+
+def test_pip_sources_reach_every_pip_call_of_the_builder_and_nothing_else(image: tuple[str, list[Instruction]]) -> None:
+    """The build-time package sources (scripts/images.sh: the host's, with buildah) are an empty stage by
+    default, mounted into each builder RUN that calls pip, and never into the runtime stage."""
+    name, instructions = image
+    first, builder, *_, runtime = stages(instructions)
+    assert first == [Instruction("FROM", "scratch AS pip-sources")], f"{name}: the first stage is not the empty pip-sources"
+    env = " ".join(i.value for i in builder if i.keyword == "ENV")
+    assert "PIP_CONFIG_FILE=/run/pip-sources/pip.conf" in env
+    pip_runs = [i for i in builder if i.keyword == "RUN" and re.search(r"\bpip install\b", i.value)]
+    assert pip_runs and all(i.value.startswith(PIP_SOURCES_MOUNT + " ") for i in pip_runs), (
+        f"{name}: a pip call in the builder without the pip-sources mount")
+    assert not any("pip-sources" in i.value for i in runtime), f"{name}: the runtime stage sees the build's pip sources"
 
 
 def test_runs_as_the_non_root_flywheel_user(image: tuple[str, list[Instruction]]) -> None:
@@ -279,12 +296,32 @@ def test_torch_builds_per_image() -> None:
     """CPU wheels where the CPU is enough, no torch in the control plane, CUDA in the GPU customizer."""
     text = {name: dockerfile(name).read_text(encoding="utf-8") for name in IMAGES}
     assert '"torch==2.13.0+cpu"' in text["worker"] and "download.pytorch.org/whl/cpu" in text["worker"]
+    for name in ("gateway", "worker", "customizer"):  # the public CPU index by default; empty: the pip sources
+        assert "ARG TORCH_CPU_INDEX_URL=https://download.pytorch.org/whl/cpu" in text[name], name
+        assert '--index-url "$TORCH_CPU_INDEX_URL"' in text[name] and 'if [ -n "$TORCH_CPU_INDEX_URL" ]' in text[name]
     assert not re.search(r"torch==|download\.pytorch\.org", text["orchestrator"])
     assert "sed '/^# model plane/,$d' requirements/base.txt" in text["orchestrator"]
     assert "ARG TORCH_VARIANT=cuda" in text["customizer"] and '"torch==2.13.0+cpu"' in text["customizer"]
-    assert "ARG MODEL_PLANE=cpu" in text["gateway"]
+    assert "ARG TORCH_VARIANT=cpu" in text["gateway"] and "ARG TORCH_VARIANT=cpu" in text["worker"]
     constraints = (REPO / "requirements" / "constraints.txt").read_text(encoding="utf-8")
     assert re.search(r"^torch==2\.13\.0$", constraints, re.M), "the Dockerfiles pin torch 2.13.0 like constraints.txt"
+
+
+def test_the_cpu_images_share_one_builder_stage() -> None:
+    """gateway, worker and customizer build the same virtualenv (torch per TORCH_VARIANT, then base.txt):
+    with the same text, a build reuses the layers another image's build made (the CPU ones: 3 builds, 1 venv)."""
+    builders, runtimes = {}, {}
+    for name in ("gateway", "worker", "customizer"):
+        first, builder, runtime = stages(read_dockerfile(dockerfile(name)))
+        assert first[0].value == "scratch AS pip-sources" and builder[0].value == "${PYTHON_IMAGE} AS builder"
+        builders[name] = [first, builder]
+        # the per-image defaults live in the global ARGs, which the builder takes by name only
+        assert {"TORCH_VARIANT", "TORCH_INDEX_URL", "TORCH_CPU_INDEX_URL"} <= set(global_args(read_dockerfile(dockerfile(name))))
+        # the runtime stage too, up to the venv copy (what differs, labels included, comes after)
+        runtimes[name] = runtime[:3]
+        assert runtime[2] == Instruction("COPY", "--from=builder /opt/venv /opt/venv"), name
+    assert builders["gateway"] == builders["worker"] == builders["customizer"]
+    assert runtimes["gateway"] == runtimes["worker"] == runtimes["customizer"]
 
 
 def _control_plane_requirements() -> list[str]:

@@ -512,3 +512,18 @@ def test_network_policies(rendered: dict[str, list[dict[str, Any]]]) -> None:
         labels = doc["spec"]["template"]["metadata"]["labels"]
         is_flywheel = any(c["image"].startswith(FLYWHEEL_IMAGES) for c in spec["containers"])
         assert (labels.get("flywheel.dev/client") == RELEASE) is is_flywheel, name
+
+
+def test_make_images_tags_every_image_the_chart_and_compose_run(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """`make images` builds what the chart (default values: CPU customizer) and docker/compose.yaml pull."""
+    listed = subprocess.run(["bash", str(REPO / "scripts" / "images.sh"), "--print-tags"], capture_output=True,
+                            text=True, timeout=60, check=True).stdout
+    built = {tag for line in listed.splitlines() for tag in line.split()[1:]}
+    chart = {c["image"] for _, spec in pod_specs(rendered["default"])
+             for c in [*spec["containers"], *spec.get("initContainers", [])] if c["image"].startswith(FLYWHEEL_IMAGES)}
+    assert {image.split(":")[0] for image in chart} == set(FLYWHEEL_IMAGES)  # every image of ours is run somewhere
+    assert chart <= built, f"the chart runs images make images does not tag: {sorted(chart - built)}"
+    compose = yaml.safe_load((REPO / "docker" / "compose.yaml").read_text(encoding="utf-8"))
+    ours = {s["image"].replace("${FLYWHEEL_TAG:-dev}", "dev") for s in compose["services"].values()
+            if s["image"].startswith("flywheel-")}
+    assert len(ours) == 4 and ours <= built, f"compose runs images make images does not tag: {sorted(ours - built)}"

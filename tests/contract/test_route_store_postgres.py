@@ -1,0 +1,60 @@
+"""The route tables on PostgreSQL, opened by several processes at once.
+
+In compose and on a cluster the gateway, the deployment worker, beat's route controller and the API
+all open the route store against one fresh database at start-up. Seen in the first smoke run of the
+images (scripts/smoke_images.py): two of them raced on CREATE TABLE and one died with
+`relation "routes" already exists`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+PG_ADMIN = os.environ.get("FLYWHEEL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    name = f"flywheel_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        pytest.skip(f"no PostgreSQL at {PG_ADMIN}: {exc}")
+    yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _open_route_store(url: str, barrier: Any, results: Any) -> None:
+    from services.deployment.routes import RouteStore
+
+    barrier.wait(60)  # every process imported and connected-ready: then all open the store at once
+    try:
+        results.put(RouteStore(url).get("w").phase)
+    except Exception as exc:  # noqa: BLE001 - reported to the test, which fails on it
+        results.put(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+
+def test_many_processes_open_a_fresh_route_store_at_once(database: str) -> None:
+    context = multiprocessing.get_context("spawn")
+    count = 8
+    barrier, results = context.Barrier(count), context.Queue()
+    processes = [context.Process(target=_open_route_store, args=(database, barrier, results)) for _ in range(count)]
+    for process in processes:
+        process.start()
+    outcomes = [results.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(30)
+    assert outcomes == ["teacher"] * count
