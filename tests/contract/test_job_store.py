@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,8 +9,7 @@ import pytest
 
 from orchestrator.jobs.models import JobStatus
 from orchestrator.jobs.store import JobNotFound, JobStore
-
-PG_ADMIN = os.environ.get("FLYWHEEL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+from tests.contract.postgres import temporary_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -22,22 +19,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
         yield job_store
         job_store.close()
         return
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.exc import OperationalError
-
-    name = f"flywheel_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at {PG_ADMIN}: {exc}")
-    job_store = JobStore(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
-    yield job_store
-    job_store.close()
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with temporary_database() as url:
+        job_store = JobStore(url)
+        yield job_store
+        job_store.close()
 
 
 def test_create_get_list_with_filters_and_pages(store: JobStore) -> None:

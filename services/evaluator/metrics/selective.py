@@ -68,31 +68,35 @@ def measure(confidences: Sequence[float], agrees: Sequence[bool], threshold: flo
                      agreement_lower_bound(agreed, served, confidence) if served else None, n)
 
 
-def choose_threshold(confidences: Sequence[float], agrees: Sequence[bool], *, min_agreement: float,
-                     confidence: float = 0.95, start_served: int = 0) -> Threshold:
-    """The lowest threshold (most coverage) that fixed-sequence testing accepts; `threshold=None` if none.
-    `start_served`: the first threshold tested is the first serving at least this many records (a starting point
-    fixed without looking at whether these records agree, e.g. planned on calibration records)."""
+def _cuts(confidences: Sequence[float], agrees: Sequence[bool]) -> tuple[int, list[tuple[float, int, int]]]:
+    """The record count and every threshold between distinct confidences, most confident first, as
+    (threshold, served, agreed): a threshold admits every record at or above it, so ties are served together."""
     conf = np.asarray(confidences, dtype=float)
     ok = np.asarray(agrees, dtype=bool)
     if len(conf) != len(ok):
         raise ValueError(f"{len(conf)} confidences but {len(ok)} agreement flags")
     order = np.argsort(-conf, kind="stable")
     conf, ok = conf[order], ok[order]
-    needed = min_served_for(min_agreement, confidence)
-    chosen: Threshold = measure(conf, ok, None, confidence)
     agreed_so_far = np.cumsum(ok)
-    for i in range(len(conf)):
-        if i + 1 < len(conf) and conf[i + 1] == conf[i]:
-            continue  # a threshold admits every record at or above it: only cut between distinct values
-        served = i + 1
+    return len(conf), [(float(conf[i]), i + 1, int(agreed_so_far[i])) for i in range(len(conf))
+                       if i + 1 == len(conf) or conf[i + 1] != conf[i]]
+
+
+def choose_threshold(confidences: Sequence[float], agrees: Sequence[bool], *, min_agreement: float,
+                     confidence: float = 0.95, start_served: int = 0) -> Threshold:
+    """The lowest threshold (most coverage) that fixed-sequence testing accepts; `threshold=None` if none.
+    `start_served`: the first threshold tested is the first serving at least this many records (a starting point
+    fixed without looking at whether these records agree, e.g. planned on calibration records)."""
+    n, cuts = _cuts(confidences, agrees)
+    needed = min_served_for(min_agreement, confidence)
+    chosen = Threshold(None, 0.0, 0, None, None, n)
+    for threshold, served, agreed in cuts:
         if served < max(needed, start_served):
             continue  # cannot pass yet, or before the start; skipping depends on confidences only, not agreement
-        agreed = int(agreed_so_far[i])
         low = agreement_lower_bound(agreed, served, confidence)
         if low < min_agreement:
             break  # fixed sequence: the first failure ends the scan
-        chosen = Threshold(float(conf[i]), served / len(conf), served, agreed / served, low, len(conf))
+        chosen = Threshold(threshold, served / n, served, agreed / served, low, n)
     return chosen
 
 
@@ -107,28 +111,17 @@ def plan_coverage(confidences: Sequence[float], agrees: Sequence[bool], *, n_rep
     a few hundred records, then needs a clearly higher observed agreement for its wider bound to pass, and
     almost never did (docs/benchmarks.md). Planning for the report's size keeps the guarantee (the report's
     labels are still never used to choose) and chooses a coverage the report can confirm."""
-    conf = np.asarray(confidences, dtype=float)
-    ok = np.asarray(agrees, dtype=bool)
-    if len(conf) != len(ok):
-        raise ValueError(f"{len(conf)} confidences but {len(ok)} agreement flags")
-    order = np.argsort(-conf, kind="stable")
-    conf, ok = conf[order], ok[order]
+    n, cuts = _cuts(confidences, agrees)
     needed = min_served_for(min_agreement, confidence)
-    agreed_so_far = np.cumsum(ok)
-    chosen: Threshold = measure(conf, ok, None, confidence)
-    for i in range(len(conf)):
-        if i + 1 < len(conf) and conf[i + 1] == conf[i]:
-            continue
-        served = i + 1
-        coverage = served / len(conf)
-        planned = round(coverage * n_report)
+    chosen = Threshold(None, 0.0, 0, None, None, n)
+    for threshold, served, agreed in cuts:
+        planned = round(served / n * n_report)
         if planned < needed:
             continue
-        agreed = int(agreed_so_far[i])
         expected = int(np.floor(agreed / served * planned))  # the calibration's rate on the report's count
         if agreement_lower_bound(expected, planned, confidence) >= min_agreement:
-            chosen = Threshold(float(conf[i]), coverage, served, agreed / served,
-                               agreement_lower_bound(agreed, served, confidence), len(conf))
+            chosen = Threshold(threshold, served / n, served, agreed / served,
+                               agreement_lower_bound(agreed, served, confidence), n)
     return chosen
 
 
