@@ -20,22 +20,12 @@ from typing import Any
 
 from orchestrator.jobs.service import JobService
 from orchestrator.jobs.store import JobStore
+from services.datastore.service import count_logs
 from services.domain.datasets import datasets_root
 from services.domain.jobs import JobStatus
 from services.domain.labels import LabelParser
 from services.domain.records import content_text
 from services.domain.settings import Settings, parse_cron
-
-
-def log_total(settings: Settings, workload_id: str, client_id: str | None) -> int:
-    from services.datastore.stores import open_log_store
-
-    store = open_log_store(settings.log_store, settings.ingest)
-    try:
-        return sum(c.records for c in store.counts()
-                   if c.workload_id == workload_id and (client_id is None or c.client_id == client_id))
-    finally:
-        store.close()
 
 
 def records_at_last_job(store: JobStore, workload_id: str) -> int | None:
@@ -57,7 +47,7 @@ def _busy(store: JobStore, workload_id: str) -> str | None:
 def scheduled_run(settings: Settings, store: JobStore, service: JobService, workload_id: str) -> dict[str, Any]:
     """One cron tick for a workload: start a job, or record why not."""
     schedule = settings.workload(workload_id).schedule
-    total = log_total(settings, workload_id, schedule.client_id)
+    total = count_logs(settings, workload_id, schedule.client_id)
     last = records_at_last_job(store, workload_id)
     new = total - (last or 0)
     busy = _busy(store, workload_id)
@@ -133,7 +123,7 @@ def drift_check(settings: Settings, store: JobStore, service: JobService, worklo
         return {"started": False, "reason": f"drift, but job {busy} is already queued or running", **measured}
     schedule = settings.workload(workload_id).schedule
     job = service.create(workload_id=workload_id, client_id=schedule.client_id, overrides=schedule.overrides,
-                         actor="drift", log_records=log_total(settings, workload_id, schedule.client_id))
+                         actor="drift", log_records=count_logs(settings, workload_id, schedule.client_id))
     store.add_event("drift.triggered", actor="drift", job_id=job.id, workload_id=workload_id,
                     detail={"reasons": reasons, **measured})
     return {"started": True, "job_id": job.id, "reasons": reasons, **measured}
@@ -176,4 +166,4 @@ def next_runs(settings: Settings, now: datetime | None = None) -> list[dict[str,
     return rows
 
 
-__all__ = ["beat_schedule", "drift_check", "log_total", "measure_drift", "next_runs", "scheduled_run"]
+__all__ = ["beat_schedule", "drift_check", "measure_drift", "next_runs", "scheduled_run"]

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from orchestrator.jobs.models import Job
 from orchestrator.jobs.store import JobStore
-from orchestrator.pipeline.canvas import job_canvas, planned_stages
+from orchestrator.pipeline.canvas import job_canvas, planned_stages, send_deploy
 from services.domain.datasets import datasets_root
 from services.domain.errors import ConfigError, FlywheelError, InsufficientData
 from services.domain.jobs import JobOverrides, JobStatus
@@ -105,9 +105,9 @@ class JobService:
     def _log_total(self, workload_id: str, client_id: str | None) -> int | None:
         """Best effort: the count is only bookkeeping for schedules; a log-store hiccup must not fail a job."""
         try:
-            from orchestrator.schedules import log_total
+            from services.datastore.service import count_logs
 
-            return log_total(self.settings, workload_id, client_id)
+            return count_logs(self.settings, workload_id, client_id)
         except Exception as exc:  # noqa: BLE001
             log.warning("could not count the logs of %s: %s", workload_id, exc)
             return None
@@ -125,8 +125,6 @@ class JobService:
                            f"{decision.get('status') or 'none yet'})")
         approved = {**decision, "status": "approved", "approved_by": actor}
         job = self.store.set_job(job_id, decision=approved)
-        from orchestrator.pipeline.tasks import send_deploy
-
         send_deploy(self.app, job_id, approved)
         self.store.add_event("job.approved", actor=actor, job_id=job_id, workload_id=job.workload_id,
                              detail={"chosen": decision.get("chosen"), "artifact_id": decision.get("artifact_id")})

@@ -6,7 +6,8 @@
 The build's envelope flows into every header task (they take the dataset id from it); a
 training's envelope flows into its customized evaluation (the artifact id). The chord body
 (`decide`, on the orchestrator queue) reads every stage's result from the job store; an error
-callback marks the job failed if the chord itself breaks (a task killed by its time limit).
+callback marks the job failed if the chord itself breaks (a task killed by its time limit). The deploy
+task is sent by name too, after `decide` or when a person approves the decision (`send_deploy`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from celery.canvas import Signature
 
 from services.domain.jobs import EVAL_STAGE_OF_KIND, JobOverrides, JobRef, Stage
 from services.domain.settings import CandidateSettings, Settings
-from services.domain.tasks import BUILD_DATASET, DECIDE, EVALUATE, JOB_FAILED, QUEUE_OF, TRAIN
+from services.domain.tasks import BUILD_DATASET, DECIDE, DEPLOY, EVALUATE, JOB_FAILED, QUEUE_OF, TRAIN
 
 
 def job_candidates(settings: Settings, overrides: JobOverrides) -> list[CandidateSettings]:
@@ -82,3 +83,9 @@ def job_canvas(app: Celery, settings: Settings, *, job_id: str, workload_id: str
     if not header:
         return chain(build, decide)
     return chain(build, chord(group(header), decide))
+
+
+def send_deploy(app: Celery, job_id: str, decision: dict[str, Any]) -> None:
+    """Hand a decision to the deployment manager, by task name (queue `deployment`); after `decide`, or on approval."""
+    job = JobRef(job_id=job_id, stage=Stage.DEPLOY).model_dump(mode="json")
+    app.send_task(DEPLOY, kwargs={"payload": {"decision": decision, "job": job}}, queue=QUEUE_OF[DEPLOY])

@@ -14,14 +14,13 @@ from orchestrator.decision import TeacherUsage, decide
 from orchestrator.jobs.models import Job
 from orchestrator.jobs.store import JobStore
 from orchestrator.jobs.view import job_view
-from orchestrator.pipeline.canvas import skipped_candidates
+from orchestrator.pipeline.canvas import send_deploy, skipped_candidates
 from orchestrator.tracking import track_job
 from services.domain.evaluation import EvalResult
-from services.domain.jobs import JobOverrides, JobRef, JobStatus, Stage
+from services.domain.jobs import JobOverrides, JobStatus, Stage
 from services.domain.settings import Settings
 from services.domain.tasks import (
     DECIDE,
-    DEPLOY,
     DRIFT_CHECK,
     JOB_FAILED,
     QUEUE_OF,
@@ -123,12 +122,6 @@ def finish_job(store: JobStore, settings: Settings, job_id: str) -> dict[str, An
     store.set_job(job_id, status=status, decision=body, dataset_id=build.result["dataset_id"], error=error)
     log.info("job %s: %s", job_id, decision.reason)
     return {"ok": True, "chosen": decision.chosen, "deploy": deploying}
-
-
-def send_deploy(app: Any, job_id: str, decision: dict[str, Any]) -> None:
-    """Hand a decision to the deployment manager, by task name (queue `deployment`)."""
-    job = JobRef(job_id=job_id, stage=Stage.DEPLOY).model_dump(mode="json")
-    app.send_task(DEPLOY, kwargs={"payload": {"decision": decision, "job": job}}, queue=QUEUE_OF[DEPLOY])
 
 
 def training_notes(job: Job) -> list[str]:

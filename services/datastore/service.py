@@ -65,6 +65,14 @@ def icl_embedder(settings: Settings) -> Callable[[list[str]], object] | None:
     return lambda texts: model.encode(texts, batch_size=64, show_progress_bar=len(texts) > 500)
 
 
+def count_logs(settings: Settings, workload_id: str, client_id: str | None) -> int:
+    """Logged records of a workload (of one client when `client_id` is given), from the store's counts."""
+    store = open_log_store(settings.log_store, settings.ingest)
+    try:
+        return sum(c.records for c in store.counts()
+                   if c.workload_id == workload_id and (client_id is None or c.client_id == client_id))
+    finally:
+        store.close()
 
 
 def ingest_batch(settings: Settings, lines: Iterable[RawLine], *, source: str, file_sha256: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import ast
 from pathlib import Path
 
 from tests.conftest import REPO
+from tests.import_graph import cycles, import_graph, modules_under
 
 SERVICES = {"datastore", "customizer", "evaluator", "deployment", "models"}
 
@@ -40,6 +41,37 @@ def test_services_never_import_the_orchestrator_or_each_other() -> None:
                     raise AssertionError(f"{path.relative_to(REPO)} imports the orchestrator ({name})")
                 if name.startswith("services.") and not any(name == a or name.startswith(a + ".") for a in allowed):
                     raise AssertionError(f"{path.relative_to(REPO)} imports another service ({name})")
+
+
+def test_no_import_cycle_in_the_platform() -> None:
+    """No module reaches itself through imports, lazy (function-level) ones included (tests/import_graph.py)."""
+    found = cycles(import_graph(modules_under(REPO, ["orchestrator", "services"])))
+    assert not found, "import cycles (break each by moving the shared part down a layer): " + "; ".join(
+        " <-> ".join(c) for c in found)
+
+
+def _write_package(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
+def test_cycle_check_finds_a_planted_cycle(tmp_path: Path) -> None:
+    _write_package(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/a.py": "from pkg.b import f\n",
+        "pkg/b.py": "def f():\n    from . import c\n",  # lazy and relative: still an edge
+        "pkg/c.py": "import pkg.a\n",
+        "pkg/d.py": "from pkg import a\nimport os\n",  # imports into the cycle, not part of it
+        "pkg/sub/__init__.py": "from .e import g\n",  # a re-export from the package's own module
+        "pkg/sub/e.py": "from .. import d\ng = 1\n",
+    })
+    graph = import_graph(modules_under(tmp_path, ["pkg"]))
+    assert graph["pkg.b"] == {"pkg.c"} and graph["pkg.sub.e"] == {"pkg.d"} and graph["pkg.sub"] == {"pkg.sub.e"}
+    assert cycles(graph) == [["pkg.a", "pkg.b", "pkg.c"]]
+    _write_package(tmp_path, {"pkg/c.py": "import os\n"})  # the cycle broken
+    assert cycles(import_graph(modules_under(tmp_path, ["pkg"]))) == []
 
 
 def test_cli_help_path_does_not_import_torch() -> None:
