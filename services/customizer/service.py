@@ -8,6 +8,7 @@ its last checkpoint. This is what makes the Celery task safe to re-deliver (acks
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 from pathlib import Path
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 
 from services.customizer.artifacts import load_artifact
 from services.customizer.base import StudentTrainer, TrainControl, TrainRequest
-from services.domain.artifacts import StudentArtifact, StudentKind
+from services.domain.artifacts import StudentArtifact
 from services.domain.datasets import DatasetRef, datasets_root, load_dataset
 from services.domain.errors import ConfigError, TrainingFailed
 from services.domain.prompts import StaticPrompt, resolve_pruning, task_tag
@@ -28,31 +29,24 @@ from services.domain.settings import (
     TrainingSettings,
     format_validation_error,
 )
+from services.domain.students import StudentKind, kind_spec
 from services.models.cache import ModelCache
 
 log = logging.getLogger(__name__)
 
-# Which workload types each student kind can learn.
-SUPPORTED_WORKLOADS = {
-    StudentKind.CAUSAL_LM_LORA: {"classification", "chat", "tool_calling"},
-    StudentKind.ENCODER_CLASSIFIER: {"classification"},
-    StudentKind.EMBEDDING_DISTILL: {"embedding"},
+# The trainer of each student kind, as "module:class" (imported when used: each pulls in torch).
+TRAINERS: dict[StudentKind, str] = {
+    StudentKind.CAUSAL_LM_LORA: "services.customizer.causal_lm:CausalLMLoraTrainer",
+    StudentKind.ENCODER_CLASSIFIER: "services.customizer.encoder_classifier:EncoderClassifierTrainer",
+    StudentKind.EMBEDDING_DISTILL: "services.customizer.embedding_distill:EmbeddingDistillTrainer",
 }
 
 
 def trainer_for(kind: StudentKind) -> StudentTrainer:
-    """The registered trainer of a student kind (imported lazily: each pulls in torch)."""
-    if kind is StudentKind.CAUSAL_LM_LORA:
-        from services.customizer.causal_lm import CausalLMLoraTrainer
-
-        return CausalLMLoraTrainer()
-    if kind is StudentKind.ENCODER_CLASSIFIER:
-        from services.customizer.encoder_classifier import EncoderClassifierTrainer
-
-        return EncoderClassifierTrainer()
-    from services.customizer.embedding_distill import EmbeddingDistillTrainer
-
-    return EmbeddingDistillTrainer()
+    """The registered trainer of a student kind."""
+    module, _, name = TRAINERS[kind].partition(":")
+    trainer: StudentTrainer = getattr(importlib.import_module(module), name)()
+    return trainer
 
 
 def effective_training(settings: Settings, candidate: CandidateSettings) -> tuple[TrainingSettings, LoraSettings]:
@@ -67,12 +61,13 @@ def plan_training(
 ) -> TrainRequest:
     """Resolve a candidate against the config, the model cache and the dataset; check they fit."""
     candidate = settings.candidate(candidate_name)
-    kind = StudentKind(candidate.kind)
+    spec = kind_spec(candidate.kind)
+    kind = spec.kind
     workload_type = dataset.workload_type
-    if workload_type not in SUPPORTED_WORKLOADS[kind]:
+    if workload_type not in spec.learns:
         raise ConfigError(
             f"candidate {candidate.name!r} ({kind.value}) cannot learn a {workload_type} workload; "
-            f"it learns {sorted(SUPPORTED_WORKLOADS[kind])}"
+            f"it learns {sorted(spec.learns)}"
         )
     training, lora = effective_training(settings, candidate)
     if overrides:
@@ -80,35 +75,33 @@ def plan_training(
             training = TrainingSettings.model_validate({**training.model_dump(), **overrides})
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, source="training overrides", model=TrainingSettings)) from None
-    if training.finetune == "full" and kind is StudentKind.CAUSAL_LM_LORA:
-        raise ConfigError(f"candidate {candidate.name!r}: training.finetune 'full' applies to encoder students only")
-    if training.finetune == "head" and kind is not StudentKind.ENCODER_CLASSIFIER:
-        raise ConfigError(f"candidate {candidate.name!r}: training.finetune 'head' applies to encoder classifiers only")
+    if training.finetune not in spec.finetunes:
+        raise ConfigError(f"candidate {candidate.name!r}: training.finetune {training.finetune!r} does not apply to "
+                          f"{kind.value} students (they take {', '.join(sorted(spec.finetunes))})")
     cache = ModelCache(settings.models)
-    spec = cache.spec(candidate.model)
-    expected = "causal_lm" if kind is StudentKind.CAUSAL_LM_LORA else "encoder"
-    if spec.kind != expected:
-        raise ConfigError(f"candidate {candidate.name!r} is {kind.value} but model {candidate.model!r} is a {spec.kind}")
+    model = cache.spec(candidate.model)
+    if model.kind != spec.base_family:
+        raise ConfigError(f"candidate {candidate.name!r} is {kind.value} but model {candidate.model!r} is a {model.kind}")
     base_path = cache.path(candidate.model)
     cached = cache.cached(candidate.model)
     base_sha = (hashlib.sha256(json.dumps(cached.files, sort_keys=True).encode()).hexdigest()
                 if cached is not None else None)
     workload = settings.workload(str(dataset.manifest.get("workload_id")))
     teacher_path = None
-    if kind is StudentKind.EMBEDDING_DISTILL and candidate.teacher_model is not None:
+    if spec.serves == "embeddings" and candidate.teacher_model is not None:
         teacher_path = cache.path(candidate.teacher_model)
     static = StaticPrompt.model_validate(dataset.manifest["static_prompt"]) if dataset.manifest.get("static_prompt") else None
-    pruned = kind is StudentKind.CAUSAL_LM_LORA and resolve_pruning(
+    pruned = spec.prompt == "prunable" and resolve_pruning(
         candidate.prune_static_prompt, static, min_ratio=candidate.prune_min_ratio)
     # Trained without the static prompt (pruned, or an encoder that reads the last user turn only): only
     # requests carrying it may reach the student. Students trained on whole prompts record none.
-    trained_without = static if pruned or kind is StudentKind.ENCODER_CLASSIFIER else None
+    trained_without = static if pruned or spec.prompt == "last_user_turn" else None
     probe = TrainRequest(
         candidate=candidate.name, kind=kind, base_model=candidate.model, base_model_path=base_path,
         dataset=dataset, training=training, lora=lora, output_dir=Path(), work_dir=Path(),
         label_pattern=workload.label_pattern, labels=workload.labels or dataset.labels() or None,
         teacher_model_path=teacher_path, base_model_sha256=base_sha,
-        distillation=settings.distillation if kind is StudentKind.EMBEDDING_DISTILL else None,
+        distillation=settings.distillation if spec.serves == "embeddings" else None,
         static_prompt=trained_without, prompt_tag=task_tag(str(dataset.manifest.get("workload_id"))) if pruned else None,
     )
     run = probe.fingerprint()[:16]

@@ -12,6 +12,7 @@ from services.datastore.ingest import RawLine, ingest_lines
 from services.datastore.stores import open_log_store
 from services.domain.datasets import DatasetRef, datasets_root
 from services.domain.settings import Settings, apply_overrides
+from services.domain.students import kind_spec
 from services.models.locks import MODEL_LOAD_LOCK
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def student_token_counter(settings: Settings) -> tuple[Callable[[str], int] | No
 
     cache = ModelCache(settings.models)
     for candidate in settings.candidates:
-        if candidate.enabled and candidate.kind == "causal_lm_lora" and cache.cached(candidate.model):
+        if candidate.enabled and kind_spec(candidate.kind).base_family == "causal_lm" and cache.cached(candidate.model):
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(str(cache.path(candidate.model)))

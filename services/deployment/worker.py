@@ -13,6 +13,7 @@ from services.deployment.routes import Route, RouteStore
 from services.domain.jobs import JobReporter, JobStatus
 from services.domain.settings import Settings
 from services.domain.stage_runner import StageContext, run_stage
+from services.domain.students import kind_spec
 from services.domain.tasks import DEPLOY, QUEUE_OF, ROUTE_CONTROLLER, DeployPayload
 
 
@@ -20,7 +21,9 @@ def register(app: Celery, settings: Settings, reporter: JobReporter | None = Non
     routes = RouteStore(settings.job_store.url)
 
     def prepare_serving(route: Route) -> dict[str, Any]:
-        if settings.deployment.backend == "kubernetes" and route.student_kind == "causal_lm_lora":
+        # LoRA adapters are mounted on a vLLM server of their base model; whole models are served by the gateway.
+        if (settings.deployment.backend == "kubernetes" and route.student_kind is not None
+                and kind_spec(route.student_kind).weights == "adapter"):
             from services.deployment.backends.kubernetes import KubernetesDeployer, api_client, roll_out, spec_from
 
             return roll_out(settings, KubernetesDeployer(api_client(), spec_from(settings)), routes.all(), route)

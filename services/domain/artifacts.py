@@ -7,21 +7,15 @@ client erasure) reads it instead of guessing from file names.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.domain.students import StudentKind
+
 ARTIFACT_MANIFEST = "flywheel-artifact.json"
-
-
-class StudentKind(StrEnum):
-    """How a student is built from its base model (matches `candidates[].kind` in config)."""
-
-    CAUSAL_LM_LORA = "causal_lm_lora"
-    ENCODER_CLASSIFIER = "encoder_classifier"
-    EMBEDDING_DISTILL = "embedding_distill"
+__all__ = ["ARTIFACT_MANIFEST", "StudentArtifact", "StudentKind", "TrainingProgress", "find_artifacts", "load_artifact"]
 
 
 class _Record(BaseModel):

@@ -14,31 +14,27 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.domain.artifacts import StudentArtifact, StudentKind, find_artifacts
+from services.domain.artifacts import StudentArtifact, find_artifacts
 from services.domain.datasets import DatasetRef, datasets_root, load_dataset
 from services.domain.errors import InsufficientData, ModelUnavailable
 from services.domain.evaluation import EvalKind, EvalResult
 from services.domain.labels import LabelParser, render_label
 from services.domain.prompts import StaticPrompt, strip_static
 from services.domain.settings import CandidateSettings, Settings
+from services.domain.students import StudentKind, kind_spec
 from services.evaluator.judge import JudgeClient
 from services.evaluator.metrics.latency import latency_stats
 from services.evaluator.scoring import judge_from_settings, score_predictions
 from services.models.cache import ModelCache
 from services.models.runtime.chat_format import content_text, last_user_text, parse_assistant_text
+from services.models.runtime.students import load_runtime
 
 log = logging.getLogger(__name__)
 MAX_NEW_TOKENS_CAP = 512
-NOT_APPLICABLE = {
-    StudentKind.ENCODER_CLASSIFIER: "an encoder classifier has no trained head before customization, "
-                                    "and no prompt to put examples in",
-    StudentKind.EMBEDDING_DISTILL: "an embedding student takes no prompt, so base/ICL prompting does not apply; "
-                                   "its untrained model is measured as the customized run's baseline instead",
-}
 
 
 @dataclass
@@ -61,13 +57,13 @@ def evaluate(
     root = Path(settings.artifacts.root)
     dataset = load_dataset(datasets_root(root), dataset_id)
     spec = settings.candidate(candidate)
-    student_kind = StudentKind(spec.kind)
+    student = kind_spec(spec.kind)
     split = "icl_eval" if kind is EvalKind.ICL else "eval"
     sha = dataset.splits.get(split, {}).get("sha256", "")
     workload_type = dataset.workload_type
-    if kind is not EvalKind.CUSTOMIZED and student_kind is not StudentKind.CAUSAL_LM_LORA:
+    if kind is not EvalKind.CUSTOMIZED and student.no_baseline is not None:
         result = EvalResult.not_applicable(candidate, kind, dataset.dataset_id, sha, workload_type,  # type: ignore[arg-type]
-                                           f"{kind.value} evaluation does not apply: {NOT_APPLICABLE[student_kind]}")
+                                           f"{kind.value} evaluation does not apply: {student.no_baseline}")
         return _save(root, result)
     if kind is EvalKind.CUSTOMIZED and artifact is None:
         found = find_artifacts(root, candidate=candidate, dataset_id=dataset.dataset_id)
@@ -96,8 +92,8 @@ def evaluate(
     token = _DEADLINE.set(time.monotonic() + budget if budget else None)
     try:
         with torch_threads("serve"):  # requests are answered one at a time, as a gateway sees them
-            return _evaluate_records(settings, root, dataset, spec, student_kind, kind, candidate, artifact, records,
-                                     sha, cache, judge, on_progress)
+            return _evaluate_records(settings, root, dataset, spec, student.kind, kind, candidate, artifact,
+                                     records, sha, cache, judge, on_progress)
     finally:
         _DEADLINE.reset(token)
 
@@ -108,20 +104,12 @@ def _evaluate_records(settings: Settings, root: Path, dataset: DatasetRef, spec:
                       on_progress: Callable[[int, int], None] | None) -> EvalResult:
     workload_type = dataset.workload_type
     started = time.perf_counter()
-    decoding, extra_metrics, confidences = None, {}, None
-    if workload_type == "embedding":
-        references, predictions, seconds = _embedding_outputs(records, artifact, cache, spec, on_progress)
-    else:
-        parser = LabelParser(settings.workload(str(dataset.manifest["workload_id"])).label_pattern,
-                             dataset.labels() or None)
-        references = [_reference(r, workload_type, parser) for r in records]
-        if student_kind is StudentKind.ENCODER_CLASSIFIER:
-            predictions, seconds, confidences = _classifier_outputs(records, artifact, parser, on_progress)  # type: ignore[arg-type]
-        else:
-            decoding = settings.evaluation.decoding if workload_type == "classification" else "generate"
-            predictions, seconds, extra_metrics = _causal_lm_outputs(records, workload_type, decoding, parser,
-                                                                     dataset, cache, spec, artifact, on_progress)
-            confidences = extra_metrics.pop("confidences", None)
+    run = _Run(settings, dataset, spec, artifact, records, cache, on_progress)
+    # Teacher vectors are the references of an embedding workload, whatever model answers (an untrained base
+    # model is the baseline); chat workloads are answered as each kind serves them.
+    answers = _embedding_outputs(run) if workload_type == "embedding" else ANSWERERS[student_kind](run)
+    references, predictions, seconds = answers.references, answers.predictions, answers.seconds
+    decoding, extra_metrics, confidences = answers.decoding, answers.extra, answers.confidences
     wall = time.perf_counter() - started
     if workload_type != "embedding" and len(predictions) < len(records):
         extra_metrics["stopped_by_budget"] = {
@@ -227,34 +215,73 @@ def _timed(items: list[Any], fn: Callable[[Any], Any], on_progress: Callable[[in
     return outputs, seconds
 
 
-def _causal_lm_outputs(
-    records: list[dict[str, Any]], workload_type: str, decoding: str, parser: LabelParser, dataset: DatasetRef,
-    cache: ModelCache, spec: CandidateSettings, artifact: StudentArtifact | None,
-    on_progress: Callable[[int, int], None] | None,
-) -> tuple[list[Any], list[float], dict[str, Any]]:
-    """(predictions, seconds per request, extra metrics: what pruning saved, for a pruned student)."""
-    from services.models.runtime.causal_lm import CausalLMRunner, label_confidence
+@dataclass(frozen=True)
+class _Run:
+    """What an answerer needs to answer one evaluation's records."""
 
-    adapter = Path(artifact.path) / "adapter" if artifact is not None else None
-    runner = CausalLMRunner(cache.path(spec.model), adapter_path=adapter)
+    settings: Settings
+    dataset: DatasetRef
+    spec: CandidateSettings
+    artifact: StudentArtifact | None  # None: the untrained base model (base and ICL evaluations)
+    records: list[dict[str, Any]]
+    cache: ModelCache
+    on_progress: Callable[[int, int], None] | None
+
+    @property
+    def workload_type(self) -> str:
+        return self.dataset.workload_type
+
+    def parser(self) -> LabelParser:
+        return LabelParser(self.settings.workload(str(self.dataset.manifest["workload_id"])).label_pattern,
+                           self.dataset.labels() or None)
+
+    def runtime(self, kind: StudentKind) -> Any:
+        artifact_dir = Path(self.artifact.path) if self.artifact is not None else None
+        return load_runtime(kind, self.cache, base_model=self.spec.model, artifact_dir=artifact_dir)
+
+
+@dataclass
+class _Answers:
+    """An answerer's outputs: a reference per record; predictions for the first records (all, unless the stage's
+    budget ran out)."""
+
+    references: Any
+    predictions: Any
+    seconds: list[float]
+    confidences: list[float] | None = None  # one per prediction, for selective answering (classification)
+    extra: dict[str, Any] = field(default_factory=dict)  # extra metrics
+    decoding: str | None = None
+
+
+def _causal_lm_outputs(run: _Run) -> _Answers:
+    """A causal LM answers as it is served: label scoring (constrained) or generation; for a pruned student the
+    extra metrics say what pruning saved."""
+    from services.models.runtime.causal_lm import label_confidence
+
+    records, artifact, workload_type, parser = run.records, run.artifact, run.workload_type, run.parser()
+    references = [_reference(r, workload_type, parser) for r in records]
+    decoding = run.settings.evaluation.decoding if workload_type == "classification" else "generate"
+    runner = run.runtime(StudentKind.CAUSAL_LM_LORA)
     requests = [{"messages": pruned_messages(r["request"]["messages"], artifact), "tools": r["request"].get("tools")}
                 for r in records]
     extra = _prompt_token_stats(records, requests, runner) if artifact is not None and artifact.prompt_tag else {}
     if workload_type == "classification" and decoding == "constrained":
-        labels = dataset.labels()
+        labels = run.dataset.labels()
         template = parser.first_template(content_text(_answer(r).get("content")) for r in records) or "{label}"
         answers = [render_label(template, label) for label in labels]
-        scored, seconds = _timed(requests, lambda req: runner.score_labels(req["messages"], answers), on_progress)
+        scored, seconds = _timed(requests, lambda req: runner.score_labels(req["messages"], answers), run.on_progress)
         confidences = [label_confidence(scores, best) for best, scores in scored]
-        return [labels[best] for best, _ in scored], seconds, {**extra, "confidences": confidences}
+        return _Answers(references, [labels[best] for best, _ in scored], seconds, confidences, extra, decoding)
     budget = max(runner.count_tokens(json.dumps(_answer(r), ensure_ascii=False)) for r in records) + 16
     max_new = min(MAX_NEW_TOKENS_CAP, budget)
-    texts, seconds = _timed(requests, lambda req: runner.generate([req], max_new_tokens=max_new)[0], on_progress)
+    texts, seconds = _timed(requests, lambda req: runner.generate([req], max_new_tokens=max_new)[0], run.on_progress)
     if workload_type == "classification":
-        return [parser.parse(t) for t in texts], seconds, extra
-    if workload_type == "tool_calling":
-        return [(m.get("tool_calls") or m.get("content") or "") for m in map(parse_assistant_text, texts)], seconds, extra
-    return texts, seconds, extra
+        predictions: list[Any] = [parser.parse(t) for t in texts]
+    elif workload_type == "tool_calling":
+        predictions = [(m.get("tool_calls") or m.get("content") or "") for m in map(parse_assistant_text, texts)]
+    else:
+        predictions = texts
+    return _Answers(references, predictions, seconds, None, extra, decoding)
 
 
 def pruned_messages(messages: list[dict[str, Any]], artifact: StudentArtifact | None) -> list[dict[str, Any]]:
@@ -278,18 +305,16 @@ def _prompt_token_stats(records: list[dict[str, Any]], requests: list[dict[str, 
                               "pruned_requests": pruned, "requests": len(records)}}
 
 
-def _classifier_outputs(
-    records: list[dict[str, Any]], artifact: StudentArtifact, parser: LabelParser,
-    on_progress: Callable[[int, int], None] | None,
-) -> tuple[list[Any], list[float], list[float]]:
-    from services.models.runtime.classifier import ClassifierRunner
-
-    runner = ClassifierRunner(Path(artifact.path) / "model")
-    texts = [last_user_text(r["request"]["messages"]) for r in records]
+def _classifier_outputs(run: _Run) -> _Answers:
+    """An encoder classifier reads the last user turn; its head's probability is the confidence."""
+    parser = run.parser()
+    runner = run.runtime(StudentKind.ENCODER_CLASSIFIER)
+    texts = [last_user_text(r["request"]["messages"]) for r in run.records]
     # Scored through the same parser as the teacher: the student's chat answer must parse too.
     answers, seconds = _timed(texts, lambda text: runner.answer([{"messages": [
-        {"role": "user", "content": text}]}])[0], on_progress)
-    return [parser.parse(text) for text, _ in answers], seconds, [confidence for _, confidence in answers]
+        {"role": "user", "content": text}]}])[0], run.on_progress)
+    return _Answers([_reference(r, run.workload_type, parser) for r in run.records],
+                    [parser.parse(text) for text, _ in answers], seconds, [confidence for _, confidence in answers])
 
 
 def _selective(settings: Settings, dataset: DatasetRef, artifact: StudentArtifact | None,
@@ -309,17 +334,14 @@ def _selective(settings: Settings, dataset: DatasetRef, artifact: StudentArtifac
     return {**block, "curve": coverage_curve(confidences, agrees, points=10)}
 
 
-def _embedding_outputs(
-    records: list[dict[str, Any]], artifact: StudentArtifact | None, cache: ModelCache, spec: CandidateSettings,
-    on_progress: Callable[[int, int], None] | None,
-) -> tuple[Any, Any, list[float]]:
+def _embedding_outputs(run: _Run) -> _Answers:
+    """Student vectors against the teacher's, per input text (the model: the artifact's, or the untrained base)."""
     import numpy as np
 
     from services.domain.embeddings import decode_embedding
-    from services.models.runtime.embedder import Embedder
 
     texts, teacher = [], []
-    for record in records:
+    for record in run.records:
         inputs = record["request"]["input"]
         inputs = [inputs] if isinstance(inputs, str) else inputs
         for text, item in zip(inputs, record["response"]["data"], strict=False):
@@ -328,18 +350,26 @@ def _embedding_outputs(
                 teacher.append(decode_embedding(item["embedding"]))
     if not texts:
         raise InsufficientData("the eval split holds no text inputs with teacher vectors")
-    path = Path(artifact.path) if artifact is not None else cache.path(spec.model)
     try:
-        embedder = Embedder(path)
+        embedder = run.runtime(StudentKind.EMBEDDING_DISTILL)
     except OSError as exc:
-        raise ModelUnavailable(f"cannot load embedding student from {path}: {exc}") from exc
-    vectors, seconds = _timed(texts, lambda text: embedder.encode([text])[0], on_progress)
-    return np.asarray(teacher, dtype=np.float32), np.asarray(vectors, dtype=np.float32), seconds
+        where = run.artifact.path if run.artifact is not None else run.spec.model
+        raise ModelUnavailable(f"cannot load embedding student from {where}: {exc}") from exc
+    vectors, seconds = _timed(texts, lambda text: embedder.encode([text])[0], run.on_progress)
+    return _Answers(np.asarray(teacher, dtype=np.float32), np.asarray(vectors, dtype=np.float32), seconds)
+
+
+# How each kind's student answers a chat workload's eval records (embedding workloads: `_embedding_outputs`).
+ANSWERERS: dict[StudentKind, Callable[[_Run], _Answers]] = {
+    StudentKind.CAUSAL_LM_LORA: _causal_lm_outputs,
+    StudentKind.ENCODER_CLASSIFIER: _classifier_outputs,
+    StudentKind.EMBEDDING_DISTILL: _embedding_outputs,
+}
 
 
 def _model_size(cache: ModelCache, spec: CandidateSettings, artifact: StudentArtifact | None) -> int | None:
     """Bytes a server must load: the base model plus a LoRA adapter, or the student's own files."""
-    if artifact is not None and artifact.kind is not StudentKind.CAUSAL_LM_LORA:
+    if artifact is not None and kind_spec(artifact.kind).weights == "model":
         return artifact.size_bytes
     cached = cache.cached(spec.model)
     base = cached.size_bytes if cached is not None else None

@@ -23,6 +23,7 @@ from typing import Any
 from services.deployment.backends.openai_compat import OpenAIBackend
 from services.deployment.routes import Route
 from services.domain.errors import ExternalServiceError
+from services.domain.students import kind_spec
 
 LABEL = "flywheel.dev/base-model"
 
@@ -177,7 +178,8 @@ def roll_out(settings: Any, deployer: KubernetesDeployer, routes: list[Route], r
         relative = Path(path).resolve().relative_to(root)
         return f"{mount}/{relative.as_posix()}"
 
-    serving = [r for r in routes if r.base_model == route.base_model and r.student_kind == "causal_lm_lora"
+    serving = [r for r in routes if r.base_model == route.base_model and r.student_kind is not None
+               and kind_spec(r.student_kind).weights == "adapter"
                and r.candidate and r.phase != "teacher" and r.workload_id != route.workload_id] + [route]
     adapters = {r.candidate: on_volume(Path(str(r.artifact_path)) / "adapter") for r in serving}  # type: ignore[misc]
     base_path = ModelCache(settings.models).path(str(route.base_model))

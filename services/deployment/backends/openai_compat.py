@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from services.deployment.routes import Route
 from services.domain.errors import ExternalServiceError
 from services.domain.labels import render_label
+from services.domain.students import kind_spec
 
 
 class OpenAIBackend:
@@ -36,7 +37,8 @@ class OpenAIBackend:
 
     def chat(self, route: Route, body: dict[str, Any]) -> dict[str, Any]:
         request = {k: v for k, v in body.items() if k not in ("metadata", "stream")} | {"model": route.candidate}
-        if route.labels and route.answer_template and route.student_kind == "causal_lm_lora":
+        if (route.labels and route.answer_template and route.student_kind is not None
+                and kind_spec(route.student_kind).confidence == "label_scores"):
             # A label answer: vLLM's guided decoding picks one of the rendered labels (no free generation).
             request["guided_choice"] = [render_label(route.answer_template, label) for label in route.labels]
         answer = self._post("/chat/completions", request)
