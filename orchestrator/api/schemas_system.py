@@ -41,8 +41,8 @@ class Health(BaseModel):
 class Check(BaseModel):
     ok: bool
     ms: float = Field(description="How long the probe took, in milliseconds.")
-    detail: str | None = Field(None, description="What answered (e.g. the queue backend), when it says.")
-    error: str | None = Field(None, description="Why the probe failed.")
+    detail: str | None = Field(default=None, description="What answered (e.g. the queue backend), when it says.")
+    error: str | None = Field(default=None, description="Why the probe failed.")
 
 
 class Readiness(BaseModel):

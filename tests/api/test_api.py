@@ -151,3 +151,15 @@ def test_delete_removes_what_the_job_created_but_not_a_running_job(plane) -> Non
     assert deleted["datasets"] == [view["dataset_id"]] and not artifact_path.exists()
     assert "blobs" in deleted, "the dataset went, so the unused blobs were collected"
     assert [e.kind for e in store.events(job_id=job_id)][0] == "job.deleted", "the audit trail outlives the job"
+
+
+def test_readiness_is_503_with_the_failing_check(plane) -> None:
+    settings = plane.settings.model_copy(update={"tracking": plane.settings.tracking.model_copy(
+        update={"enabled": True, "tracking_uri": "http://127.0.0.1:9"})})  # nothing listens on the discard port
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/api/ready")
+    assert response.status_code == 503 and response.json()["status"] == "not_ready"
+    checks = response.json()["checks"]
+    assert checks["tracking"]["ok"] is False and "ConnectError" in checks["tracking"]["error"]
+    assert checks["job_store"] == {"ok": True, "ms": checks["job_store"]["ms"]}, "no detail, no error when none"
+    assert checks["queue"]["ok"] is True and checks["queue"]["detail"] == settings.queue.backend

@@ -92,7 +92,7 @@ ROWS: dict[str, list[dict[str, Any]]] = {
 def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], str]]:
     """Makes empty databases of one kind (each call a new one), dropped after the test."""
     with ExitStack() as stack:
-        made = []
+        made: list[str] = []
 
         def make() -> str:
             if request.param == "sqlite":
