@@ -1,9 +1,10 @@
 """The FastAPI app: `create_app(settings)`; `flywheel serve api` runs it under uvicorn.
 
 Middleware gives every request an id (X-Request-ID, echoed or generated), caps body size, and
-counts requests and latency for /metrics. The app holds the job store, a Celery app with no tasks
-registered (tasks are sent by name: this process never imports torch or a worker) and the job
-service; they are opened at start-up and closed at shutdown.
+counts requests and latency for /metrics. The app holds the job store, the route store, a Celery
+app with no tasks registered (tasks are sent by name: this process never imports torch or a worker)
+and the job service; they are opened at start-up (`lifespan`), closed at shutdown, and reach the
+routes through `orchestrator.api.deps`.
 """
 
 from __future__ import annotations
@@ -17,29 +18,20 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from orchestrator.api import errors
+from orchestrator.api.metrics import Metrics
 from orchestrator.api.routes_jobs import router as jobs_router
 from orchestrator.api.routes_system import router as system_router
+from orchestrator.api.routes_workloads import router as workloads_router
 from orchestrator.dashboard import router as dashboard_router
 from orchestrator.jobs.service import JobService
 from orchestrator.jobs.store import JobStore
+from services.deployment.routes import RouteStore
 from services.domain.queue import make_celery_app
 from services.domain.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter("flywheel_api_requests_total", "API requests.", ["method", "route", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("flywheel_api_request_seconds", "API request latency.", ["method", "route"],
-                                 registry=self.registry)
-        self.ingested = Counter("flywheel_api_log_records_total", "Log records received by POST /api/logs.",
-                                ["outcome"], registry=self.registry)
 
 
 def create_app(settings: Settings, *, store: JobStore | None = None, celery_app: Any = None) -> FastAPI:
@@ -49,9 +41,12 @@ def create_app(settings: Settings, *, store: JobStore | None = None, celery_app:
         app.state.store = store or JobStore(settings.job_store.url)
         app.state.celery = celery_app or make_celery_app(settings.queue, name="flywheel-api")
         app.state.jobs = JobService(settings, app.state.store, app.state.celery)
+        # cache_s=0: an operator's promote or rollback shows at once (the gateway keeps its own cache).
+        app.state.routes = RouteStore(settings.job_store.url, cache_s=0)
         try:
             yield
         finally:
+            app.state.routes.close()
             if owned:
                 app.state.store.close()
 
@@ -67,6 +62,7 @@ def create_app(settings: Settings, *, store: JobStore | None = None, celery_app:
     app.state.metrics = Metrics()
     errors.install(app)
     app.include_router(jobs_router)
+    app.include_router(workloads_router)
     app.include_router(system_router)
     app.include_router(dashboard_router)
 

@@ -3,14 +3,14 @@
 With auth disabled (the embedded default) every call is allowed and the actor is "anonymous".
 With auth enabled (the helm chart), every call under /api needs a token: GET calls the `read`
 scope, anything that changes state the `write` scope. 401: no or unknown token; 403: known token
-without the scope. Tokens are compared in constant time.
+without the scope. Tokens are compared in constant time. The routes get the caller through
+`orchestrator.api.deps` (`ReadCaller`, `WriteCaller`).
 """
 
 from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import Literal
 
 from fastapi import Request
 
@@ -41,14 +41,3 @@ def authenticate(settings: AuthSettings, request: Request) -> Principal:
             return Principal(entry.name, frozenset(entry.scopes), entry.client_id)
     raise ApiError(401, "unauthorized", "unknown bearer token", challenge)
 
-
-def require(scope: Literal["read", "write"]):  # type: ignore[no-untyped-def]
-    """A FastAPI dependency: the caller, who must hold `scope`."""
-
-    def dependency(request: Request) -> Principal:
-        principal = authenticate(request.app.state.settings.api.auth, request)
-        if scope not in principal.scopes:
-            raise ApiError(403, "forbidden", f"token {principal.name!r} lacks the {scope!r} scope")
-        return principal
-
-    return dependency

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 
 from orchestrator.api.auth import ANONYMOUS, Principal, authenticate
+from orchestrator.api.deps import get_settings
 from orchestrator.api.errors import ApiError
 from services.domain.settings import AuthSettings
 
@@ -73,7 +74,7 @@ def principal_for_cookie(settings: AuthSettings, value: str, *, now: float | Non
 
 def viewer(request: Request) -> Principal | None:
     """The reader of this request, or None when the dashboard must ask them to log in."""
-    settings: AuthSettings = request.app.state.settings.api.auth
+    settings: AuthSettings = get_settings(request).api.auth
     if not settings.enabled:
         return ANONYMOUS
     principal = None

@@ -1,7 +1,7 @@
 """The dashboard's pages under /dashboard: overview, job, workload; login; a small JSON feed for live progress.
 
-Routes are thin: they fetch what the API fetches (`job_view` / `job_summary` over the job store,
-`workloads_summary`, the route history), shape it with `views`, draw charts with `plots`, and
+Routes are thin: they fetch what the API fetches, through the API's dependencies (`job_view` /
+`job_summary` over the job store, `orchestrator.workloads.workloads_summary`, the route history), shape it with `views`, draw charts with `plots`, and
 render a Jinja2 template. Every response carries a strict Content-Security-Policy: no inline
 script, nothing from another origin (the page works offline); the one script is served from here.
 """
@@ -18,11 +18,12 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 
+from orchestrator.api.deps import JobStoreDep, RouteStoreDep, SettingsDep, get_settings
 from orchestrator.api.errors import error_body
-from orchestrator.api.routes_system import route_store, workloads_summary
 from orchestrator.dashboard import access, plots, views
 from orchestrator.jobs.store import JobNotFound
 from orchestrator.jobs.view import job_summary, job_view
+from orchestrator.workloads import workloads_summary
 
 HERE = Path(__file__).parent
 STATIC = {"dashboard.css": "text/css; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
@@ -67,7 +68,7 @@ templates = Jinja2Templates(env=_env)
 
 
 def _page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
-    auth = request.app.state.settings.api.auth
+    auth = get_settings(request).api.auth
     base = {"auth_enabled": auth.enabled, "principal": getattr(request.state, "dashboard_principal", None)}
     return templates.TemplateResponse(request, name, {**base, **context}, status_code=status, headers=PAGE_HEADERS)
 
@@ -91,13 +92,12 @@ def _not_found(request: Request, what: str) -> Response:
 
 
 @router.get("")
-def overview(request: Request) -> Response:
+def overview(request: Request, settings: SettingsDep, store: JobStoreDep, routes: RouteStoreDep) -> Response:
     """Workloads (records, route, traffic, cost avoided) and the newest jobs with their progress."""
     if (denied := _gate(request)) is not None:
         return denied
-    state = request.app.state
-    workloads = workloads_summary(state.settings, state.store, route_store(request.app))
-    jobs, total = state.store.list_jobs(limit=JOBS_SHOWN)
+    workloads = workloads_summary(settings, store, routes)
+    jobs, total = store.list_jobs(limit=JOBS_SHOWN)
     rows = []
     now = datetime.now(UTC)
     for job in jobs:
@@ -110,11 +110,10 @@ def overview(request: Request) -> Response:
 
 
 @router.get("/jobs/{job_id}")
-def job_page(job_id: str, request: Request) -> Response:
+def job_page(job_id: str, request: Request, store: JobStoreDep) -> Response:
     """One job: scores with CIs, the learning curve of its workload, confusion, latency/size, decision, stages."""
     if (denied := _gate(request)) is not None:
         return denied
-    store = request.app.state.store
     try:
         job = store.get_job(job_id)
     except JobNotFound:
@@ -141,17 +140,15 @@ def job_page(job_id: str, request: Request) -> Response:
 
 
 @router.get("/workloads/{workload_id}")
-def workload_page(workload_id: str, request: Request) -> Response:
+def workload_page(workload_id: str, request: Request, settings: SettingsDep, store: JobStoreDep,
+                  routes: RouteStoreDep) -> Response:
     """One workload: its route now and its history, its jobs, its learning curve."""
     if (denied := _gate(request)) is not None:
         return denied
-    state = request.app.state
-    routes = route_store(request.app)
-    entry = next((w for w in workloads_summary(state.settings, state.store, routes)
-                  if w["workload_id"] == workload_id), None)
+    entry = next((w for w in workloads_summary(settings, store, routes) if w["workload_id"] == workload_id), None)
     if entry is None:
         return _not_found(request, f"workload {workload_id}")
-    jobs = state.store.list_jobs(workload_id=workload_id, limit=CURVE_JOBS)[0]
+    jobs = store.list_jobs(workload_id=workload_id, limit=CURVE_JOBS)[0]
     job_views = [job_view(j) for j in jobs]
     metric = views.metric_of(job_views)
     route = routes.get(workload_id, fresh=True)
@@ -168,12 +165,11 @@ def workload_page(workload_id: str, request: Request) -> Response:
 
 
 @router.get("/live.json")
-def live(request: Request, job_id: str | None = None, workload_id: str | None = None) -> Response:
+def live(request: Request, store: JobStoreDep, job_id: str | None = None, workload_id: str | None = None) -> Response:
     """Status and progress of the jobs a page shows (what GET /api/jobs returns), for the page's poller."""
     if access.viewer(request) is None:
         return JSONResponse(error_body(request, 401, "unauthorized", "log in at /dashboard/login"), 401,
                             headers={"Cache-Control": "no-store"})
-    store = request.app.state.store
     if job_id is not None:
         try:
             jobs = [store.get_job(job_id)]
@@ -186,17 +182,17 @@ def live(request: Request, job_id: str | None = None, workload_id: str | None = 
 
 
 @router.get("/login")
-def login_form(request: Request, next: str | None = None) -> Response:  # noqa: A002 - the query parameter's name
+def login_form(request: Request, settings: SettingsDep, next: str | None = None) -> Response:  # noqa: A002
     """The token form (auth mode); without auth there is nothing to log in to."""
-    if not request.app.state.settings.api.auth.enabled:
+    if not settings.api.auth.enabled:
         return RedirectResponse(access.safe_next(next), 303)
     return _page(request, "login.html", {"title": "Log in", "next": access.safe_next(next), "error": None})
 
 
 @router.post("/login")
-async def login(request: Request) -> Response:
+async def login(request: Request, settings: SettingsDep) -> Response:
     """Check the token against the API's token list; a read token gets the session cookie."""
-    auth = request.app.state.settings.api.auth
+    auth = settings.api.auth
     body = await request.body()
     form = {k: v[0] for k, v in parse_qs(body[:MAX_LOGIN_BYTES].decode("utf-8", "replace")).items()}
     target = access.safe_next(form.get("next"))

@@ -4,7 +4,8 @@ manager writes, plus an audit trail of every change (what, when, why).
 Phases: `teacher` (no student), `shadow` (the student answers in the background, the teacher's
 answer is returned), `canary` (the student answers `canary_percent` % of requests), `full` (the
 student answers). Each route remembers the one before it, so a rollback restores it.
-The tables live in the job-store database (`job_store.url`), created on open if missing.
+The tables live in the job-store database (`job_store.url`); opening the store migrates them to the
+newest schema (Alembic, `migrations/` beside this module, own version table).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from sqlalchemy import (
 )
 
 Phase = Literal["teacher", "shadow", "canary", "full"]
+MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "route_alembic_version"  # the job tables' migrations keep `alembic_version` in the same database
+MIGRATION_LOCK = 7243102  # a PostgreSQL advisory lock id, the one create_all took before migrations
 
 metadata = MetaData()
 routes_table = Table(
@@ -103,14 +107,32 @@ class RouteStore:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine = create_engine(url, pool_pre_ping=True)
-        with self.engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                # The gateway, the workers, beat and the API open the store at once on a fresh database:
-                # create the tables one process at a time (concurrent CREATE TABLEs fail: "already exists").
-                connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7243102)")
-            metadata.create_all(connection)
+        self.upgrade()
         self.cache_s = cache_s
         self._cache: dict[str, tuple[float, Route]] = {}
+
+    def upgrade(self) -> None:
+        """Migrate the route tables to the newest schema (a no-op when up to date)."""
+        import logging
+
+        from alembic import command
+        from alembic.config import Config
+
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as connection:
+            # The gateway, the workers, beat and the API open the store at once on a fresh database:
+            # migrate one process at a time (concurrent CREATE TABLEs fail: "already exists").
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+            elif connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")  # the database's write lock, until commit
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
 
     def get(self, workload_id: str, *, fresh: bool = False) -> Route:
         hit = self._cache.get(workload_id)

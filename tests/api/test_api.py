@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from orchestrator.api.app import create_app
 from orchestrator.jobs.store import JobStore
+from orchestrator.jobs.view import event_view, job_summary, job_view
 from orchestrator.pipeline.embedded import embedded_worker
 from services.domain.artifacts import find_artifacts
 from services.domain.settings import Settings
@@ -112,7 +113,12 @@ def test_job_end_to_end_then_delete_and_erase(plane) -> None:
     assert {a.candidate for a in artifacts} == {"tiny-lora", "tiny-clf"}
 
     with TestClient(create_app(plane.settings, store=store)) as client:
-        assert client.get("/api/jobs", params={"status": "completed"}).json()["total"] == 1
+        # The response models describe the JSON the views build; they neither drop nor add a field.
+        assert client.get(f"/api/jobs/{job_id}").json() == json.loads(json.dumps(job_view(store.get_job(job_id))))
+        listed = client.get("/api/jobs", params={"status": "completed"}).json()
+        assert listed["total"] == 1 and listed["jobs"] == json.loads(json.dumps([job_summary(store.get_job(job_id))]))
+        assert client.get(f"/api/jobs/{job_id}/events").json()["events"] == json.loads(json.dumps(
+            [event_view(e) for e in store.events(job_id=job_id)]))
         assert client.post(f"/api/jobs/{job_id}/cancel").json()["status"] == "completed", "a finished job stays so"
         assert_error(client.post(f"/api/jobs/{job_id}/approve"), 409, "conflict")
         # Erase the only client: its logs, the dataset and both students go; an audit event says so.
@@ -123,7 +129,7 @@ def test_job_end_to_end_then_delete_and_erase(plane) -> None:
         kinds = [e["kind"] for e in client.get("/api/events").json()["events"]]
         assert kinds[0] == "client.data_erased" and "job.created" in kinds
         deleted = client.delete(f"/api/jobs/{job_id}").json()
-        assert deleted["deleted"] is True
+        assert deleted["deleted"] is True and "blobs" not in deleted, "blobs only when the job's dataset went too"
         assert_error(client.get(f"/api/jobs/{job_id}"), 404, "not_found")
         metrics = client.get("/metrics").text
         assert 'flywheel_jobs{status="completed"} 0' in metrics
@@ -143,4 +149,17 @@ def test_delete_removes_what_the_job_created_but_not_a_running_job(plane) -> Non
         deleted = client.delete(f"/api/jobs/{job_id}").json()
     assert deleted["artifacts"] == [view["candidates"][0]["training"]["artifact_id"]]
     assert deleted["datasets"] == [view["dataset_id"]] and not artifact_path.exists()
+    assert "blobs" in deleted, "the dataset went, so the unused blobs were collected"
     assert [e.kind for e in store.events(job_id=job_id)][0] == "job.deleted", "the audit trail outlives the job"
+
+
+def test_readiness_is_503_with_the_failing_check(plane) -> None:
+    settings = plane.settings.model_copy(update={"tracking": plane.settings.tracking.model_copy(
+        update={"enabled": True, "tracking_uri": "http://127.0.0.1:9"})})  # nothing listens on the discard port
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/api/ready")
+    assert response.status_code == 503 and response.json()["status"] == "not_ready"
+    checks = response.json()["checks"]
+    assert checks["tracking"]["ok"] is False and "ConnectError" in checks["tracking"]["error"]
+    assert checks["job_store"] == {"ok": True, "ms": checks["job_store"]["ms"]}, "no detail, no error when none"
+    assert checks["queue"]["ok"] is True and checks["queue"]["detail"] == settings.queue.backend

@@ -1,5 +1,6 @@
 """Schemathesis fuzzing of the orchestrator API's own OpenAPI spec: no generated request gets a 5xx,
-and responses match the schema where it declares them.
+and every response matches the schema its operation declares (every operation declares one:
+tests/api/test_openapi_schema.py), checked by schemathesis's response_schema_conformance.
 
 The app runs as the embedded default does, auth off and no worker: POST /api/jobs enqueues onto
 the SQLite broker with nobody consuming, so created jobs stay queued (that is fine here).
@@ -16,6 +17,8 @@ import pytest
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
+from schemathesis.core.failures import FailureGroup
+from schemathesis.openapi.checks import JsonSchemaError
 
 from orchestrator.api.app import create_app
 from orchestrator.api.errors import HTTP_TYPES, STATUS_OF
@@ -67,10 +70,8 @@ def typed_error_status(ctx: schemathesis.CheckContext, response: schemathesis.Re
     assert error["request_id"] == response.headers["x-request-id"][0], error
 
 
-@schema.parametrize()
-@settings(max_examples=25, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))
-def test_api_conforms_to_its_schema(case: schemathesis.Case, fuzz_app: FastAPI) -> None:
+def call_and_validate(case: schemathesis.Case, app: FastAPI) -> None:
+    """Call the app and run schemathesis's default checks (response schema included) bar the excluded."""
     excluded = [
         # The routes declare only their 2xx and FastAPI's 422, not the 404/409/413 the docs list:
         # typed_error_status checks those instead (declaring them is a spec change, not a bug fix).
@@ -82,4 +83,26 @@ def test_api_conforms_to_its_schema(case: schemathesis.Case, fuzz_app: FastAPI) 
     ]
     if case.operation.label in REFUSED_BY_DESIGN:
         excluded.append(schemathesis.checks.positive_data_acceptance)
-    case.call_and_validate(app=fuzz_app, additional_checks=[typed_error_status], excluded_checks=excluded)
+    assert schemathesis.checks.response_schema_conformance not in excluded
+    case.call_and_validate(app=app, additional_checks=[typed_error_status], excluded_checks=excluded)
+
+
+@schema.parametrize()
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+def test_api_conforms_to_its_schema(case: schemathesis.Case, fuzz_app: FastAPI) -> None:
+    call_and_validate(case, fuzz_app)
+
+
+def test_a_response_that_breaks_its_schema_fails() -> None:
+    """The checks above do read the response schemas: a health answer of the wrong shape fails them."""
+    wrong = FastAPI()
+
+    @wrong.get("/api/health")
+    def health() -> dict[str, Any]:
+        return {"status": 1}
+
+    case = schema["/api/health"]["GET"].Case()
+    with pytest.raises(FailureGroup) as raised:
+        call_and_validate(case, wrong)
+    assert raised.value.exceptions and all(isinstance(e, JsonSchemaError) for e in raised.value.exceptions)

@@ -81,3 +81,13 @@ def test_cli_help_path_does_not_import_torch() -> None:
     code = "import sys, orchestrator.cli.main; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "False"
+
+
+def test_only_the_web_edge_imports_the_api() -> None:
+    """The API is an edge: the dashboard (served by it) and the CLI's `serve api` import it; what both
+    show (job views, `orchestrator.workloads`) lives below it."""
+    edge = ("orchestrator/api/", "orchestrator/dashboard/", "orchestrator/cli/")
+    for path in _modules("orchestrator") + _modules("services"):
+        if not str(path.relative_to(REPO)).startswith(edge):
+            bad = {n for n in _imports(path) if n.startswith("orchestrator.api")}
+            assert not bad, f"{path.relative_to(REPO)} imports the API ({bad})"
