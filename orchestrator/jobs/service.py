@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from orchestrator.jobs.models import Job
 from orchestrator.jobs.store import JobStore
 from orchestrator.pipeline.canvas import job_canvas, planned_stages
 from services.domain.datasets import datasets_root
+from services.domain.decisions import DecisionStatus
 from services.domain.errors import ConfigError, FlywheelError, InsufficientData
 from services.domain.jobs import JobOverrides, JobStatus
 from services.domain.jobs import Stage as StageName
@@ -119,17 +121,17 @@ class JobService:
 
     def approve(self, job_id: str, *, actor: str | None = None) -> Job:
         job = self.store.get_job(job_id)
-        decision = job.decision or {}
-        if decision.get("status") != "awaiting_approval":
+        decision = job.decision
+        if decision is None or decision.status is not DecisionStatus.AWAITING_APPROVAL:
             raise Conflict(f"job {job_id} has no decision awaiting approval (decision status: "
-                           f"{decision.get('status') or 'none yet'})")
-        approved = {**decision, "status": "approved", "approved_by": actor}
+                           f"{decision.status if decision else 'none yet'})")
+        approved = decision.approved(actor, at=datetime.now(UTC))
         job = self.store.set_job(job_id, decision=approved)
         from orchestrator.pipeline.tasks import send_deploy
 
         send_deploy(self.app, job_id, approved)
         self.store.add_event("job.approved", actor=actor, job_id=job_id, workload_id=job.workload_id,
-                             detail={"chosen": decision.get("chosen"), "artifact_id": decision.get("artifact_id")})
+                             detail={"chosen": approved.chosen, "artifact_id": approved.artifact_id})
         return job
 
     def delete(self, job_id: str, *, actor: str | None = None) -> dict[str, Any]:
@@ -150,7 +152,7 @@ class JobService:
 
     def _cleanup(self, job: Job) -> dict[str, Any]:
         root = Path(self.settings.artifacts.root)
-        kept = {(job.decision or {}).get("artifact_id")} - {None}
+        kept: set[str] = {job.decision.artifact_id} if job.decision and job.decision.artifact_id else set()
         removed: dict[str, list[str]] = {"artifacts": [], "evaluations": [], "datasets": []}
         for stage in job.stages:
             result = stage.result or {}
