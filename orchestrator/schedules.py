@@ -23,7 +23,6 @@ from orchestrator.jobs.store import JobStore
 from services.domain.datasets import datasets_root
 from services.domain.jobs import JobStatus
 from services.domain.labels import LabelParser
-from services.domain.records import content_text
 from services.domain.settings import Settings, parse_cron
 
 
@@ -76,11 +75,6 @@ def scheduled_run(settings: Settings, store: JobStore, service: JobService, work
     return {"started": False, "reason": reason, "new_records": new}
 
 
-def _answer_text(record: Any) -> str:
-    choices = record.response.model_dump(mode="json").get("choices") or [{}]
-    return content_text((choices[0].get("message") or {}).get("content"))
-
-
 def measure_drift(settings: Settings, store: JobStore, workload_id: str) -> dict[str, Any] | None:
     """Recent labels against the last completed job's dataset; None when there is nothing to compare."""
     from services.datastore.stores import open_log_store
@@ -99,7 +93,7 @@ def measure_drift(settings: Settings, store: JobStore, workload_id: str) -> dict
     parser = LabelParser(workload.label_pattern)
     log_store = open_log_store(settings.log_store, settings.ingest)
     try:
-        recent = Counter(parser.parse(_answer_text(r)) for r in log_store.export(
+        recent = Counter(parser.parse(r.answer_text) for r in log_store.export(
             workload_id=workload_id, client_id=workload.schedule.client_id, limit=drift.window))
     finally:
         log_store.close()

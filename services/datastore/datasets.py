@@ -33,7 +33,7 @@ from services.datastore.pipeline.workload import workload_type_of
 from services.datastore.stores.base import LogStore
 from services.domain.datasets import DatasetRef
 from services.domain.errors import ConfigError, InsufficientData, StoreError
-from services.domain.labels import LabelParser, answer_text
+from services.domain.labels import LabelParser
 from services.domain.prompts import detect_static_prompt
 from services.domain.records import CallType, LogRecord, canonical_json
 from services.domain.settings import Settings
@@ -101,7 +101,7 @@ def build_dataset(
     # The kept records wait on disk; from here on the build holds ids, timestamps and strata.
     with RecordSpool(root) as spool:
         unique, dedup = deduplicate_to_spool(
-            stream, spool, digits=settings.datasets.dedup_digits, label_of=lambda r: parser.parse(answer_text(r))
+            stream, spool, digits=settings.datasets.dedup_digits, label_of=lambda r: parser.parse(r.answer_text)
         )
         if not exported:
             raise InsufficientData(
