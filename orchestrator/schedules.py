@@ -13,16 +13,16 @@ Every outcome is an event in the job store (`flywheel schedule list` shows them)
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.jobs.service import JobService
 from orchestrator.jobs.store import JobStore
-from services.domain.datasets import datasets_root
+from services.domain.datasets import read_dataset
 from services.domain.jobs import JobStatus
 from services.domain.labels import LabelParser
+from services.domain.layout import ArtifactLayout
 from services.domain.settings import Settings, parse_cron
 
 
@@ -82,10 +82,10 @@ def measure_drift(settings: Settings, store: JobStore, workload_id: str) -> dict
     jobs, _ = store.list_jobs(workload_id=workload_id, status=JobStatus.COMPLETED.value, limit=1)
     if not jobs or not jobs[0].dataset_id:
         return None
-    manifest_path = datasets_root(settings.artifacts.root) / "datasets" / f"{jobs[0].dataset_id}.json"
-    if not manifest_path.exists():
+    reference = ArtifactLayout(settings.artifacts.root).datasets.reference(jobs[0].dataset_id)
+    if not reference.exists():
         return None
-    baseline = (json.loads(manifest_path.read_text("utf-8"))["manifest"].get("label_distribution") or {}).get("train")
+    baseline = (read_dataset(reference).manifest.get("label_distribution") or {}).get("train")
     if not baseline:
         return None
     workload = settings.workload(workload_id)

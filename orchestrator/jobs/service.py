@@ -17,11 +17,11 @@ from pydantic import ValidationError
 from orchestrator.jobs.models import Job
 from orchestrator.jobs.store import JobStore
 from orchestrator.pipeline.canvas import job_canvas, planned_stages
-from services.domain.datasets import datasets_root
 from services.domain.decisions import DecisionStatus
 from services.domain.errors import ConfigError, FlywheelError, InsufficientData
 from services.domain.jobs import JobOverrides, JobStatus
 from services.domain.jobs import Stage as StageName
+from services.domain.layout import ArtifactLayout
 from services.domain.settings import Settings, TrainingSettings, apply_overrides, format_validation_error
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class JobService:
         return {"id": job_id, "deleted": True, **removed}
 
     def _cleanup(self, job: Job) -> dict[str, Any]:
-        root = Path(self.settings.artifacts.root)
+        layout = ArtifactLayout(self.settings.artifacts.root)
         kept: set[str] = {job.decision.artifact_id} if job.decision and job.decision.artifact_id else set()
         removed: dict[str, list[str]] = {"artifacts": [], "evaluations": [], "datasets": []}
         for stage in job.stages:
@@ -166,32 +166,8 @@ class JobService:
         dataset_id = next((s.result.get("dataset_id") for s in job.stages
                            if s.name == StageName.BUILD_DATASET.value and s.result), None)
         if dataset_id and not [j for j in self.store.jobs_using(dataset_id=dataset_id) if j != job.id]:
-            evaluations = root / "evaluations" / dataset_id[:16]
-            kept_prefixes = tuple(a[:12] for a in kept)
-            for path in sorted(evaluations.glob("*.json")) if evaluations.is_dir() else []:
-                if not kept_prefixes or not path.stem.endswith(kept_prefixes):
-                    path.unlink(missing_ok=True)
-                    removed["evaluations"].append(path.name)
-            if not kept:
-                manifest = datasets_root(root) / "datasets" / f"{dataset_id}.json"
-                if manifest.exists():
-                    manifest.unlink()
-                    removed["datasets"].append(dataset_id)
-                    removed["blobs"] = collect_unused_blobs(datasets_root(root))
+            removed["evaluations"] = layout.delete_evaluations(dataset_id, keep_artifacts=kept)
+            if not kept and layout.datasets.delete(dataset_id):
+                removed["datasets"].append(dataset_id)
+                removed["blobs"] = layout.datasets.collect_unused_blobs()
         return removed
-
-
-def collect_unused_blobs(root: Path) -> list[str]:
-    """Remove split files no remaining dataset manifest names (blobs are shared between datasets)."""
-    import json
-
-    used: set[str] = set()
-    for manifest in (root / "datasets").glob("*.json") if (root / "datasets").is_dir() else []:
-        for split in json.loads(manifest.read_text("utf-8")).get("splits", {}).values():
-            used.add(Path(split["path"]).name)
-    removed = []
-    for blob in sorted((root / "blobs").glob("*")) if (root / "blobs").is_dir() else []:
-        if blob.name not in used and not blob.name.startswith(".partial"):  # .partial: a build in flight
-            blob.unlink(missing_ok=True)
-            removed.append(blob.name)
-    return removed
