@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.domain.decisions import CandidateVerdict, PromotionDecision, SelectiveCascade
+from services.domain.decisions import CandidateVerdict, DecisionStatus, PromotionDecision, SelectiveCascade
 from services.domain.evaluation import EvalKind, EvalResult
 from services.domain.settings import PricingSettings, PromotionPolicy
 
@@ -173,7 +173,8 @@ def decide(
     if not qualified:
         reason = ("keep the teacher: no candidate was evaluated" if not verdicts
                   else f"keep the teacher: none of {len(verdicts)} candidates meets the policy")
-        return PromotionDecision(chosen=None, reason=reason, verdicts=verdicts, canary_percent=None, **common)
+        return PromotionDecision(chosen=None, reason=reason, verdicts=verdicts, canary_percent=None,
+                                 status=DecisionStatus.KEEP_TEACHER, **common)
     best = qualified[0]
     ranked = {v.candidate: i for i, v in enumerate(qualified)}
     verdicts = [v if v.candidate not in ranked or v is best else v.model_copy(update={
@@ -197,5 +198,6 @@ def decide(
     return PromotionDecision(
         chosen=best.candidate, artifact_id=best.artifact_id, reason=reason, verdicts=verdicts,
         canary_percent=policy.canary_percent if policy.rollout == "canary" else None,
-        chosen_cost_per_1k_requests=cost, mode=best.mode, cascade=best.cascade, **common,
+        chosen_cost_per_1k_requests=cost, mode=best.mode, cascade=best.cascade,
+        status=DecisionStatus.initial(chosen=best.candidate, requires_approval=policy.require_approval), **common,
     )

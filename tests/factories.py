@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from services.domain.decisions import CandidateVerdict, PromotionDecision
+from services.domain.decisions import CandidateVerdict, DecisionStatus, PromotionDecision
 from services.domain.records import LogRecord
 
 
@@ -85,5 +85,6 @@ def promotion_decision(chosen: str | None, artifact_id: str | None = None, **fie
     verdicts = [CandidateVerdict(candidate=chosen, qualified=True, reasons=[], artifact_id=artifact_id)] if chosen else []
     values: dict[str, Any] = {"workload_id": "news_topic", "chosen": chosen, "artifact_id": artifact_id,
                               "reason": f"promote {chosen}" if chosen else "keep the teacher", "rollout": "direct",
-                              "requires_approval": False, "verdicts": verdicts, "policy": {}}
-    return PromotionDecision.model_validate({**values, **fields})
+                              "requires_approval": False, "verdicts": verdicts, "policy": {}, **fields}
+    values.setdefault("status", DecisionStatus.initial(chosen=chosen, requires_approval=values["requires_approval"]))
+    return PromotionDecision.model_validate(values)

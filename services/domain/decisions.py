@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Record(BaseModel):
@@ -48,6 +48,8 @@ class SelectiveCascade(_Record):
     target_agreement: float = Field(description="The policy's min_agreement the bound is held to.")
     method: str = Field(description="How the threshold was chosen.")
     calibration: dict[str, Any] | None = Field(None, description="The plan on the calibration records, if any.")
+    curve: list[dict[str, float]] | None = Field(None, description="Agreement on the served share as the student "
+                                                                   "answers more (most confident first), for plots.")
 
 
 class CandidateVerdict(_Record):
@@ -98,14 +100,6 @@ class PromotionDecision(_Record):
                                                                "cut at max_seq_length).")
     verdicts: list[CandidateVerdict]
     policy: dict[str, object] = Field(description="The policy the decision was made under.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _initial_status(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "status" not in data:
-            status = DecisionStatus.initial(chosen=data.get("chosen"), requires_approval=bool(data.get("requires_approval")))
-            data = {**data, "status": status}
-        return data
 
     @property
     def deploys(self) -> bool:

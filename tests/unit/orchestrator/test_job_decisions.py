@@ -12,6 +12,7 @@ import pytest
 from celery import Celery
 from sqlalchemy import text
 
+from orchestrator.decision import decide
 from orchestrator.jobs.service import Conflict, JobService
 from orchestrator.jobs.store import JobStore
 from orchestrator.jobs.view import job_summary, job_view
@@ -20,6 +21,7 @@ from services.domain.jobs import JobStatus
 from services.domain.settings import Settings
 from services.domain.tasks import DEPLOY, DeployPayload
 from tests.factories import promotion_decision
+from tests.unit.orchestrator.test_decision import POLICY, PRICING, result
 
 # A selective decision as `finish_job` stored it before the record carried its status: the dump plus the
 # status string (and, once approved, the approver), no approval time; the cascade block as the evaluator
@@ -32,7 +34,8 @@ STORED_BEFORE = {
     "cascade": {"threshold": 0.61, "coverage": 0.55, "served": 110, "agreement": 0.96, "agreement_ci_low": 0.92,
                 "n_calibration": 800, "n_report": 200, "confidence": 0.95, "target_agreement": 0.9,
                 "method": "fixed-sequence testing on the report records",
-                "calibration": {"coverage": 0.5, "served": 400, "agreement": 0.95, "agreement_ci_low": 0.93, "n": 800}},
+                "calibration": {"coverage": 0.5, "served": 400, "agreement": 0.95, "agreement_ci_low": 0.93, "n": 800},
+                "curve": [{"coverage": 0.5, "agreement": 0.97}, {"coverage": 1.0, "agreement": 0.88}]},
     "skipped": {}, "notes": [],
     "verdicts": [{"candidate": "tiny-clf", "qualified": True, "reasons": [], "metric_name": "f1_vs_teacher",
                   "score": 0.8, "ci_low": 0.75, "n": 200, "latency_p95_ms": 3.0, "cost_per_1k_requests": 0.001,
@@ -57,13 +60,14 @@ def _job_with_raw_decision(store: JobStore, decision: dict[str, Any]) -> str:
     return job.id
 
 
-@pytest.mark.parametrize(("chosen", "requires_approval", "status"), [
-    (None, False, DecisionStatus.KEEP_TEACHER), (None, True, DecisionStatus.KEEP_TEACHER),
-    ("tiny-clf", False, DecisionStatus.RECORDED), ("tiny-clf", True, DecisionStatus.AWAITING_APPROVAL)])
-def test_a_fresh_decision_starts_in_the_status_of_its_choice(chosen: str | None, requires_approval: bool,
-                                                             status: DecisionStatus) -> None:
-    decision = promotion_decision(chosen, "a" * 64 if chosen else None, requires_approval=requires_approval)
-    assert decision.status is status
+@pytest.mark.parametrize(("score", "require_approval", "status"), [
+    (0.5, False, DecisionStatus.KEEP_TEACHER), (0.5, True, DecisionStatus.KEEP_TEACHER),
+    (0.95, False, DecisionStatus.RECORDED), (0.95, True, DecisionStatus.AWAITING_APPROVAL)])
+def test_decide_starts_a_decision_in_the_status_of_its_choice(score: float, require_approval: bool,
+                                                              status: DecisionStatus) -> None:
+    policy = POLICY.model_copy(update={"require_approval": require_approval})
+    decision = decide("news", [result("a", score, (score - 0.02, score + 0.02))], policy, PRICING)
+    assert decision.status is status and (decision.chosen is not None) is (score > 0.9)
     assert decision.deploys is (status is DecisionStatus.RECORDED)
 
 
@@ -88,12 +92,6 @@ def test_a_decision_stored_before_the_approval_fields_loads_and_shows_the_same(s
     # The API's JSON keeps its shape: what was stored, plus the one new field.
     assert job_view(job)["decision"] == {**STORED_BEFORE, "approved_at": None}
     assert job_summary(job)["chosen"] == "tiny-clf"
-
-
-def test_a_stored_decision_without_a_status_takes_the_initial_one(store: JobStore) -> None:
-    raw = {k: v for k, v in STORED_BEFORE.items() if k not in ("status", "approved_by")}
-    decision = store.get_job(_job_with_raw_decision(store, raw)).decision
-    assert decision is not None and decision.status is DecisionStatus.AWAITING_APPROVAL
 
 
 def _sent_deploys(app: Celery) -> list[dict[str, Any]]:

@@ -83,7 +83,7 @@ def job_view(workload: str, adapter_dir: Path, *, status: str = "completed") -> 
         "decision": PromotionDecision.model_validate({
             "workload_id": workload, "chosen": "smollm2-lora", "artifact_id": "a" * 64,
             "reason": "smollm2-lora qualifies " * 400, "verdicts": verdicts, "teacher_cost_per_1k_requests": 1.23,
-            "chosen_cost_per_1k_requests": 0.01, "rollout": "direct", "requires_approval": False, "policy": {},
+            "chosen_cost_per_1k_requests": 0.01, "rollout": "direct", "requires_approval": False, "status": "recorded", "policy": {},
         }).model_dump(mode="json"),
     }
 
