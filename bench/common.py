@@ -141,19 +141,21 @@ def train_subset(root: Path, dataset: Any, size: int, *, seed: int = 0) -> Any:
     import hashlib
 
     from services.domain.datasets import DatasetRef
+    from services.domain.layout import ArtifactLayout
 
+    files = ArtifactLayout(root / "artifacts").datasets
     lines = [json.dumps(line, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
              for line in dataset.read_split("train")]
     if size < len(lines):
         lines = random.Random(seed).sample(lines, size)
     body = "".join(line + "\n" for line in lines)
     sha = hashlib.sha256(body.encode()).hexdigest()
-    blob = root / "artifacts" / "datasets" / "blobs" / f"{sha}.jsonl"
+    blob = files.blobs / f"{sha}.jsonl"
     blob.write_text(body, encoding="utf-8")
     splits = {**dataset.splits, "train": {"sha256": sha, "count": len(lines), "path": str(blob)}}
     manifest = {**dataset.manifest, "derived_from": dataset.dataset_id, "train_subset": len(lines)}
     dataset_id = hashlib.sha256(json.dumps({"splits": {k: v["sha256"] for k, v in splits.items()}, "of": dataset.dataset_id},
                                            sort_keys=True).encode()).hexdigest()
     ref = DatasetRef(dataset_id, splits, manifest)
-    (root / "artifacts" / "datasets" / "datasets" / f"{dataset_id}.json").write_text(json.dumps(ref.to_json()))
+    files.reference(dataset_id).write_text(json.dumps(ref.to_json()))
     return ref

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.domain.decisions import CandidateVerdict, PromotionDecision
+from services.domain.decisions import CandidateVerdict, DecisionStatus, PromotionDecision, SelectiveCascade
 from services.domain.evaluation import EvalKind, EvalResult
 from services.domain.settings import PricingSettings, PromotionPolicy
 
@@ -68,7 +68,8 @@ def judge_candidate(result: EvalResult, policy: PromotionPolicy, pricing: Pricin
     student = full.cost_per_1k_requests
     effective = (round(student + (1 - float(block["coverage"])) * teacher_cost, 6)
                  if student is not None and teacher_cost is not None else None)
-    return full.model_copy(update={"qualified": True, "reasons": [], "mode": "selective", "cascade": block,
+    return full.model_copy(update={"qualified": True, "reasons": [], "mode": "selective",
+                                   "cascade": SelectiveCascade.model_validate(block),
                                    "effective_cost_per_1k_requests": effective})
 
 
@@ -172,7 +173,8 @@ def decide(
     if not qualified:
         reason = ("keep the teacher: no candidate was evaluated" if not verdicts
                   else f"keep the teacher: none of {len(verdicts)} candidates meets the policy")
-        return PromotionDecision(chosen=None, reason=reason, verdicts=verdicts, canary_percent=None, **common)
+        return PromotionDecision(chosen=None, reason=reason, verdicts=verdicts, canary_percent=None,
+                                 status=DecisionStatus.KEEP_TEACHER, **common)
     best = qualified[0]
     ranked = {v.candidate: i for i, v in enumerate(qualified)}
     verdicts = [v if v.candidate not in ranked or v is best else v.model_copy(update={
@@ -185,9 +187,9 @@ def decide(
     if best.mode == "selective" and best.cascade is not None:
         block = best.cascade
         reason = (f"promote {best.candidate} selectively: it answers requests at confidence >= "
-                  f"{float(block['threshold']):.3f} ({float(block['coverage']):.0%} of {block['n_report']} held-out "  # type: ignore[arg-type]
-                  f"records) with agreement {float(block['agreement']):.3f} (lower bound "  # type: ignore[arg-type]
-                  f"{float(block['agreement_ci_low']):.3f} >= {policy.min_agreement:.3f}); the teacher answers the "  # type: ignore[arg-type]
+                  f"{float(block.threshold or 0):.3f} ({block.coverage:.0%} of {block.n_report} held-out "
+                  f"records) with agreement {float(block.agreement or 0):.3f} (lower bound "
+                  f"{float(block.agreement_ci_low or 0):.3f} >= {policy.min_agreement:.3f}); the teacher answers the "
                   f"rest. On every request its {best.metric_name} is {best.score:.3f} (lower bound {best.ci_low:.3f} "
                   f"< {policy.min_score:.3f}){saving}")
     else:
@@ -196,5 +198,6 @@ def decide(
     return PromotionDecision(
         chosen=best.candidate, artifact_id=best.artifact_id, reason=reason, verdicts=verdicts,
         canary_percent=policy.canary_percent if policy.rollout == "canary" else None,
-        chosen_cost_per_1k_requests=cost, mode=best.mode, cascade=best.cascade, **common,
+        chosen_cost_per_1k_requests=cost, mode=best.mode, cascade=best.cascade,
+        status=DecisionStatus.initial(chosen=best.candidate, requires_approval=policy.require_approval), **common,
     )

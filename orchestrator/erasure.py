@@ -9,16 +9,14 @@ an erased dataset are retired: their files are deleted, so no serving backend ca
 
 from __future__ import annotations
 
-import json
 import shutil
-from pathlib import Path
 from typing import Any
 
-from orchestrator.jobs.service import collect_unused_blobs
 from orchestrator.jobs.store import JobStore
 from services.datastore.stores import open_log_store
 from services.domain.artifacts import find_artifacts
-from services.domain.datasets import DatasetRef, datasets_root
+from services.domain.datasets import DatasetRef, stored_datasets
+from services.domain.layout import ArtifactLayout
 from services.domain.settings import Settings
 
 
@@ -34,20 +32,17 @@ def erase_client(settings: Settings, jobs: JobStore, client_id: str, *, actor: s
         logs_deleted = store.delete(client_id=client_id)
     finally:
         store.close()
-    artifacts_root = Path(settings.artifacts.root)
-    root = datasets_root(artifacts_root)
+    layout = ArtifactLayout(settings.artifacts.root)
     erased: dict[str, set[str]] = {}  # dataset id -> split sha256s
-    for manifest in sorted((root / "datasets").glob("*.json")) if (root / "datasets").is_dir() else []:
-        raw = json.loads(manifest.read_text("utf-8"))
-        ref = DatasetRef(raw["dataset_id"], raw["splits"], raw["manifest"])
+    for ref in stored_datasets(layout.datasets.root):
         if _contains_client(ref, client_id):
             erased[ref.dataset_id] = {split["sha256"] for split in ref.splits.values()}
-            manifest.unlink()
-            shutil.rmtree(artifacts_root / "evaluations" / ref.dataset_id[:16], ignore_errors=True)
-    blobs = collect_unused_blobs(root) if erased else []
+            layout.datasets.delete(ref.dataset_id)
+            layout.delete_evaluations(ref.dataset_id)
+    blobs = layout.datasets.collect_unused_blobs() if erased else []
     hashes = set().union(*erased.values()) if erased else set()
     retired = []
-    for artifact in find_artifacts(artifacts_root):
+    for artifact in find_artifacts(layout.root):
         if artifact.dataset_id in erased or hashes & set(artifact.dataset_hashes.values()):
             shutil.rmtree(artifact.path, ignore_errors=True)
             retired.append({"artifact_id": artifact.artifact_id, "candidate": artifact.candidate})

@@ -13,7 +13,6 @@ Every outcome is an event in the job store (`flywheel schedule list` shows them)
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -21,10 +20,10 @@ from typing import Any
 from orchestrator.jobs.service import JobService
 from orchestrator.jobs.store import JobStore
 from services.datastore.service import count_logs
-from services.domain.datasets import datasets_root
+from services.domain.datasets import read_dataset
 from services.domain.jobs import JobStatus
 from services.domain.labels import LabelParser
-from services.domain.records import content_text
+from services.domain.layout import ArtifactLayout
 from services.domain.settings import Settings, parse_cron
 
 
@@ -66,11 +65,6 @@ def scheduled_run(settings: Settings, store: JobStore, service: JobService, work
     return {"started": False, "reason": reason, "new_records": new}
 
 
-def _answer_text(record: Any) -> str:
-    choices = record.response.model_dump(mode="json").get("choices") or [{}]
-    return content_text((choices[0].get("message") or {}).get("content"))
-
-
 def measure_drift(settings: Settings, store: JobStore, workload_id: str) -> dict[str, Any] | None:
     """Recent labels against the last completed job's dataset; None when there is nothing to compare."""
     from services.datastore.stores import open_log_store
@@ -78,10 +72,10 @@ def measure_drift(settings: Settings, store: JobStore, workload_id: str) -> dict
     jobs, _ = store.list_jobs(workload_id=workload_id, status=JobStatus.COMPLETED.value, limit=1)
     if not jobs or not jobs[0].dataset_id:
         return None
-    manifest_path = datasets_root(settings.artifacts.root) / "datasets" / f"{jobs[0].dataset_id}.json"
-    if not manifest_path.exists():
+    reference = ArtifactLayout(settings.artifacts.root).datasets.reference(jobs[0].dataset_id)
+    if not reference.exists():
         return None
-    baseline = (json.loads(manifest_path.read_text("utf-8"))["manifest"].get("label_distribution") or {}).get("train")
+    baseline = (read_dataset(reference).manifest.get("label_distribution") or {}).get("train")
     if not baseline:
         return None
     workload = settings.workload(workload_id)
@@ -89,7 +83,7 @@ def measure_drift(settings: Settings, store: JobStore, workload_id: str) -> dict
     parser = LabelParser(workload.label_pattern)
     log_store = open_log_store(settings.log_store, settings.ingest)
     try:
-        recent = Counter(parser.parse(_answer_text(r)) for r in log_store.export(
+        recent = Counter(parser.parse(r.answer_text) for r in log_store.export(
             workload_id=workload_id, client_id=workload.schedule.client_id, limit=drift.window))
     finally:
         log_store.close()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from services.domain.decisions import CandidateVerdict, PromotionDecision
 from services.domain.settings import Settings
 
 if TYPE_CHECKING:
@@ -40,8 +41,10 @@ REMOTE_SCHEMES = ("http", "https", "databricks")
 Metrics = list[tuple[str, float, int]]
 
 
-def track_job(settings: Settings, view: dict[str, Any], *, attempts: int = 3, backoff_s: float = 1.0) -> str | None:
-    """Record a finished job in MLflow; return the parent run id, or None when tracking is disabled or failed."""
+def track_job(settings: Settings, view: dict[str, Any], *, decision: PromotionDecision | None, attempts: int = 3,
+              backoff_s: float = 1.0) -> str | None:
+    """Record a finished job (its view and its decision) in MLflow; return the parent run id, or None when
+    tracking is disabled or failed."""
     if not settings.tracking.enabled:
         return None
     if view.get("status") not in RUN_STATUS:
@@ -50,7 +53,7 @@ def track_job(settings: Settings, view: dict[str, Any], *, attempts: int = 3, ba
     attempts = max(attempts, 1)
     for attempt in range(1, attempts + 1):
         try:
-            return _record(settings, view)
+            return _record(settings, view, decision)
         except Exception as exc:  # any failure (import, network, database, a refused value) only costs the record
             log.warning("MLflow tracking of job %s failed (attempt %d/%d): %s: %s",
                         view.get("id"), attempt, attempts, type(exc).__name__, exc)
@@ -59,7 +62,7 @@ def track_job(settings: Settings, view: dict[str, Any], *, attempts: int = 3, ba
     return None
 
 
-def _record(settings: Settings, view: dict[str, Any]) -> str:
+def _record(settings: Settings, view: dict[str, Any], decision: PromotionDecision | None) -> str:
     from mlflow.tracking import MlflowClient
 
     uri = settings.tracking.tracking_uri
@@ -69,7 +72,6 @@ def _record(settings: Settings, view: dict[str, Any]) -> str:
     existing = _recorded_parent(client, experiment_id, view["id"])
     if existing is not None:
         return existing
-    decision = view.get("decision") or {}
     parent_id = client.create_run(experiment_id, start_time=_ms(view.get("created_at")),
                                   run_name=f"job-{view['id'][:8]}", tags={JOB_TAG: view["id"]}).info.run_id
     counts = (view.get("dataset") or {}).get("counts") or {}
@@ -77,23 +79,25 @@ def _record(settings: Settings, view: dict[str, Any]) -> str:
         "flywheel.workload_id": view["workload_id"], "flywheel.client_id": view.get("client_id"),
         "flywheel.status": view["status"], "flywheel.dataset_id": view.get("dataset_id"),
         "flywheel.error": _clip(view.get("error"), REASON_CHARS),
-        "flywheel.decision.chosen": (decision.get("chosen") or "none") if decision else None,
-        "flywheel.decision.status": decision.get("status"),
-        "flywheel.decision.reason": _clip(decision.get("reason"), REASON_CHARS),
+        "flywheel.decision.chosen": (decision.chosen or "none") if decision else None,
+        "flywheel.decision.status": decision.status if decision else None,
+        "flywheel.decision.reason": _clip(decision.reason, REASON_CHARS) if decision else None,
     }, params={
         "workload_id": view["workload_id"], "client_id": view.get("client_id"), "dataset_id": view.get("dataset_id"),
         "workload_type": (view.get("dataset") or {}).get("workload_type"),
         "overrides": json.dumps(view.get("overrides") or {}, sort_keys=True),
         **{f"{split}_count": n for split, n in counts.items()},
-    }, metrics=_numbers({k: decision.get(k) for k in ("teacher_cost_per_1k_requests", "chosen_cost_per_1k_requests")}))
-    children = {c["name"]: _record_candidate(client, settings, experiment_id, parent_id, view, c)
+    }, metrics=_numbers({"teacher_cost_per_1k_requests": decision.teacher_cost_per_1k_requests,
+                         "chosen_cost_per_1k_requests": decision.chosen_cost_per_1k_requests} if decision else {}))
+    verdicts = {v.candidate: v for v in decision.verdicts} if decision else {}
+    children = {c["name"]: _record_candidate(client, settings, experiment_id, parent_id, view, c,
+                                             verdicts.get(c["name"]))
                 for c in view.get("candidates") or []}
-    chosen = decision.get("chosen")
-    if chosen in children:
-        _register(client, name, view, decision, children[chosen])
+    if decision is not None and decision.chosen in children:
+        _register(client, name, view, decision, children[decision.chosen])
     client.log_dict(parent_id, view, "job.json")
-    if decision:
-        client.log_dict(parent_id, decision, "decision.json")
+    if decision is not None:
+        client.log_dict(parent_id, decision.model_dump(mode="json"), "decision.json")
     client.set_terminated(parent_id, RUN_STATUS[view["status"]], end_time=_ms(view.get("finished_at")))
     return parent_id
 
@@ -129,13 +133,11 @@ def _recorded_parent(client: MlflowClient, experiment_id: str, job_id: str) -> s
 
 
 def _record_candidate(client: MlflowClient, settings: Settings, experiment_id: str, parent_id: str,
-                      view: dict[str, Any], candidate: dict[str, Any]) -> str:
+                      view: dict[str, Any], candidate: dict[str, Any], verdict: CandidateVerdict | None) -> str:
     name = candidate["name"]
     spec = next((c for c in settings.candidates if c.name == name), None)
     training = candidate.get("training") or {}
     scalars = training.get("metrics") or {}
-    verdicts = (view.get("decision") or {}).get("verdicts") or []
-    verdict: dict[str, Any] = next((v for v in verdicts if v.get("candidate") == name), {})
     failure = next((f for f in view.get("failed_candidates") or [] if f.get("candidate") == name), None)
     start, end = _span(view, name)
     run_id = client.create_run(experiment_id, start_time=start, run_name=name,
@@ -149,8 +151,9 @@ def _record_candidate(client: MlflowClient, settings: Settings, experiment_id: s
         "artifact_id": training.get("artifact_id"), "stopped_early": scalars.get("stopped_early"),
     }, tags={
         "flywheel.candidate.status": candidate.get("status"),
-        "flywheel.candidate.qualified": verdict.get("qualified"),
-        "flywheel.candidate.reasons": _clip("; ".join(verdict.get("reasons") or []), REASON_CHARS) or None,
+        "flywheel.candidate.qualified": verdict.qualified if verdict else None,
+        "flywheel.candidate.reasons": _clip("; ".join(verdict.reasons), REASON_CHARS) if verdict and verdict.reasons
+        else None,
         "flywheel.candidate.error": _clip(f"{failure['stage']}: {failure['error']}", REASON_CHARS) if failure else None,
     })
     client.set_terminated(run_id, RUN_STATUS.get(candidate.get("status") or "", "KILLED"), end_time=end)
@@ -172,12 +175,12 @@ def _eval_metrics(kind: str, evaluation: dict[str, Any] | None) -> Metrics:
     })
 
 
-def _register(client: MlflowClient, model_name: str, view: dict[str, Any], decision: dict[str, Any],
+def _register(client: MlflowClient, model_name: str, view: dict[str, Any], decision: PromotionDecision,
               run_id: str) -> None:
     """A new version of the workload's registered model for the chosen student; aliases are the deployer's."""
     from mlflow.exceptions import MlflowException
 
-    chosen = decision["chosen"]
+    chosen = decision.chosen
     training = next(c for c in view["candidates"] if c["name"] == chosen).get("training") or {}
     try:
         client.get_registered_model(model_name)
@@ -185,7 +188,7 @@ def _register(client: MlflowClient, model_name: str, view: dict[str, Any], decis
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
         client.create_registered_model(model_name)
-    tags = {"artifact_id": decision.get("artifact_id") or training.get("artifact_id"), "job_id": view["id"],
+    tags = {"artifact_id": decision.artifact_id or training.get("artifact_id"), "job_id": view["id"],
             "candidate": chosen, "path": training.get("path")}
     tags = {k: str(v) for k, v in tags.items() if v is not None}
     path = training.get("path")

@@ -42,8 +42,9 @@ def workloads_summary(settings: Settings, store: JobStore, routes: RouteStore) -
         last = store.last_job(workload_id)
         entry["last_job"] = job_summary(last) if last else None
         decided = store.list_jobs(workload_id=workload_id, status="completed", limit=1)[0]
-        entry["latest_decision"] = ({"job_id": decided[0].id, **{k: (decided[0].decision or {}).get(k)
-                                     for k in ("chosen", "status", "reason")}} if decided else None)
+        latest = decided[0].decision if decided else None  # a completed job always carries its decision
+        entry["latest_decision"] = ({"job_id": decided[0].id, "chosen": latest.chosen, "status": latest.status.value,
+                                     "reason": latest.reason} if decided and latest else None)
         route = routes.get(workload_id, fresh=True)
         entry["route"] = {"phase": route.phase, "student": route.candidate, "artifact_id": route.artifact_id,
                           "canary_percent": route.canary_percent, "job_id": route.job_id}
@@ -52,7 +53,7 @@ def workloads_summary(settings: Settings, store: JobStore, routes: RouteStore) -
         # job measured it from the teacher's logged token usage and `pricing` (the student's own serving cost
         # is per hour, in the decision).
         deciding = _job_or_none(store, route.job_id) if route.job_id else (decided[0] if decided else None)
-        per_1k = ((deciding.decision or {}).get("teacher_cost_per_1k_requests") if deciding else None)
+        per_1k = deciding.decision.teacher_cost_per_1k_requests if deciding and deciding.decision else None
         traffic["teacher_cost_per_1k_requests"] = per_1k
         traffic["teacher_cost_avoided_usd"] = (round(traffic["student"]["requests"] / 1000 * per_1k, 6)
                                                if per_1k is not None else None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from services.domain.decisions import CandidateVerdict, DecisionStatus, PromotionDecision
 from services.domain.records import LogRecord
 
 
@@ -77,3 +78,13 @@ def jsonl(*records: dict[str, Any] | str | bytes) -> bytes:
         else:
             out += item + b"\n"
     return out
+
+
+def promotion_decision(chosen: str | None, artifact_id: str | None = None, **fields: Any) -> PromotionDecision:
+    """A decision as `decide` makes one, for tests that start at the deploy: `chosen` qualified, rollout direct."""
+    verdicts = [CandidateVerdict(candidate=chosen, qualified=True, reasons=[], artifact_id=artifact_id)] if chosen else []
+    values: dict[str, Any] = {"workload_id": "news_topic", "chosen": chosen, "artifact_id": artifact_id,
+                              "reason": f"promote {chosen}" if chosen else "keep the teacher", "rollout": "direct",
+                              "requires_approval": False, "verdicts": verdicts, "policy": {}, **fields}
+    values.setdefault("status", DecisionStatus.initial(chosen=chosen, requires_approval=values["requires_approval"]))
+    return PromotionDecision.model_validate(values)

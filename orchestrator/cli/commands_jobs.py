@@ -11,13 +11,16 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from orchestrator.cli.commands_datasets import parse_assignments
 from orchestrator.cli.output import EXIT_FAILED, EXIT_OK, CliState, emit, handles_errors, json_option
 from services.domain.jobs import JobStatus
+
+if TYPE_CHECKING:
+    from services.domain.decisions import PromotionDecision
 
 EXIT_CANCELLED = 2
 EXIT_OF_STATUS = {JobStatus.COMPLETED: EXIT_OK, JobStatus.FAILED: EXIT_FAILED, JobStatus.CANCELLED: EXIT_CANCELLED}
@@ -91,7 +94,7 @@ def create_command(state: CliState, workload_id: str, client_id: str | None, can
             return
         final = follow(store, job.id, timeout=timeout)
     view = job_view(final)
-    emit(view, as_json=as_json, human=lambda: print_job(view))
+    emit(view, as_json=as_json, human=lambda: print_job(view, final.decision))
     sys.exit(EXIT_OF_STATUS.get(JobStatus(final.status), EXIT_FAILED))
 
 
@@ -144,7 +147,7 @@ def progress_line(live: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def print_job(view: dict[str, Any]) -> None:
+def print_job(view: dict[str, Any], decision: PromotionDecision | None) -> None:
     click.echo(f"job {view['id']}  {view['workload_id']}  {view['status']}" +
                (f"  error: {view['error']}" if view.get("error") else ""))
     if view.get("dataset"):
@@ -166,14 +169,13 @@ def print_job(view: dict[str, Any]) -> None:
         click.echo(f"  {candidate['name']:<22} {candidate['status']:<10} " + "  ".join(parts))
     for failed in view.get("failed_candidates", []):
         click.echo(f"  failed: {failed['candidate']} {failed['stage']}: {failed['error']}")
-    decision = view.get("decision")
-    if decision:
-        click.echo(f"  decision ({decision.get('status')}): {decision['reason']}")
-        for verdict in decision.get("verdicts", []):
-            mode = f" ({verdict['mode']})" if verdict.get("qualified") and verdict.get("mode") else ""
-            click.echo(f"    {'ok' if verdict['qualified'] else 'no'} {verdict['candidate']}{mode}: "
-                       + ("; ".join(verdict["reasons"]) or "qualifies"))
-        for note in decision.get("notes") or []:
+    if decision is not None:
+        click.echo(f"  decision ({decision.status}): {decision.reason}")
+        for verdict in decision.verdicts:
+            mode = f" ({verdict.mode})" if verdict.qualified and verdict.mode else ""
+            click.echo(f"    {'ok' if verdict.qualified else 'no'} {verdict.candidate}{mode}: "
+                       + ("; ".join(verdict.reasons) or "qualifies"))
+        for note in decision.notes:
             click.echo(f"    note: {note}")
 
 
@@ -209,8 +211,9 @@ def show_command(state: CliState, job_id: str, as_json: bool) -> None:
     """A job: stages, dataset, candidates and their evaluations, the decision. JOB_ID may be a unique prefix."""
     from orchestrator.jobs.view import job_view
 
-    view = job_view(_store(state).get_job(job_id))
-    emit(view, as_json=as_json, human=lambda: print_job(view))
+    job = _store(state).get_job(job_id)
+    view = job_view(job)
+    emit(view, as_json=as_json, human=lambda: print_job(view, job.decision))
 
 
 @jobs_group.command("cancel")
@@ -239,8 +242,9 @@ def approve_command(state: CliState, job_id: str, as_json: bool) -> None:
 
     store = _store(state)
     job_id = store.get_job(job_id).id
-    view = job_view(_service(state, store).approve(job_id, actor="cli"))
-    emit(view, as_json=as_json, human=lambda: click.echo(f"job {job_id}: {view['decision']['status']}"))
+    job = _service(state, store).approve(job_id, actor="cli")
+    view = job_view(job)
+    emit(view, as_json=as_json, human=lambda: click.echo(f"job {job_id}: {job.decision.status if job.decision else '-'}"))
 
 
 @jobs_group.command("delete")

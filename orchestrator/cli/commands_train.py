@@ -139,14 +139,14 @@ def decide_command(state: CliState, dataset_id: str, as_json: bool) -> None:
     the student to roll out (and how), or "keep the teacher", with the reason for every candidate.
     """
     from orchestrator.decision import decide
-    from services.domain.datasets import datasets_root, load_dataset
+    from services.domain.datasets import load_dataset
     from services.domain.evaluation import EvalResult
+    from services.domain.layout import ArtifactLayout
 
     settings = state.settings
-    root = Path(settings.artifacts.root)
-    dataset = load_dataset(datasets_root(root), dataset_id)
-    folder = root / "evaluations" / dataset.dataset_id[:16]
-    saved = [EvalResult.model_validate_json(p.read_text("utf-8")) for p in sorted(folder.glob("*.json"))]
+    layout = ArtifactLayout(settings.artifacts.root)
+    dataset = load_dataset(layout.datasets.root, dataset_id)
+    saved = [EvalResult.model_validate_json(p.read_text("utf-8")) for p in layout.evaluation_files(dataset.dataset_id)]
     newest: dict[tuple[str, str], EvalResult] = {}
     for result in sorted(saved, key=lambda r: r.created_at):
         newest[(result.candidate, result.eval_kind.value)] = result  # a re-trained candidate: its latest run

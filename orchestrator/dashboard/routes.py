@@ -135,7 +135,7 @@ def job_page(job_id: str, request: Request, store: JobStoreDep) -> Response:
         "evaluations": views.evaluation_rows(view), "training": views.training_rows(view),
         "curve_svg": plots.learning_curve(views.learning_curve_series(peers), metric=metric),
         "confusions": confusion, "timeline_svg": plots.stage_timeline(views.timeline_bars(view), width=720),
-        "train_size": views.train_size(view), "decision": view.get("decision"),
+        "train_size": views.train_size(view), "decision": job.decision,
         "live": views.is_live([view]), "live_src": f"/dashboard/live.json?job_id={quote(job_id, safe='')}"})
 
 

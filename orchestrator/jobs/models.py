@@ -11,11 +11,28 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, String, Text
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
+from services.domain.decisions import PromotionDecision
 from services.domain.jobs import JobStatus
 
 __all__ = ["Base", "Event", "Job", "JobStatus", "Stage"]
+
+
+class DecisionJSON(TypeDecorator[PromotionDecision]):
+    """A `PromotionDecision` kept as JSON and parsed once, where it is loaded (older rows, without the
+    approval fields, load too)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: PromotionDecision | dict[str, Any] | None, dialect: Dialect) -> Any:
+        return None if value is None else PromotionDecision.model_validate(value).model_dump(mode="json")
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> PromotionDecision | None:
+        return None if value is None else PromotionDecision.model_validate(value)
 
 
 class Base(DeclarativeBase):
@@ -31,7 +48,7 @@ class Job(Base):
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
     overrides: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     dataset_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    decision: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    decision: Mapped[PromotionDecision | None] = mapped_column(DecisionJSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,11 @@ from pydantic import ValidationError
 from orchestrator.jobs.models import Job
 from orchestrator.jobs.store import JobStore
 from orchestrator.pipeline.canvas import job_canvas, planned_stages, send_deploy
-from services.domain.datasets import datasets_root
+from services.domain.decisions import DecisionStatus
 from services.domain.errors import ConfigError, FlywheelError, InsufficientData
 from services.domain.jobs import JobOverrides, JobStatus
 from services.domain.jobs import Stage as StageName
+from services.domain.layout import ArtifactLayout
 from services.domain.settings import Settings, TrainingSettings, apply_overrides, format_validation_error
 
 log = logging.getLogger(__name__)
@@ -119,15 +121,15 @@ class JobService:
 
     def approve(self, job_id: str, *, actor: str | None = None) -> Job:
         job = self.store.get_job(job_id)
-        decision = job.decision or {}
-        if decision.get("status") != "awaiting_approval":
+        decision = job.decision
+        if decision is None or decision.status is not DecisionStatus.AWAITING_APPROVAL:
             raise Conflict(f"job {job_id} has no decision awaiting approval (decision status: "
-                           f"{decision.get('status') or 'none yet'})")
-        approved = {**decision, "status": "approved", "approved_by": actor}
+                           f"{decision.status if decision else 'none yet'})")
+        approved = decision.approved(actor, at=datetime.now(UTC))
         job = self.store.set_job(job_id, decision=approved)
         send_deploy(self.app, job_id, approved)
         self.store.add_event("job.approved", actor=actor, job_id=job_id, workload_id=job.workload_id,
-                             detail={"chosen": decision.get("chosen"), "artifact_id": decision.get("artifact_id")})
+                             detail={"chosen": approved.chosen, "artifact_id": approved.artifact_id})
         return job
 
     def delete(self, job_id: str, *, actor: str | None = None) -> dict[str, Any]:
@@ -147,8 +149,8 @@ class JobService:
         return {"id": job_id, "deleted": True, **removed}
 
     def _cleanup(self, job: Job) -> dict[str, Any]:
-        root = Path(self.settings.artifacts.root)
-        kept = {(job.decision or {}).get("artifact_id")} - {None}
+        layout = ArtifactLayout(self.settings.artifacts.root)
+        kept: set[str] = {job.decision.artifact_id} if job.decision and job.decision.artifact_id else set()
         removed: dict[str, list[str]] = {"artifacts": [], "evaluations": [], "datasets": []}
         for stage in job.stages:
             result = stage.result or {}
@@ -162,32 +164,8 @@ class JobService:
         dataset_id = next((s.result.get("dataset_id") for s in job.stages
                            if s.name == StageName.BUILD_DATASET.value and s.result), None)
         if dataset_id and not [j for j in self.store.jobs_using(dataset_id=dataset_id) if j != job.id]:
-            evaluations = root / "evaluations" / dataset_id[:16]
-            kept_prefixes = tuple(a[:12] for a in kept)
-            for path in sorted(evaluations.glob("*.json")) if evaluations.is_dir() else []:
-                if not kept_prefixes or not path.stem.endswith(kept_prefixes):
-                    path.unlink(missing_ok=True)
-                    removed["evaluations"].append(path.name)
-            if not kept:
-                manifest = datasets_root(root) / "datasets" / f"{dataset_id}.json"
-                if manifest.exists():
-                    manifest.unlink()
-                    removed["datasets"].append(dataset_id)
-                    removed["blobs"] = collect_unused_blobs(datasets_root(root))
+            removed["evaluations"] = layout.delete_evaluations(dataset_id, keep_artifacts=kept)
+            if not kept and layout.datasets.delete(dataset_id):
+                removed["datasets"].append(dataset_id)
+                removed["blobs"] = layout.datasets.collect_unused_blobs()
         return removed
-
-
-def collect_unused_blobs(root: Path) -> list[str]:
-    """Remove split files no remaining dataset manifest names (blobs are shared between datasets)."""
-    import json
-
-    used: set[str] = set()
-    for manifest in (root / "datasets").glob("*.json") if (root / "datasets").is_dir() else []:
-        for split in json.loads(manifest.read_text("utf-8")).get("splits", {}).values():
-            used.add(Path(split["path"]).name)
-    removed = []
-    for blob in sorted((root / "blobs").glob("*")) if (root / "blobs").is_dir() else []:
-        if blob.name not in used and not blob.name.startswith(".partial"):  # .partial: a build in flight
-            blob.unlink(missing_ok=True)
-            removed.append(blob.name)
-    return removed

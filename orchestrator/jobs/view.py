@@ -31,11 +31,10 @@ def stage_view(stage: Stage) -> dict[str, Any]:
 
 def job_summary(job: Job) -> dict[str, Any]:
     """The short form (lists): no per-stage detail."""
-    decision = job.decision or {}
     return {"id": job.id, "workload_id": job.workload_id, "client_id": job.client_id, "status": job.status,
             "created_at": _ts(job.created_at), "updated_at": _ts(job.updated_at),
             "finished_at": _ts(job.finished_at), "error": job.error, "dataset_id": job.dataset_id,
-            "progress": job_progress(job), "chosen": decision.get("chosen"),
+            "progress": job_progress(job), "chosen": job.decision.chosen if job.decision else None,
             "cancel_requested": job.cancel_requested}
 
 
@@ -82,7 +81,7 @@ def job_view(job: Job) -> dict[str, Any]:
         "dataset": dataset,
         "candidates": list(candidates.values()),
         "failed_candidates": failed,
-        "decision": job.decision,
+        "decision": job.decision.model_dump(mode="json") if job.decision else None,
     }
 
 

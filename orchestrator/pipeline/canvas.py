@@ -17,9 +17,19 @@ from typing import Any
 from celery import Celery, chain, chord, group
 from celery.canvas import Signature
 
+from services.domain.decisions import PromotionDecision
 from services.domain.jobs import EVAL_STAGE_OF_KIND, JobOverrides, JobRef, Stage
 from services.domain.settings import CandidateSettings, Settings
-from services.domain.tasks import BUILD_DATASET, DECIDE, DEPLOY, EVALUATE, JOB_FAILED, QUEUE_OF, TRAIN
+from services.domain.tasks import (
+    BUILD_DATASET,
+    DECIDE,
+    DEPLOY,
+    EVALUATE,
+    JOB_FAILED,
+    QUEUE_OF,
+    TRAIN,
+    DeployPayload,
+)
 
 
 def job_candidates(settings: Settings, overrides: JobOverrides) -> list[CandidateSettings]:
@@ -85,7 +95,7 @@ def job_canvas(app: Celery, settings: Settings, *, job_id: str, workload_id: str
     return chain(build, chord(group(header), decide))
 
 
-def send_deploy(app: Celery, job_id: str, decision: dict[str, Any]) -> None:
+def send_deploy(app: Celery, job_id: str, decision: PromotionDecision) -> None:
     """Hand a decision to the deployment manager, by task name (queue `deployment`); after `decide`, or on approval."""
-    job = JobRef(job_id=job_id, stage=Stage.DEPLOY).model_dump(mode="json")
-    app.send_task(DEPLOY, kwargs={"payload": {"decision": decision, "job": job}}, queue=QUEUE_OF[DEPLOY])
+    payload = DeployPayload(decision=decision, job=JobRef(job_id=job_id, stage=Stage.DEPLOY))
+    app.send_task(DEPLOY, kwargs={"payload": payload.model_dump(mode="json")}, queue=QUEUE_OF[DEPLOY])

@@ -43,14 +43,15 @@ def register(app: Celery, settings: Settings, store: JobStore) -> None:
         job_id = DecidePayload.model_validate(payload).job_id
         outcome = finish_job(store, settings, job_id)
         # Tracked before deploying: the deployer moves the aliases of the version registered here.
-        view = job_view(store.get_job(job_id))
+        job = store.get_job(job_id)
+        view = job_view(job)
         if outcome.get("deploy"):  # decided; the run records the decision, the deploy stage finishes the job
             view = {**view, "status": JobStatus.COMPLETED.value}
-        run_id = track_job(settings, view)  # never raises; logs why it failed
+        run_id = track_job(settings, view, decision=job.decision)  # never raises; logs why it failed
         if run_id is not None:
             store.set_stage(job_id, Stage.DECIDE.value, detail={"mlflow_run_id": run_id})
-        if outcome.get("deploy"):
-            send_deploy(self.app, job_id, store.get_job(job_id).decision or {})
+        if outcome.get("deploy") and job.decision is not None:
+            send_deploy(self.app, job_id, job.decision)
         return {**outcome, "mlflow_run_id": run_id}
 
     @app.task(name=SCHEDULED_RUN, queue=QUEUE_OF[SCHEDULED_RUN], shared=False, bind=True)
@@ -79,7 +80,8 @@ def register(app: Celery, settings: Settings, store: JobStore) -> None:
         if job_id:
             store.set_stage(job_id, Stage.DECIDE.value, status=JobStatus.FAILED, error=error)
             store.set_job(job_id, status=JobStatus.FAILED, error=error)
-            track_job(settings, job_view(store.get_job(job_id)))
+            job = store.get_job(job_id)
+            track_job(settings, job_view(job), decision=job.decision)
 
 
 def finish_job(store: JobStore, settings: Settings, job_id: str) -> dict[str, Any]:
@@ -102,12 +104,9 @@ def finish_job(store: JobStore, settings: Settings, job_id: str) -> dict[str, An
     decision = decide(job.workload_id, results, settings.promotion_policy(job.workload_id), settings.pricing,
                       teacher_usage=TeacherUsage(**usage) if usage else None, failed=failed, skipped=skipped,
                       notes=training_notes(job))
-    body = decision.model_dump(mode="json")
-    body["status"] = ("awaiting_approval" if decision.chosen and decision.requires_approval
-                      else "recorded" if decision.chosen else "keep_teacher")
     store.set_stage(job_id, decide_stage, status=JobStatus.COMPLETED,
                     result={"chosen": decision.chosen, "reason": decision.reason})
-    deploying = body["status"] == "recorded"  # chosen, no approval needed: the deploy stage completes the job
+    deploying = decision.deploys  # chosen, no approval needed: the deploy stage completes the job
     # A job tells the truth: no candidate trained and evaluated is a failure, not a green "keep the teacher";
     # some failing is said in the job's error while the job still completes with the others' decision.
     error = None
@@ -119,7 +118,7 @@ def finish_job(store: JobStore, settings: Settings, job_id: str) -> dict[str, An
         error = "no candidate was trained and evaluated" + (
             f" ({len(skipped)} skipped: {', '.join(sorted(skipped))})" if skipped else "")
     status = JobStatus.FAILED if not results else (None if deploying else JobStatus.COMPLETED)
-    store.set_job(job_id, status=status, decision=body, dataset_id=build.result["dataset_id"], error=error)
+    store.set_job(job_id, status=status, decision=decision, dataset_id=build.result["dataset_id"], error=error)
     log.info("job %s: %s", job_id, decision.reason)
     return {"ok": True, "chosen": decision.chosen, "deploy": deploying}
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from services.customizer.base import TrainRequest
 from services.domain.artifacts import ARTIFACT_MANIFEST, StudentArtifact, load_artifact
+from services.domain.digests import file_sha256
 
 __all__ = ["code_version", "file_hashes", "finalize", "load_artifact", "publish", "staging_dir"]
 
@@ -45,11 +46,7 @@ def code_version() -> str:
 def file_hashes(directory: Path) -> dict[str, str]:
     hashes = {}
     for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != ARTIFACT_MANIFEST):
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
-        hashes[path.relative_to(directory).as_posix()] = digest.hexdigest()
+        hashes[path.relative_to(directory).as_posix()] = file_sha256(path)
     return hashes
 
 

@@ -21,6 +21,7 @@ from services.customizer.base import StudentTrainer, TrainControl, TrainRequest
 from services.domain.artifacts import StudentArtifact
 from services.domain.datasets import DatasetRef, datasets_root, load_dataset
 from services.domain.errors import ConfigError, TrainingFailed
+from services.domain.layout import ArtifactLayout
 from services.domain.prompts import StaticPrompt, resolve_pruning, task_tag
 from services.domain.settings import (
     CandidateSettings,
@@ -105,9 +106,9 @@ def plan_training(
         static_prompt=trained_without, prompt_tag=task_tag(str(dataset.manifest.get("workload_id"))) if pruned else None,
     )
     run = probe.fingerprint()[:16]
-    root = Path(settings.artifacts.root)
-    return TrainRequest(**{**probe.__dict__, "output_dir": root / "students" / candidate.name / run,
-                           "work_dir": root / "work" / candidate.name / run})
+    layout = ArtifactLayout(settings.artifacts.root)
+    return TrainRequest(**{**probe.__dict__, "output_dir": layout.student_dir(candidate.name, run),
+                           "work_dir": layout.work_dir(candidate.name, run)})
 
 
 def train_candidate(

@@ -31,9 +31,10 @@ from services.datastore.pipeline.split import DatasetSplits, Example, split_exam
 from services.datastore.pipeline.spool import RecordSpool, SpooledRecord, deduplicate_to_spool
 from services.datastore.pipeline.workload import workload_type_of
 from services.datastore.stores.base import LogStore
-from services.domain.datasets import DatasetRef
+from services.domain.datasets import DatasetRef, stored_datasets
 from services.domain.errors import ConfigError, InsufficientData, StoreError
-from services.domain.labels import LabelParser, answer_text
+from services.domain.labels import LabelParser
+from services.domain.layout import DatasetFiles
 from services.domain.prompts import detect_static_prompt
 from services.domain.records import CallType, LogRecord, canonical_json
 from services.domain.settings import Settings
@@ -101,7 +102,7 @@ def build_dataset(
     # The kept records wait on disk; from here on the build holds ids, timestamps and strata.
     with RecordSpool(root) as spool:
         unique, dedup = deduplicate_to_spool(
-            stream, spool, digits=settings.datasets.dedup_digits, label_of=lambda r: parser.parse(answer_text(r))
+            stream, spool, digits=settings.datasets.dedup_digits, label_of=lambda r: parser.parse(r.answer_text)
         )
         if not exported:
             raise InsufficientData(
@@ -180,7 +181,7 @@ def _build_from_spooled(
 
     counter = count_tokens or approx_tokens
     budget = settings.icl.max_context_length - settings.icl.reserved_tokens
-    blobs = root / "blobs"
+    files = DatasetFiles(root)
     per_record: list[list[list[dict[str, Any]]]] = []
     if is_embedding:
         # Embeddings train on (input, vector) pairs: every split keeps the full records; no ICL.
@@ -197,7 +198,7 @@ def _build_from_spooled(
             "icl_eval": (canonical_json(with_examples(e.record, ex))
                          for e, ex in zip(splits.eval, per_record, strict=True)),
         }
-    split_refs = {name: _write_blob(blobs, rows) for name, rows in lines.items()}
+    split_refs = {name: _write_blob(files.blobs, rows) for name, rows in lines.items()}
     static = None
     if not is_embedding:
         # Detected on the train split (what students learn from), as the gateway will see requests.
@@ -242,7 +243,7 @@ def _build_from_spooled(
     ).hexdigest()
     manifest["created_at"] = time.time()
     ref = DatasetRef(dataset_id=dataset_id, splits=split_refs, manifest=manifest)
-    _write_json_atomic(root / "datasets" / f"{dataset_id}.json", ref.to_json())
+    _write_json_atomic(files.reference(dataset_id), ref.to_json())
     return ref
 
 
@@ -322,11 +323,10 @@ def _write_json_atomic(path: Path, value: dict[str, Any]) -> None:
 def list_datasets(root: Path) -> list[dict[str, Any]]:
     """Stored datasets, newest first: id, workload, client, type, counts, created_at."""
     rows = []
-    for path in (root / "datasets").glob("*.json"):
-        ref = json.loads(path.read_text("utf-8"))
-        m = ref["manifest"]
+    for ref in stored_datasets(root):
+        m = ref.manifest
         rows.append({
-            "dataset_id": ref["dataset_id"], "workload_id": m["workload_id"], "client_id": m["client_id"],
+            "dataset_id": ref.dataset_id, "workload_id": m["workload_id"], "client_id": m["client_id"],
             "workload_type": m["workload_type"], "counts": m["counts"], "created_at": m["created_at"],
         })
     return sorted(rows, key=lambda r: r["created_at"], reverse=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import gzip
-import hashlib
 import time
 import zlib
 from collections import Counter
@@ -21,6 +20,7 @@ from typing import BinaryIO
 
 from services.datastore.stores.base import LogStore, QuarantineEntry
 from services.datastore.validation import Rejected, parse_line
+from services.domain.digests import file_sha256
 from services.domain.errors import StoreError
 from services.domain.records import LogRecord, QuarantineReason
 
@@ -181,14 +181,6 @@ def _judge(line: RawLine, max_record_bytes: int) -> LogRecord | Rejected:
             f" the first {min(line.size, KEEP_OF_LONG_LINE)} bytes are kept",
         )
     return parse_line(line.data)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def ingest_files(

@@ -13,15 +13,16 @@ from typing import Any
 
 from services.deployment.routes import Route, RouteStore
 from services.domain.artifacts import find_artifacts
+from services.domain.decisions import PromotionDecision, SelectiveCascade
 from services.domain.errors import InsufficientData
 
 FIRST_PHASE = {"direct": "full", "canary": "canary", "shadow": "shadow"}
 
 
-def deploy(artifacts_root: Path, routes: RouteStore, decision: dict[str, Any], *, job_id: str | None,
+def deploy(artifacts_root: Path, routes: RouteStore, decision: PromotionDecision, *, job_id: str | None,
            reason: str = "promotion decision", prepare: Any = None) -> Route:
     """`prepare(route) -> dict` runs before the route is switched (e.g. roll out and wait for vLLM pods)."""
-    chosen, artifact_id = decision.get("chosen"), decision.get("artifact_id")
+    chosen, artifact_id = decision.chosen, decision.artifact_id
     if not chosen or not artifact_id:
         raise InsufficientData("the decision chose no student: nothing to deploy (the teacher keeps serving)")
     matches = [a for a in find_artifacts(artifacts_root, candidate=chosen) if a.artifact_id == artifact_id]
@@ -29,25 +30,25 @@ def deploy(artifacts_root: Path, routes: RouteStore, decision: dict[str, Any], *
         raise InsufficientData(f"artifact {artifact_id[:12]} of {chosen} is gone (deleted or erased); not deployed")
     artifact = matches[0]
     current = routes.get(artifact.workload_id, fresh=True)
-    phase = FIRST_PHASE[str(decision.get("rollout", "direct"))]
+    phase = FIRST_PHASE[decision.rollout]
     route = Route(workload_id=artifact.workload_id, phase=phase, candidate=chosen, artifact_id=artifact.artifact_id,  # type: ignore[arg-type]
                   artifact_path=artifact.path, student_kind=artifact.kind.value, base_model=artifact.base_model,
-                  canary_percent=int(decision.get("canary_percent") or (100 if phase == "full" else 0)), job_id=job_id,
+                  canary_percent=decision.canary_percent or (100 if phase == "full" else 0), job_id=job_id,
                   static_prompt=artifact.static_prompt, prompt_tag=artifact.prompt_tag, labels=artifact.labels,
-                  answer_template=artifact.answer_template, cascade=_cascade(decision),
+                  answer_template=artifact.answer_template, cascade=_cascade(decision.cascade),
                   previous=current.model_dump(mode="json", exclude={"previous"}) if current.phase != "teacher" or
                   current.candidate else None)
     prepared = prepare(route) if prepare is not None else {}
-    return routes.set(route, action="deploy", detail={"reason": reason, "rollout": decision.get("rollout"), **prepared})
+    return routes.set(route, action="deploy", detail={"reason": reason, "rollout": decision.rollout, **prepared})
 
 
-def _cascade(decision: dict[str, Any]) -> dict[str, Any] | None:
+def _cascade(block: SelectiveCascade | None) -> dict[str, Any] | None:
     """A selective decision's threshold and the bounds the route controller watches."""
-    block = decision.get("cascade")  # only a selective decision carries one
-    if not block or block.get("threshold") is None:
+    if block is None or block.threshold is None:  # only a selective decision carries one
         return None
-    return {k: block.get(k) for k in ("threshold", "coverage", "agreement", "agreement_ci_low", "target_agreement",
-                                      "n_calibration", "n_report", "confidence", "method")}
+    return block.model_dump(mode="json", include={"threshold", "coverage", "agreement", "agreement_ci_low",
+                                                  "target_agreement", "n_calibration", "n_report", "confidence",
+                                                  "method"})
 
 
 def rollback(routes: RouteStore, workload_id: str, *, reason: str) -> Route:

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.domain.layout import ArtifactLayout
 from services.domain.students import StudentKind
 
 ARTIFACT_MANIFEST = "flywheel-artifact.json"
@@ -76,9 +77,10 @@ def load_artifact(directory: Path) -> StudentArtifact:
 
 
 def find_artifacts(root: Path, *, candidate: str | None = None, dataset_id: str | None = None) -> list[StudentArtifact]:
-    """Finished artifacts under `<root>/students`, newest first, filtered by candidate and dataset."""
-    pattern = f"students/{candidate or '*'}/*/{ARTIFACT_MANIFEST}"
-    found = [StudentArtifact.model_validate_json(p.read_text("utf-8")) for p in root.glob(pattern)]
+    """Finished artifacts under the artifacts root `root`, newest first, filtered by candidate and dataset."""
+    pattern = f"{candidate or '*'}/*/{ARTIFACT_MANIFEST}"
+    found = [StudentArtifact.model_validate_json(p.read_text("utf-8"))
+             for p in ArtifactLayout(root).students.glob(pattern)]
     if dataset_id is not None:
         found = [a for a in found if a.dataset_id.startswith(dataset_id)]
     return sorted(found, key=lambda a: a.created_at, reverse=True)

@@ -1,20 +1,20 @@
 """A built dataset as every part sees it: id, content-addressed splits, manifest.
 
 The datastore writes datasets; the customizer and evaluator read them through this module only,
-so they never import the datastore. Layout under the datasets root:
-`datasets/<dataset_id>.json` (this reference) and `blobs/<sha256>.jsonl` (one split each).
+so they never import the datastore. Where the files live: `services.domain.layout`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.domain.digests import file_sha256
 from services.domain.errors import InsufficientData, StoreError
+from services.domain.layout import ArtifactLayout, DatasetFiles
 
 
 @dataclass(frozen=True)
@@ -40,13 +40,8 @@ class DatasetRef:
         if name not in self.splits:
             raise InsufficientData(f"dataset {self.dataset_id[:12]} has no {name!r} split (has {sorted(self.splits)})")
         path = Path(self.splits[name]["path"])
-        if verify:
-            digest = hashlib.sha256()
-            with path.open("rb") as handle:
-                while block := handle.read(1 << 20):
-                    digest.update(block)
-            if digest.hexdigest() != self.splits[name]["sha256"]:
-                raise StoreError(f"split {name} of dataset {self.dataset_id[:12]} at {path} does not match its sha256")
+        if verify and file_sha256(path) != self.splits[name]["sha256"]:
+            raise StoreError(f"split {name} of dataset {self.dataset_id[:12]} at {path} does not match its sha256")
         try:
             with path.open(encoding="utf-8") as handle:
                 for line in handle:
@@ -58,20 +53,30 @@ class DatasetRef:
 
 def datasets_root(artifacts_root: str | Path) -> Path:
     """Where datasets live under the configured `artifacts.root`."""
-    return Path(artifacts_root) / "datasets"
+    return ArtifactLayout(artifacts_root).datasets.root
+
+
+def read_dataset(path: Path) -> DatasetRef:
+    """A dataset from its reference file."""
+    ref = DatasetFiles.read(path)
+    return DatasetRef(ref["dataset_id"], ref["splits"], ref["manifest"])
+
+
+def stored_datasets(root: Path) -> list[DatasetRef]:
+    """Every dataset under the datasets root `root`."""
+    return [read_dataset(path) for path in DatasetFiles(root).all_references()]
 
 
 def load_dataset(root: Path, dataset_id: str) -> DatasetRef:
     """The dataset under `root` whose id is or starts with `dataset_id`."""
-    matches = sorted((root / "datasets").glob(f"{dataset_id}*.json"))
+    matches = DatasetFiles(root).matching(dataset_id)
     if len(matches) != 1:
         raise InsufficientData(
             f"no dataset {dataset_id!r} under {root}; list them with `flywheel datasets list`"
             if not matches
             else f"{dataset_id!r} is ambiguous ({len(matches)} datasets); give more of the id"
         )
-    ref = json.loads(matches[0].read_text("utf-8"))
-    return DatasetRef(ref["dataset_id"], ref["splits"], ref["manifest"])
+    return read_dataset(matches[0])
 
 
 def teacher_usage(dataset: DatasetRef) -> dict[str, Any] | None:

@@ -11,17 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from services.domain.records import ChatResponse, LogRecord
 from services.domain.settings import DEFAULT_LABEL_PATTERN
 
 _DOUBLE_BRACKETS = r"\[\[\s*(.+?)\s*\]\]"
-
-
-def answer_text(record: LogRecord) -> str:
-    response = record.response
-    if isinstance(response, ChatResponse):
-        return response.choices[0].message.text
-    return ""
 
 
 def _canonical(label: str) -> str:

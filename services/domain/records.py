@@ -285,6 +285,17 @@ class LogRecord(_OpenAIModel):
         return canonical_json(self.model_dump(mode="json", exclude_unset=True, by_alias=True))
 
     @property
+    def answer(self) -> AssistantMessage | None:
+        """The teacher's answer: the first choice's message (None for an embedding call)."""
+        return self.response.choices[0].message if isinstance(self.response, ChatResponse) else None
+
+    @property
+    def answer_text(self) -> str:
+        """The text of the teacher's answer ("" for an embedding call)."""
+        answer = self.answer
+        return answer.text if answer is not None else ""
+
+    @property
     def call_type(self) -> CallType:
         if isinstance(self.request, EmbeddingRequest):
             return CallType.EMBEDDING

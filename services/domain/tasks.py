@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.domain.decisions import PromotionDecision
 from services.domain.errors import InsufficientData
 from services.domain.jobs import JobRef
 
@@ -68,7 +69,8 @@ class EvaluatePayload(_Payload):
 
 
 class DeployPayload(_Payload):
-    decision: dict[str, Any] = Field(description="The job's decision (chosen, artifact_id, rollout, canary_percent).")
+    decision: PromotionDecision = Field(description="The job's decision: chosen, artifact_id, rollout, canary_percent, "
+                                                    "and the selective cascade when it has one.")
 
 
 class WorkloadPayload(BaseModel):

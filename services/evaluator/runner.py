@@ -23,6 +23,7 @@ from services.domain.datasets import DatasetRef, datasets_root, load_dataset
 from services.domain.errors import InsufficientData, ModelUnavailable
 from services.domain.evaluation import EvalKind, EvalResult
 from services.domain.labels import LabelParser, render_label
+from services.domain.layout import ArtifactLayout
 from services.domain.prompts import StaticPrompt, strip_static
 from services.domain.settings import CandidateSettings, Settings
 from services.domain.students import StudentKind, kind_spec
@@ -171,8 +172,8 @@ def stratified_sample(records: list[dict[str, Any]], n: int, *, seed: int) -> li
 
 def result_path(root: Path, result: EvalResult) -> Path:
     """Where a result is saved; customized results name their artifact (several may share a dataset)."""
-    suffix = f"-{result.artifact_id[:12]}" if result.artifact_id else ""
-    return root / "evaluations" / result.dataset_id[:16] / f"{result.candidate}-{result.eval_kind.value}{suffix}.json"
+    return ArtifactLayout(root).evaluation(result.dataset_id, candidate=result.candidate, kind=result.eval_kind.value,
+                                           artifact_id=result.artifact_id)
 
 
 def _save(root: Path, result: EvalResult) -> EvalResult:

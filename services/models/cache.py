@@ -8,7 +8,6 @@ torch/transformers are imported lazily: listing the cache stays fast.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -18,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.domain.digests import file_sha256
 from services.domain.errors import ModelUnavailable
 from services.domain.settings import ModelSpec, ModelsSettings
 from services.models import packaged
@@ -208,16 +208,8 @@ def _hash_dir(root: Path) -> dict[str, str]:
     hashes = {}
     for path in sorted(root.rglob("*")):
         if path.is_file() and path.name not in _SKIP:
-            hashes[str(path.relative_to(root))] = _sha256(path)
+            hashes[str(path.relative_to(root))] = file_sha256(path)
     return hashes
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify(entry: CachedModel, *, forward_pass: bool = True) -> dict[str, Any]:
@@ -227,7 +219,7 @@ def verify(entry: CachedModel, *, forward_pass: bool = True) -> dict[str, Any]:
         path = root / relative
         if not path.exists():
             raise ModelUnavailable(f"{entry.name}: {relative} is missing; run `flywheel models fetch --force {entry.name}`")
-        if _sha256(path) != expected:
+        if file_sha256(path) != expected:
             raise ModelUnavailable(f"{entry.name}: {relative} fails its sha256 check; run `flywheel models fetch --force {entry.name}`")
     result: dict[str, Any] = {"sha256": "ok", "files": len(entry.files)}
     if forward_pass:

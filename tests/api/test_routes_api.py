@@ -10,6 +10,7 @@ from orchestrator.api.app import create_app
 from services.deployment.routes import Route, RouteStore
 from services.domain.jobs import JobStatus
 from services.domain.settings import Settings
+from tests.factories import promotion_decision
 
 
 def test_promote_and_rollback_through_the_api(tmp_path: Path) -> None:
@@ -39,7 +40,8 @@ def test_promote_and_rollback_through_the_api(tmp_path: Path) -> None:
         routes.add_traffic({("news_topic", "student"): (300, 0, 0), ("news_topic", "teacher"): (100, 2000, 400)})
         routes.add_traffic({("news_topic", "student"): (200, 0, 0)})
         job = client.app.state.store.create_job(workload_id="news_topic", client_id=None, overrides={}, stages=[])
-        client.app.state.store.set_job(job.id, status=JobStatus.COMPLETED, decision={"teacher_cost_per_1k_requests": 0.02})
+        client.app.state.store.set_job(job.id, status=JobStatus.COMPLETED, decision=promotion_decision(
+            "minilm-classifier", "a" * 64, teacher_cost_per_1k_requests=0.02))
         routes.set(Route(workload_id="news_topic", phase="full", candidate="minilm-classifier", artifact_id="a" * 64,
                          student_kind="encoder_classifier", job_id=job.id), action="deploy")
         traffic = {w["workload_id"]: w for w in client.get("/api/workloads").json()["workloads"]}["news_topic"]["traffic"]

@@ -12,6 +12,7 @@ from kubernetes import client
 
 from services.deployment.backends.kubernetes import KubernetesDeployer, VllmSpec, k8s_name
 from services.domain.errors import ExternalServiceError
+from tests.factories import promotion_decision
 from tests.kube import kube_emulator
 
 
@@ -89,8 +90,8 @@ def test_a_promoted_lora_student_is_rolled_out_before_its_route_switches(tmp_pat
                 name, "flywheel", {"status": {"replicas": 1, "readyReplicas": 1}}))).start()
             return roll_out(settings, deployer, routes.all(), route)
 
-        route = deploy(Path(settings.artifacts.root), routes, {"chosen": "tiny-lora", "artifact_id": artifact.artifact_id,
-                                                               "rollout": "direct"}, job_id=None, prepare=prepare)
+        route = deploy(Path(settings.artifacts.root), routes, promotion_decision("tiny-lora", artifact.artifact_id),
+                       job_id=None, prepare=prepare)
         args = apps.read_namespaced_deployment(name, "flywheel").spec.template.spec.containers[0].args
     relative = Path(artifact.path).resolve().relative_to(Path(settings.artifacts.root).resolve())
     assert args[args.index("--lora-modules") + 1] == f"tiny-lora=/artifacts/{relative.as_posix()}/adapter"

@@ -15,6 +15,7 @@ from services.deployment.routes import Route, RouteStore
 from services.deployment.traffic_log import TrafficLogger
 from services.domain.queue import make_celery_app
 from services.domain.settings import PromotionPolicy
+from tests.factories import promotion_decision
 from tests.gateway.fake_teacher import behind_teacher, fake_teacher
 from tests.model_plane import SYSTEM, model_plane
 from tests.servers import serve
@@ -52,7 +53,7 @@ def test_gateway_records_shadow_and_monitoring_samples(tmp_path: Path) -> None:
     with serve(teacher) as teacher_url:
         settings = behind_teacher(plane.settings, teacher_url, tmp_path, promotion={"monitor_share": 1.0})
         routes = RouteStore(settings.job_store.url)
-        decision = {"chosen": "tiny-clf", "artifact_id": artifact.artifact_id, "rollout": "shadow"}
+        decision = promotion_decision("tiny-clf", artifact.artifact_id, rollout="shadow")
         shadow = deploy(Path(settings.artifacts.root), routes, decision, job_id=None)
         logger = TrafficLogger(make_celery_app(settings.queue, name="t"), settings.gateway.spool_path)
         with serve(create_gateway(settings, logger=logger)) as gateway_url:

@@ -62,12 +62,12 @@ def test_a_selective_decision_is_deployed_with_its_threshold(selective: Any) -> 
     assert block["method"].startswith("planned on out-of-fold"), "the walk starts where records the report never saw say"
     assert block["n_report"] == plane.dataset.splits["eval"]["count"]
     assert decision.chosen == "tiny-clf" and decision.mode == "selective", decision.reason
-    assert decision.cascade["threshold"] == block["threshold"] and "selectively" in decision.reason
+    assert decision.cascade.threshold == block["threshold"] and "selectively" in decision.reason
     (verdict,) = decision.verdicts
     assert verdict.effective_cost_per_1k_requests is not None
     assert verdict.effective_cost_per_1k_requests < decision.teacher_cost_per_1k_requests, "it saves money"
     routes = RouteStore(plane.settings.job_store.url)
-    route = deploy(Path(plane.settings.artifacts.root), routes, decision.model_dump(mode="json"), job_id=None)
+    route = deploy(Path(plane.settings.artifacts.root), routes, decision, job_id=None)
     assert route.phase == "full" and route.cascade["threshold"] == block["threshold"]
     assert route.cascade["target_agreement"] == POLICY["min_agreement"]
 
@@ -77,7 +77,7 @@ def test_gateway_routes_by_confidence_and_controller_rolls_back(selective: Any, 
     with serve(fake_teacher()) as teacher_url:
         settings = behind_teacher(plane.settings, teacher_url, tmp_path, promotion=POLICY)
         routes = RouteStore(settings.job_store.url)
-        route = deploy(Path(settings.artifacts.root), routes, decision.model_dump(mode="json"), job_id=None)
+        route = deploy(Path(settings.artifacts.root), routes, decision, job_id=None)
         gateway = create_gateway(settings, logger=TrafficLogger(make_celery_app(settings.queue, name="t"),
                                                                 settings.gateway.spool_path))
         with serve(gateway) as gateway_url:
@@ -94,7 +94,7 @@ def test_gateway_routes_by_confidence_and_controller_rolls_back(selective: Any, 
             assert routes.get("news_topic", fresh=True).phase == "teacher"
 
             # Threshold above 1: the student is asked but never sure; the teacher answers and coverage falls to 0.
-            route = deploy(Path(settings.artifacts.root), routes, decision.model_dump(mode="json"), job_id=None)
+            route = deploy(Path(settings.artifacts.root), routes, decision, job_id=None)
             set_threshold(routes, route, 1.01)
             assert all(_ask(client, f"Acme profit misses forecast {i}")[0] == "teacher" for i in range(8))
             gateway.state.usage.flush()

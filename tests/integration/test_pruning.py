@@ -20,6 +20,7 @@ from services.domain.evaluation import EvalKind
 from services.domain.queue import make_celery_app
 from services.domain.settings import Settings
 from services.evaluator.runner import evaluate
+from tests.factories import promotion_decision
 from tests.gateway.fake_teacher import behind_teacher, fake_teacher
 from tests.model_plane import classification_logs, model_plane
 from tests.servers import serve
@@ -75,8 +76,8 @@ def test_a_pruned_student_trains_evaluates_and_serves_without_the_static_prompt(
     with serve(fake_teacher()) as teacher_url:
         settings = behind_teacher(plane.settings, teacher_url, tmp_path, promotion={"monitor_share": 0.0})
         routes = RouteStore(settings.job_store.url)
-        route = deploy(Path(settings.artifacts.root), routes, {"chosen": "tiny-lora", "artifact_id": pruned.artifact_id,
-                                                               "rollout": "direct"}, job_id=None)
+        route = deploy(Path(settings.artifacts.root), routes, promotion_decision("tiny-lora", pruned.artifact_id),
+                       job_id=None)
         assert route.prompt_tag == pruned.prompt_tag and route.labels == pruned.labels
         backend = Recording(LocalBackend(settings))
         logger = TrafficLogger(make_celery_app(settings.queue, name="t"), settings.gateway.spool_path)

@@ -18,6 +18,19 @@ def test_chat_tool_and_embedding_records_validate_with_their_call_type() -> None
     assert LogRecord.model_validate(embedding_record_dict()).call_type is CallType.EMBEDDING
 
 
+def test_the_answer_is_the_first_choice_of_a_chat_call_and_none_of_an_embedding_call() -> None:
+    chat = LogRecord.model_validate(chat_record_dict())
+    assert chat.answer is not None and chat.answer_text == "[[[Fed | Central Banks]]]"
+    parts = chat_record_dict()
+    parts["response"]["choices"][0]["message"]["content"] = [{"type": "text", "text": "[[[IPO"},
+                                                              {"type": "text", "text": "]]]"}]
+    assert LogRecord.model_validate(parts).answer_text == "[[[IPO]]]"
+    tool = LogRecord.model_validate(tool_record_dict())
+    assert tool.answer_text == "" and tool.answer is not None and tool.answer.tool_calls[0].function.name == "get_quote"
+    embedding = LogRecord.model_validate(embedding_record_dict())
+    assert embedding.answer is None and embedding.answer_text == ""
+
+
 def test_record_id_is_sha256_of_canonical_json_and_covers_the_timestamp() -> None:
     a = LogRecord.model_validate(chat_record_dict())
     b = LogRecord.model_validate(dict(reversed(list(chat_record_dict().items()))))  # key order differs

@@ -15,7 +15,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from services.datastore.pipeline.split import Example
-from services.domain.records import ChatRequest, ChatResponse, LogRecord
+from services.domain.records import ChatRequest, LogRecord
 
 TokenCounter = Callable[[str], int]
 
@@ -35,10 +35,9 @@ def last_user_text(record: LogRecord) -> str | None:
 
 def example_turns(record: LogRecord) -> list[dict[str, Any]] | None:
     """The last user turn and the teacher's answer of a chat record, as two messages."""
-    question, response = last_user_text(record), record.response
-    if question is None or not isinstance(response, ChatResponse):
+    question, answer = last_user_text(record), record.answer
+    if question is None or answer is None:
         return None
-    answer = response.choices[0].message
     if not (answer.text or answer.tool_calls):
         return None
     reply: dict[str, Any] = {"role": "assistant", "content": answer.text or None}

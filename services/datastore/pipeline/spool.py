@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from services.datastore.pipeline.dedup import DedupReport, DigitPolicy, newest_per_key
-from services.domain.records import CallType, ChatResponse, LogRecord
+from services.domain.records import CallType, LogRecord
 
 
 class RecordSpool:
@@ -94,9 +94,9 @@ class SpooledRecord:
 
 def first_tool_name(record: LogRecord) -> str | None:
     """The stratum of a tool-calling record: its first tool call's name, or "(no tool)"."""
-    if not isinstance(record.response, ChatResponse):
+    if record.answer is None:
         return None
-    calls = record.response.choices[0].message.tool_calls or []
+    calls = record.answer.tool_calls or []
     return calls[0].function.name if calls else "(no tool)"
 
 

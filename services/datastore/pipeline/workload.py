@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from services.domain.labels import LabelParser, answer_text
+from services.domain.labels import LabelParser
 from services.domain.records import CallType, LogRecord
 
 DetectedType = Literal["classification", "chat", "tool_calling", "embedding"]
@@ -42,7 +42,7 @@ def parse_labels(
     report = LabelReport()
     labelled = []
     for record in records:
-        label = parser.parse(answer_text(record))
+        label = parser.parse(record.answer_text)
         if label is None:
             report.unparsed_ids.append(record.id)
         else:
@@ -59,7 +59,7 @@ def detect_workload_type(
     if configured != "auto":
         return configured  # type: ignore[return-value]
     parser = parser or LabelParser()
-    return workload_type_of([r.call_type for r in records], (parser.parse(answer_text(r)) for r in records))
+    return workload_type_of([r.call_type for r in records], (parser.parse(r.answer_text) for r in records))
 
 
 def workload_type_of(call_types: Sequence[CallType], labels: Iterable[str | None]) -> DetectedType:

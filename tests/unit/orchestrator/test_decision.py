@@ -126,7 +126,7 @@ USAGE = TeacherUsage(prompt_tokens=1200, completion_tokens=5)
 def test_a_student_that_misses_the_bar_is_promoted_selectively_with_its_guarantee() -> None:
     decision = decide("w", [_selective("a", coverage=0.6, low=0.93)], POLICY, PRICING, teacher_usage=USAGE)
     assert decision.chosen == "a" and decision.mode == "selective"
-    assert decision.cascade is not None and decision.cascade["threshold"] == 0.6
+    assert decision.cascade is not None and decision.cascade.threshold == 0.6
     assert "selectively" in decision.reason and "60% of 200 held-out records" in decision.reason
     (verdict,) = decision.verdicts
     teacher = decision.teacher_cost_per_1k_requests

@@ -14,6 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.tracking import track_job
+from services.domain.decisions import PromotionDecision
 from services.domain.evaluation import EvalKind, EvalResult, LatencyStats
 from services.domain.settings import Settings
 
@@ -79,10 +80,18 @@ def job_view(workload: str, adapter_dir: Path, *, status: str = "completed") -> 
                        {"name": "minilm-classifier", "status": "completed", "evaluations": minilm_evals,
                         "training": None}],
         "failed_candidates": [],
-        "decision": {"chosen": "smollm2-lora", "artifact_id": "a" * 64, "reason": "smollm2-lora qualifies " * 400,
-                     "status": "recorded", "verdicts": verdicts, "teacher_cost_per_1k_requests": 1.23,
-                     "chosen_cost_per_1k_requests": 0.01, "rollout": "direct", "requires_approval": False},
+        "decision": PromotionDecision.model_validate({
+            "workload_id": workload, "chosen": "smollm2-lora", "artifact_id": "a" * 64,
+            "reason": "smollm2-lora qualifies " * 400, "verdicts": verdicts, "teacher_cost_per_1k_requests": 1.23,
+            "chosen_cost_per_1k_requests": 0.01, "rollout": "direct", "requires_approval": False, "status": "recorded", "policy": {},
+        }).model_dump(mode="json"),
     }
+
+
+def track(settings: Settings, view: dict[str, Any], **options: Any) -> str | None:
+    """track_job with the view's decision as the record the job store holds."""
+    decision = PromotionDecision.model_validate(view["decision"]) if view["decision"] else None
+    return track_job(settings, view, decision=decision, **options)
 
 
 @pytest.fixture
@@ -101,7 +110,7 @@ def test_completed_job_is_recorded(store: Path, adapter_dir: Path, tmp_path: Pat
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # MLflow's default artifact root is ./mlruns: nothing may land there
     view = job_view("news_topic", adapter_dir)
-    run_id = track_job(settings_for(store), view, attempts=1)
+    run_id = track(settings_for(store), view, attempts=1)
 
     client = client_for(store)
     experiment = client.get_experiment_by_name("flywheel-news_topic")
@@ -146,8 +155,8 @@ def test_completed_job_is_recorded(store: Path, adapter_dir: Path, tmp_path: Pat
 
 def test_tracking_twice_records_once(store: Path, adapter_dir: Path) -> None:
     view = job_view("redelivered", adapter_dir)
-    first = track_job(settings_for(store), view, attempts=1)
-    second = track_job(settings_for(store), view, attempts=1)
+    first = track(settings_for(store), view, attempts=1)
+    second = track(settings_for(store), view, attempts=1)
 
     client = client_for(store)
     experiment = client.get_experiment_by_name("flywheel-redelivered")
@@ -166,7 +175,7 @@ def test_half_written_record_is_replaced(store: Path, adapter_dir: Path) -> None
     client.create_registered_model("flywheel-crashed")
     client.create_model_version("flywheel-crashed", str(adapter_dir), run_id=stale, tags={"job_id": view["id"]})
 
-    run_id = track_job(settings_for(store), view, attempts=1)
+    run_id = track(settings_for(store), view, attempts=1)
 
     assert run_id is not None and run_id != stale
     [parent] = parent_runs(client, experiment_id, view["id"])
@@ -182,7 +191,7 @@ def test_failed_job_is_recorded_as_failed(store: Path, adapter_dir: Path) -> Non
     view["candidates"][0]["status"] = "failed"
     view["failed_candidates"] = [{"candidate": "smollm2-lora", "stage": "customize", "error": "TrainingFailed: oom"}]
 
-    run_id = track_job(settings_for(store), view, attempts=1)
+    run_id = track(settings_for(store), view, attempts=1)
 
     client = client_for(store)
     assert run_id is not None
@@ -208,7 +217,7 @@ def test_broken_store_returns_none_quickly(kind: str, reason: str, tmp_path: Pat
 
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="orchestrator.tracking"):
-        result = track_job(settings_for(tmp_path, uri=uri), job_view("down", adapter_dir), attempts=2, backoff_s=0.01)
+        result = track(settings_for(tmp_path, uri=uri), job_view("down", adapter_dir), attempts=2, backoff_s=0.01)
 
     assert result is None
     assert time.monotonic() - started < 10
@@ -217,7 +226,7 @@ def test_broken_store_returns_none_quickly(kind: str, reason: str, tmp_path: Pat
 
 
 def test_disabled_tracking_records_nothing(tmp_path: Path, adapter_dir: Path) -> None:
-    assert track_job(settings_for(tmp_path, enabled=False), job_view("off", adapter_dir)) is None
+    assert track(settings_for(tmp_path, enabled=False), job_view("off", adapter_dir)) is None
     assert not (tmp_path / "mlflow.sqlite").exists() and not (tmp_path / "artifacts").exists()
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from services.datastore.pipeline.dedup import deduplicate
 from services.datastore.pipeline.spool import RecordSpool, deduplicate_to_spool
-from services.domain.labels import LabelParser, answer_text
+from services.domain.labels import LabelParser
 from services.domain.records import CallType, LogRecord
 from tests.factories import chat_record_dict, tool_record_dict
 
@@ -28,7 +28,7 @@ def test_spooled_dedup_keeps_what_in_memory_dedup_keeps(tmp_path: Path) -> None:
     kept, report = deduplicate(records, digits="mask")
     with RecordSpool(tmp_path) as spool:
         spooled, spooled_report = deduplicate_to_spool(
-            records, spool, digits="mask", label_of=lambda r: parser.parse(answer_text(r))
+            records, spool, digits="mask", label_of=lambda r: parser.parse(r.answer_text)
         )
         assert spooled_report == report and report.removed > 0
         assert [s.id for s in spooled] == [r.id for r in kept]
@@ -36,7 +36,7 @@ def test_spooled_dedup_keeps_what_in_memory_dedup_keeps(tmp_path: Path) -> None:
         for handle, record in zip(spooled, kept, strict=True):
             assert handle.canonical_json() == record.canonical_json()
             assert handle.load() == record
-            assert handle.label == parser.parse(answer_text(record))
+            assert handle.label == parser.parse(record.answer_text)
             assert handle.call_type == record.call_type
             assert handle.request == record.request  # other attributes come from the loaded record
         tool = next(s for s in spooled if s.call_type is CallType.TOOL_CALLING)
