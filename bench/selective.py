@@ -5,8 +5,8 @@
 The stand-in (services/datastore/standin.py) gives `--records` logged records plus `--new-traffic` later
 records from the same simulated teacher. Per recipe (a frozen encoder + the cross-fitted
 logistic-regression head, exactly the customizer's `finetune: head` code): the head is fitted on the
-logged records less an `--eval-size` eval split (200), as a job does; the coverage is planned on its
-out-of-fold predictions and the threshold confirmed on the eval split by fixed-sequence testing from there
+logged records less an `--eval-size` eval split (200), as a job does; the walk's start is planned on its
+out-of-fold predictions (simulated reports) and the threshold confirmed on the eval split by fixed-sequence testing from there
 (min_agreement, one-sided 95%; services/evaluator/metrics/selective.py); coverage and the served share's
 agreement with its lower bound are reported on the eval split, and the truth is measured on the new traffic.
 
@@ -109,7 +109,8 @@ def main() -> None:
     for recipe in args.recipes:
         model_name, _, lexical = recipe.partition("+")
         pred = recipe_predictions(model_name, logs, traffic, args.seed, 0.5 if lexical else 0.0, cache, args.eval_size)
-        block = selective_report(pred["oof"], pred["eval"], min_agreement=args.min_agreement)
+        block = selective_report(pred["oof"], pred["eval"], min_agreement=args.min_agreement,
+                                 min_coverage=args.min_coverage)
         truth = measure(*pred["new"], block["threshold"], 0.95)
         rows.append({"recipe": f"{recipe} head", "C": pred["C"], "f1_new": round(pred["f1_new"], 4),
                      "threshold": block["threshold"],
@@ -134,7 +135,7 @@ def main() -> None:
 
 def _failure_rate(pred: dict[str, Any], args: Any, choose_threshold: Any, measure: Any, recipe: str) -> dict[str, Any]:
     """Two ways of choosing on a random `--eval-size` of the new traffic standing for the eval split: as a job
-    does (the coverage planned on the out-of-fold records, then fixed-sequence testing on the report from
+    does (the start planned on the out-of-fold records by simulated reports, then fixed-sequence testing on the report from
     there: "planned walk") and fixed-sequence testing from the report's most confident record ("walk from
     the top"); the truth is the served share's agreement on the rest of the new traffic. A failure is a
     promotion whose truth is under the target, counted over all draws (what delta bounds)."""
@@ -147,7 +148,8 @@ def _failure_rate(pred: dict[str, Any], args: Any, choose_threshold: Any, measur
         order = rng.permutation(len(conf))
         report, rest = order[:args.eval_size], order[args.eval_size:]
         for method, threshold in (("planned walk", selective_report(pred["oof"], (conf[report], ok[report]),
-                                                                    min_agreement=args.min_agreement)["threshold"]),
+                                                                    min_agreement=args.min_agreement,
+                                                                    min_coverage=args.min_coverage)["threshold"]),
                                   ("walk from the top", choose_threshold(conf[report], ok[report],
                                                                       min_agreement=args.min_agreement).threshold)):
             shown = measure(conf[report], ok[report], threshold, 0.95)

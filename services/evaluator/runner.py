@@ -329,7 +329,8 @@ def _selective(settings: Settings, dataset: DatasetRef, artifact: StudentArtifac
     policy = settings.promotion_policy(str(dataset.manifest["workload_id"]))
     calibration = load_calibration(Path(artifact.path)) if artifact is not None else None
     block = selective_report(calibration[:2] if calibration else None, (confidences, agrees),
-                             min_agreement=policy.min_agreement, confidence=settings.evaluation.confidence)
+                             min_agreement=policy.min_agreement, min_coverage=policy.min_coverage,
+                             confidence=settings.evaluation.confidence)
     if calibration is not None:
         block["method"] = f"planned on {calibration[2]}; fixed-sequence testing on the eval split from there"
     return {**block, "curve": coverage_curve(confidences, agrees, points=10)}

@@ -9,11 +9,12 @@ How the threshold is chosen (docs/selective.md):
   fixed-sequence testing (Learn-then-Test, Angelopoulos et al. 2021): the chosen threshold controls
   the risk at level delta even though it was chosen on the same records. The scan starts at the
   first threshold that serves enough records to pass at all (that depends on the confidences only).
-- `selective_report` plans a coverage on calibration records (out-of-fold or a split the student was
-  not fitted on) as the largest one the report could confirm at its size (`plan_coverage`), starts
-  fixed-sequence testing on the eval records at that coverage of their confidences and walks towards
-  more coverage while the bound holds; it reports the served share's agreement and lower bound where
-  the walk stopped, a threshold whose guarantee holds as chosen (the walk is a fixed sequence).
+- `selective_report` plans where to start on calibration records (out-of-fold or a split the student was
+  not fitted on) by simulating reports of the eval split's size and walking each from every candidate
+  start (`plan_start`: the start with the most expected coverage wins), starts fixed-sequence testing on
+  the eval records there and walks towards more coverage while the bound holds; it reports the served
+  share's agreement and lower bound where the walk stopped, a threshold whose guarantee holds as chosen
+  (the walk is a fixed sequence).
 """
 
 from __future__ import annotations
@@ -100,53 +101,76 @@ def choose_threshold(confidences: Sequence[float], agrees: Sequence[bool], *, mi
     return chosen
 
 
-def plan_coverage(confidences: Sequence[float], agrees: Sequence[bool], *, n_report: int, min_agreement: float,
-                  confidence: float = 0.95) -> Threshold:
-    """The largest coverage of the calibration records at which the report is expected to pass: were the
-    report's served share (coverage x `n_report` records) to agree as often as the calibration's did, its
-    one-sided lower bound would reach `min_agreement`. `threshold=None` if no coverage qualifies.
+@dataclass(frozen=True)
+class Plan:
+    """Where fixed-sequence testing on the report starts, and what simulated reports say it will bring."""
 
-    Why not the calibration's own fixed-sequence choice: it stops where the *calibration's* bound (over
-    ~1,800 out-of-fold records, a tight one) meets the target, i.e. at an agreement just above it; the report,
-    a few hundred records, then needs a clearly higher observed agreement for its wider bound to pass, and
-    almost never did (docs/benchmarks.md). Planning for the report's size keeps the guarantee (the report's
-    labels are still never used to choose) and chooses a coverage the report can confirm."""
-    n, cuts = _cuts(confidences, agrees)
+    start_served: int  # the first threshold tested serves at least this many report records
+    start_coverage: float
+    expected_coverage: float  # mean coverage where the walk stops, over the simulated reports (0 when it fails)
+    promotion_rate: float  # share of simulated reports whose walk ends at min_coverage or more
+    draws: int
+
+
+def plan_start(confidences: Sequence[float], agrees: Sequence[bool], *, n_report: int, min_agreement: float,
+               min_coverage: float, confidence: float = 0.95, draws: int = 200, seed: int = 0) -> Plan:
+    """The start of the report's walk that maximises the expected share served, judged on calibration records.
+
+    Simulated reports are `draws` resamples (with replacement) of `n_report` calibration records; on each, every
+    candidate start is walked as `choose_threshold` walks the report (first failure ends it). The start with the
+    highest mean coverage among walks that reach `min_coverage` (a smaller one saves nothing: the decision needs
+    it) wins; when none reaches it, the start with the highest mean coverage. Too high a start fails at once on
+    many reports; too low a one spends its only failure on a dip among the first few dozen served records. The
+    report's labels are never used, so the guarantee holds for the threshold the walk stops at."""
+    conf = np.asarray(confidences, dtype=float)
+    ok = np.asarray(agrees, dtype=bool)
     needed = min_served_for(min_agreement, confidence)
-    chosen = Threshold(None, 0.0, 0, None, None, n)
-    for threshold, served, agreed in cuts:
-        planned = round(served / n * n_report)
-        if planned < needed:
-            continue
-        expected = int(np.floor(agreed / served * planned))  # the calibration's rate on the report's count
-        if agreement_lower_bound(expected, planned, confidence) >= min_agreement:
-            chosen = Threshold(threshold, served / n, served, agreed / served,
-                               agreement_lower_bound(agreed, served, confidence), n)
-    return chosen
+    if len(conf) == 0 or n_report < needed:
+        return Plan(n_report, 1.0, 0.0, 0.0, 0)
+    from scipy.stats import beta
+
+    starts = np.unique(np.linspace(needed, n_report, min(60, n_report - needed + 1)).round().astype(int))
+    served = np.arange(1, n_report + 1)
+    finals = np.zeros((draws, len(starts)))
+    rng = np.random.default_rng(seed)
+    for b in range(draws):
+        pick = rng.integers(0, len(conf), n_report)
+        agreed = np.cumsum(ok[pick][np.argsort(-conf[pick], kind="stable")])
+        low = beta.ppf(1 - confidence, np.maximum(agreed, 1), served - agreed + 1)
+        passes = (agreed > 0) & (low >= min_agreement)
+        # first failing prefix size at or after each size: the walk from a passing start stops just before it
+        fail_at = np.where(passes, n_report + 1, served)
+        first_fail = np.minimum.accumulate(fail_at[::-1])[::-1]
+        at = starts - 1
+        finals[b] = np.where(passes[at], first_fail[at] - 1, 0) / n_report
+    reaching = finals >= min_coverage
+    gain = np.where(reaching, finals, 0.0).mean(axis=0)
+    best = int(np.argmax(gain + 1e-9 * finals.mean(axis=0))) if gain.max() > 0 else int(np.argmax(finals.mean(axis=0)))
+    return Plan(int(starts[best]), round(float(starts[best]) / n_report, 4), round(float(finals[:, best].mean()), 4),
+                round(float(reaching[:, best].mean()), 4), draws)
 
 
 def selective_report(
     calibration: tuple[Sequence[float], Sequence[bool]] | None, report: tuple[Sequence[float], Sequence[bool]], *,
-    min_agreement: float, confidence: float = 0.95,
+    min_agreement: float, min_coverage: float = 0.5, confidence: float = 0.95,
 ) -> dict[str, Any]:
     """The decision's `cascade` block, measured on `report`.
 
-    With `calibration` (records the student was not fitted on, e.g. out-of-fold predictions): the coverage is
-    planned there for the report's size (`plan_coverage`), and fixed-sequence testing on the report starts where
-    the student serves that share of the report's confidences and walks towards more coverage while the bound
-    holds. The start depends on the calibration's labels and the report's confidences only, so the walk is a
-    fixed sequence and its guarantee holds for the threshold it stops at (Learn-then-Test); matching coverage
+    With `calibration` (records the student was not fitted on, e.g. out-of-fold predictions): the start is
+    planned there by simulating reports of this size (`plan_start`), and fixed-sequence testing on the report
+    starts where the student serves that many of the report's records and walks towards more coverage while the
+    bound holds. The start depends on the calibration's labels and the report's confidences only, so the walk is
+    a fixed sequence and its guarantee holds for the threshold it stops at (Learn-then-Test); matching coverage
     rather than copying the raw threshold matters because the final student (fitted on all records) is more
-    confident than its out-of-fold versions were. Starting at the plan, not at the most confident record, keeps
-    one early disagreement among a few dozen served records from ending the walk before it starts.
+    confident than its out-of-fold versions were.
     Without: fixed-sequence testing on `report` from the most confident record.
     When the first tested threshold already fails, the block shows it (coverage and its bound below the
     target), so the decision can say by how much the student missed."""
     n_report = len(report[0])
     if calibration is not None and len(calibration[0]) > 0:
-        planned: Threshold | None = plan_coverage(*calibration, n_report=n_report, min_agreement=min_agreement,
-                                                  confidence=confidence)
-        start = round(planned.coverage * n_report) if planned.threshold is not None else 0
+        planned: Plan | None = plan_start(*calibration, n_report=n_report, min_agreement=min_agreement,
+                                          min_coverage=min_coverage, confidence=confidence)
+        start = planned.start_served if planned.draws else 0
         method, n_calibration = "planned on calibration records, fixed-sequence testing on the report", len(calibration[0])
     else:
         planned, start = None, 0

@@ -11,7 +11,7 @@ from services.evaluator.metrics.selective import (
     choose_threshold,
     measure,
     min_served_for,
-    plan_coverage,
+    plan_start,
     selective_report,
 )
 
@@ -95,22 +95,20 @@ def test_guarantee_holds_on_new_records() -> None:
     assert failures / trials <= 0.05
 
 
-def test_the_calibration_coverage_carries_over_when_the_final_student_is_more_confident() -> None:
-    """Out-of-fold students are less sure than the final one: copying their raw threshold would serve more of
-    the report records; the walk on the report starts at the coverage they planned instead (set from the
+def test_the_planned_coverage_carries_over_when_the_final_student_is_more_confident() -> None:
+    """Out-of-fold students are less sure than the final one: their raw threshold would mean another coverage on
+    the report; the walk on the report starts at the planned number of served records instead (set from the
     report's confidences only) and goes on from there while the bound holds."""
     rng = np.random.default_rng(3)
     cal_conf = rng.random(1000)
-    cal = (cal_conf, rng.random(1000) < 0.7 + 0.3 * cal_conf)
+    cal = (cal_conf, rng.random(1000) < 0.8 + 0.2 * cal_conf)
     rep_conf = np.clip(rng.random(400) + 0.2, 0, 1)  # the final student: the same ranking, higher scores
-    rep = (rep_conf, rng.random(400) < 0.7 + 0.3 * (rep_conf - 0.2))
-    block = selective_report(cal, rep, min_agreement=0.9)
+    rep = (rep_conf, rng.random(400) < 0.8 + 0.2 * (rep_conf - 0.2))
+    block = selective_report(cal, rep, min_agreement=0.9, min_coverage=0.2)
     planned = block["calibration"]
-    assert planned["threshold"] is not None and 0.1 < planned["coverage"] < 0.8
-    assert block["coverage"] >= planned["coverage"] - 0.01
-    start = measure(*rep, np.sort(rep_conf)[::-1][round(planned["coverage"] * 400) - 1], 0.95)
-    assert start.threshold > planned["threshold"], "the raw threshold would have served more"
-    assert block["threshold"] <= start.threshold  # the walk only adds coverage
+    assert planned["draws"] == 200 and 0.05 < planned["start_coverage"] < 0.8
+    assert block["agreement_ci_low"] >= 0.9, "this report confirms the plan"
+    assert block["served"] >= planned["start_served"]  # the walk only adds coverage
 
 
 def test_a_start_that_fails_is_shown_and_never_passes() -> None:
@@ -120,40 +118,39 @@ def test_a_start_that_fails_is_shown_and_never_passes() -> None:
     rep_conf = np.linspace(1, 0, 300, endpoint=False)
     rep = (rep_conf, np.arange(300) % 5 != 0)  # the report: 80% agree everywhere
     block = selective_report(cal, rep, min_agreement=0.9)
-    assert block["calibration"]["coverage"] >= 0.5
-    assert block["coverage"] == pytest.approx(block["calibration"]["coverage"], abs=0.01)
+    assert block["calibration"]["expected_coverage"] >= 0.5 and block["calibration"]["promotion_rate"] > 0.9
+    assert block["served"] == block["calibration"]["start_served"]
     assert block["agreement_ci_low"] < 0.9
 
 
-def test_plan_coverage_stops_where_the_report_could_no_longer_confirm() -> None:
-    """Known answer: the 300 most confident of 1,000 calibration records all agree, the rest never do. A report
-    of 100 records would serve 30 at coverage 0.3 (all agreeing: bound 0.05^(1/30) = 0.905 >= 0.9); one more
-    percent of coverage brings a disagreement into the expected served share and the bound under 0.9."""
+def test_plan_start_known_answers() -> None:
+    """Every calibration record agrees: every simulated walk serves the whole report, from the first start that
+    can pass (29 records for 0.90 at 95%). The 300 most confident of 1,000 agree and the rest never do: walks
+    stop near 30% coverage, so a 50% floor is never reached; a report under 29 records cannot be planned."""
     conf = np.linspace(1.0, 0.0, 1000, endpoint=False)
-    agrees = np.arange(1000) < 300
-    planned = plan_coverage(conf, agrees, n_report=100, min_agreement=0.9)
-    assert planned.coverage == pytest.approx(0.3) and planned.agreement == 1.0
-    assert plan_coverage(conf, agrees, n_report=20, min_agreement=0.9).threshold is None  # 20 < 29 ever served
+    plan = plan_start(conf, np.ones(1000, bool), n_report=200, min_agreement=0.9, min_coverage=0.5)
+    assert (plan.start_served, plan.expected_coverage, plan.promotion_rate) == (29, 1.0, 1.0)
+    plan = plan_start(conf, np.arange(1000) < 300, n_report=200, min_agreement=0.9, min_coverage=0.5)
+    assert plan.promotion_rate == 0.0 and 0.2 < plan.expected_coverage < 0.35
+    assert plan_start(conf, np.ones(1000, bool), n_report=20, min_agreement=0.9, min_coverage=0.5).draws == 0
 
 
-def test_planning_for_the_report_size_lets_the_report_confirm_it() -> None:
-    """On a large calibration set, fixed-sequence testing stops where the agreement is barely above the target,
-    so a 300-record report rarely confirms it; the planned coverage is smaller and the report confirms it about
-    half the time (planned on the point estimate; an out-of-fold calibration, weaker than the final student,
-    errs on the safe side), while the served share's true agreement stays above the target."""
+def test_a_planned_start_promotes_more_often_than_walking_from_the_top_and_keeps_the_guarantee() -> None:
+    """Synthetic students with P(agree | c) = 0.8 + 0.2 c: walking the report from its most confident record often
+    ends on an early disagreement among a few dozen served records; the planned start promotes at least as often
+    (coverage >= 50%, bound >= 0.90), and the served share's true agreement stays at or above the target."""
     rng = np.random.default_rng(11)
-    passed = {"planned": 0, "fixed sequence": 0}
+    promoted = {"planned": 0, "from the top": 0}
     trials = 60
     for _ in range(trials):
-        cal_conf, rep_conf = rng.random(1800), rng.random(300)
-        cal = (cal_conf, rng.random(1800) < 0.8 + 0.2 * cal_conf)  # P(agree | c) = 0.8 + 0.2 c
-        rep = (rep_conf, rng.random(300) < 0.8 + 0.2 * rep_conf)
-        for name, chosen in (("planned", plan_coverage(*cal, n_report=300, min_agreement=0.9)),
-                             ("fixed sequence", choose_threshold(*cal, min_agreement=0.9))):
-            if chosen.threshold is None:
+        cal_conf, rep_conf = rng.random(1600), rng.random(400)
+        cal = (cal_conf, rng.random(1600) < 0.8 + 0.2 * cal_conf)
+        rep = (rep_conf, rng.random(400) < 0.8 + 0.2 * rep_conf)
+        for name, threshold in (("planned", selective_report(cal, rep, min_agreement=0.9)["threshold"]),
+                                ("from the top", choose_threshold(*rep, min_agreement=0.9).threshold)):
+            shown = measure(*rep, threshold, 0.95)
+            if threshold is None or shown.agreement_ci_low < 0.9 or shown.coverage < 0.5:
                 continue
-            shown = measure(*rep, chosen.threshold, 0.95)
-            passed[name] += shown.agreement_ci_low is not None and shown.agreement_ci_low >= 0.9
-            assert 0.8 + 0.2 * (1 + chosen.threshold) / 2 >= 0.9 - 0.01  # true served agreement
-    assert passed["planned"] >= 0.4 * trials, passed
-    assert passed["fixed sequence"] <= 0.1 * trials, passed
+            promoted[name] += 1
+            assert 0.8 + 0.2 * (1 + threshold) / 2 >= 0.9 - 0.01  # true served agreement
+    assert promoted["planned"] >= promoted["from the top"] and promoted["planned"] >= 0.3 * trials, promoted
