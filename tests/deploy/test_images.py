@@ -184,7 +184,7 @@ def test_the_built_image_has_the_dockerfiles_command_and_files(name: str) -> Non
     assert {k: config.get(k) for k in expected} == expected
     assert "FLYWHEEL_CONFIG=/etc/flywheel/config.yaml" in config["Env"]
     assert "usr/local/lib/flywheel/healthcheck.py" in files
-    assert f"{SITE}/orchestrator/cli/main.py" in files and f"{SITE}/services/domain/settings.py" in files
+    assert f"{SITE}/orchestrator/cli/main.py" in files and f"{SITE}/services/domain/settings/__init__.py" in files
     if name == "worker":  # docker/fetch-models.sh and what it reads
         assert {"usr/local/lib/flywheel/fetch-models.sh", "app/requirements/models.txt",
                 "app/requirements/constraints.txt"} <= set(files)
