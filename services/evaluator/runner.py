@@ -14,7 +14,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +38,6 @@ NOT_APPLICABLE = {
     StudentKind.EMBEDDING_DISTILL: "an embedding student takes no prompt, so base/ICL prompting does not apply; "
                                    "its untrained model is measured as the customized run's baseline instead",
 }
-
-
-@dataclass
-class Prediction:
-    output: Any
-    seconds: float
 
 
 def evaluate(
