@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.test_docker import IMAGES, exec_form, final, read_dockerfile
+from tests.deploy.dockerfiles import IMAGES, exec_form, final, read_dockerfile
 
 REPO = Path(__file__).resolve().parents[2]
 REPORTS = Path(os.environ.get("FLYWHEEL_IMAGE_REPORTS", REPO / "var" / "images"))
