@@ -11,7 +11,7 @@ file. Import from here: every public name is re-exported.
 """
 
 from services.domain.settings.api import ApiSettings, ApiToken, AuthSettings
-from services.domain.settings.candidates import CandidateSettings, HardwareSettings
+from services.domain.settings.candidates import CandidateSettings, HardwareSettings, default_candidates
 from services.domain.settings.data import DatasetSettings, DataSplitSettings, IclSettings
 from services.domain.settings.deployment import DeploymentSettings
 from services.domain.settings.evaluation import EvaluationSettings, JudgeSettings
@@ -94,6 +94,7 @@ __all__ = [
     "WorkloadType",
     "apply_overrides",
     "config_path",
+    "default_candidates",
     "default_models_dir",
     "format_validation_error",
     "load_settings",

@@ -24,4 +24,6 @@ def _partial(model: type[_Section], name: str) -> type[_Section]:
         fields[field_name] = (optional.annotation, optional)
     from pydantic import create_model
 
-    return create_model(name, __base__=_Section, **fields)  # type: ignore[call-overload,no-any-return]
+    # Defined beside `model` (assigned there under `name`), so instances pickle like the full section's.
+    return create_model(name, __base__=_Section, __module__=model.__module__,  # type: ignore[call-overload,no-any-return]
+                        **fields)

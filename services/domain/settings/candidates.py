@@ -35,6 +35,7 @@ class CandidateSettings(_Section):
 
 
 def default_candidates() -> list[CandidateSettings]:
+    """The students a job tries when config.yaml names none: two encoder classifiers and a GPU-only LoRA."""
     return [
         CandidateSettings(
             name="minilm-classifier",
