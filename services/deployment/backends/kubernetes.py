@@ -117,6 +117,9 @@ class KubernetesDeployer:
                 if exc.status != 404:
                     raise
 
+    def endpoint(self, base_model: str) -> str:
+        return vllm_endpoint(self.spec, base_model)
+
 
 def vllm_endpoint(spec: VllmSpec, base_model: str) -> str:
     """The in-cluster URL of a base model's vLLM Service: a name, so serving needs no Kubernetes API access."""
