@@ -23,8 +23,9 @@ test-fast: setup-test  ## the suite without slow (real-model) tests
 images: setup  ## build the four images (Docker, else buildah), check their files, run the platform from them
 	@bash scripts/images.sh
 
-lint: setup  ## ruff
+lint: setup  ## ruff, and pylint's duplicate-code check (R0801; block size and exceptions in pyproject.toml)
 	.venv/bin/ruff check orchestrator services tests bench
+	.venv/bin/pylint orchestrator services bench
 
 bench: setup  ## benchmarks (print a table, write bench/results/*.json; about an hour on 2 CPU cores)
 	HF_HUB_OFFLINE=1 .venv/bin/flywheel models fetch

@@ -112,18 +112,25 @@ def teacher_logs(source: str, *, limit: int | None = None, seed: int = 0) -> lis
             for i, e in enumerate(items)]
 
 
-def build_real_dataset(root: Path, source: str, *, limit: int | None, eval_size: int, settings_update: dict[str, Any] | None = None) -> tuple[Any, Any]:
-    """(settings, DatasetRef) for real teacher logs in a fresh store under `root`, models from the per-user cache."""
-    from services.datastore.datasets import build_dataset
-    from services.datastore.stores.sqlite import SqliteLogStore
-    from services.domain.datasets import DatasetRef
-    from services.domain.records import LogRecord
+def settings_base(root: Path, *, eval_size: int) -> dict[str, Any]:
+    """config.yaml as a dict, with a fresh store and artifacts under `root` and a fixed eval split (no export limit)."""
     from services.domain.settings import load_settings
 
     base = load_settings(REPO / "config.yaml").model_dump(mode="python")
     base["artifacts"] = {"root": root / "artifacts"}
     base["log_store"]["sqlite_path"] = root / "logs.sqlite"
     base["data_split"].update({"eval_size": eval_size, "limit": None})
+    return base
+
+
+def build_real_dataset(root: Path, source: str, *, limit: int | None, eval_size: int, settings_update: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """(settings, DatasetRef) for real teacher logs in a fresh store under `root`, models from the per-user cache."""
+    from services.datastore.datasets import build_dataset
+    from services.datastore.stores.sqlite import SqliteLogStore
+    from services.domain.datasets import DatasetRef
+    from services.domain.records import LogRecord
+
+    base = settings_base(root, eval_size=eval_size)
     for key, value in (settings_update or {}).items():
         base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) and isinstance(base.get(key), dict) else value
     from services.domain.settings import Settings

@@ -5,7 +5,8 @@
 Arms, each in fresh processes (environment set before torch loads):
 - `policy`: what the platform does (services/models/runtime/threads.py): OpenMP waits passively, a
   training takes the cores not already busy, a served request runs on one thread;
-- `default`: torch's defaults (as many threads as cores, OpenMP's own wait policy), as before issue 16.
+- `default`: torch's defaults (as many threads as cores, OpenMP's own wait policy), as the platform ran
+  before its thread policy.
 Measured per arm: MiniLM classifier fine-tuning examples/s alone and with a second identical training
 beside it (two processes at once), and the p50/p95 latency of answering one headline at a time with a
 trained-size MiniLM classifier alone and beside a training. Prints a table; writes

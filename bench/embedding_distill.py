@@ -13,7 +13,7 @@
    evaluator's `embedding_report`, with a bootstrap CI), at 384 and truncated to 256/128/64 dims.
 4. Encode speed (texts/s, batch 64, after a warm-up, best of 3 interleaved rounds) of teacher and
    student on the same 160 held-out texts (128 headlines, 32 snippets).
-Prints a table and writes bench/results/embedding_distill.json. Goal (issue 5): >= 95% agreement at
+Prints a table and writes bench/results/embedding_distill.json. Goal: >= 95% agreement at
 >= 5x speed, >= 90% at 128 dims.
 """
 

@@ -9,7 +9,7 @@ For each N, writes a JSONL.gz of N distinct teacher logs (1% malformed by defaul
 4. a dataset build from the SQLite store (redact, dedup, labels, split, uniform ICL, write),
 and prints a table + writes bench/results/ingest.json. Each stage runs in a child process, so
 peak RSS does not mix; compare peak RSS at two sizes to see memory stay flat.
-Targets (issue 4, this 2-core machine): >= 20k records/s into SQLite; 100k-record build < 20 s.
+Targets (this 2-core machine): >= 20k records/s into SQLite; 100k-record build < 20 s.
 """
 
 from __future__ import annotations

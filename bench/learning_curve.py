@@ -2,14 +2,14 @@
 
     python -m bench.learning_curve [--sources twitter_topic phrasebank] [--sizes 500 1000 2000 4000 all]
                                    [--lm-sizes 200] [--lm-steps 25] [--eval-size 200] [--threads 2]
-    python -m bench.learning_curve --sources standin --sizes 250 500 800 all --seeds 0 1 --no-lm   # issue 16
+    python -m bench.learning_curve --sources standin --sizes 250 500 800 all --seeds 0 1 --no-lm   # the recipes
 
 `standin` is the realistic stand-in (services/datastore/standin.py: 2,000 records under a long class-defining
 prompt, a simulated teacher wrong on 15% of them between confusable classes). Encoder recipes, each a row:
 `head` (the default: frozen encoder + cross-fitted logistic-regression head, averaged with a TF-IDF head,
 with the class definitions of the teacher's prompt as extra examples) for MiniLM and mpnet, MiniLM without
 each of the two levers, and
-`full-3ep` (the recipe before issue 16: MiniLM full fine-tune, lr 1e-4, 3 epochs, batch 16). `--seeds` draws
+`full-3ep` (the earlier default recipe: MiniLM full fine-tune, lr 1e-4, 3 epochs, batch 16). `--seeds` draws
 that many training subsets per size (the eval split stays fixed); the table reports each and their mean.
 
 For each source (real finance text turned into teacher logs: the label is the teacher's answer),
@@ -64,8 +64,8 @@ RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
     "mpnet head": ("mpnet-classifier", {}),
     "minilm head, no prompt examples": ("minilm-classifier", {"prompt_examples": False}),
     "minilm head, no TF-IDF": ("minilm-classifier", {"lexical_mix": 0.0}),
-    "minilm full-3ep (before #16)": ("minilm-classifier", {"finetune": "full", "learning_rate": 1e-4, "epochs": 3,
-                                                           "batch_size": 16, "max_seq_length": 256}),
+    "minilm full-3ep (earlier default)": ("minilm-classifier", {"finetune": "full", "learning_rate": 1e-4, "epochs": 3,
+                                                                "batch_size": 16, "max_seq_length": 256}),
 }
 
 

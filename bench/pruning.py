@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, machine, print_table, run_in_child, write_results
+from bench.common import REPO, machine, print_table, run_in_child, settings_base, write_results
 
 FOLDER = REPO / "data" / "twitter_financial_news_topic"
 ACCUMULATION = 4  # gradient accumulation steps per optimizer step
@@ -56,12 +56,9 @@ def build(root: Path, limit: int, eval_size: int) -> tuple[str, dict[str, Any]]:
 
 
 def _settings(root: Path, *, eval_size: int = 100, prune: str = "auto", training: dict[str, Any] | None = None) -> Any:
-    from services.domain.settings import Settings, load_settings
+    from services.domain.settings import Settings
 
-    base = load_settings(REPO / "config.yaml").model_dump(mode="python")
-    base["artifacts"] = {"root": root / "artifacts"}
-    base["log_store"]["sqlite_path"] = root / "logs.sqlite"
-    base["data_split"].update({"eval_size": eval_size, "limit": None})
+    base = settings_base(root, eval_size=eval_size)
     base["training"].update({"max_seq_length": 2048, "early_stopping_patience": 0, "checkpoint_every_steps": 1000,
                              "max_val_examples": 16})
     for candidate in base["candidates"]:

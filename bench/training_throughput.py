@@ -9,7 +9,7 @@ fresh child process (clean peak RSS). The baseline pads each batch to its longes
 (`DataCollatorForSeq2Seq`, which is `DataCollatorWithPadding` plus label padding), with no
 packing or length grouping, and computes logits over every position. Ours groups by length and
 computes logits only at answer positions. Final val loss is measured the same way for both.
-Prints a table, writes bench/results/training_throughput.json. Goal (issue 5): >= 1.3x, equal loss.
+Prints a table, writes bench/results/training_throughput.json. Goal: >= 1.3x, equal loss.
 """
 
 from __future__ import annotations

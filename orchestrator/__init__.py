@@ -1,1 +1,1 @@
-"""The orchestrator: the CLI today; the jobs API, schedules and promotion decisions (issue #6)."""
+"""The orchestrator: the CLI, the jobs API and dashboard, the job pipeline, schedules and promotion decisions."""

@@ -10,10 +10,11 @@ import click
 from orchestrator.cli.commands_config import config_group
 from orchestrator.cli.commands_data import data_group
 from orchestrator.cli.commands_datasets import datasets_group
-from orchestrator.cli.commands_jobs import jobs_group, serve_group
+from orchestrator.cli.commands_jobs import jobs_group
 from orchestrator.cli.commands_logs import ingest_command, logs_group
 from orchestrator.cli.commands_models import models_group
 from orchestrator.cli.commands_schedule import beat_command, schedule_group
+from orchestrator.cli.commands_serve import serve_group
 from orchestrator.cli.commands_train import decide_command, evaluate_command, train_command
 from orchestrator.cli.commands_worker import worker_command
 from orchestrator.cli.output import CliState

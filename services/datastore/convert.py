@@ -21,7 +21,6 @@ from services.domain.records import canonical_json
 DEFAULT_TEACHER = "meta/llama-3.3-70b-instruct"
 DEFAULT_START_TS = 1_760_000_000  # 2025-10-09; converted logs get one call per minute from here
 
-DatasetName = Literal["twitter_topic", "phrasebank", "financebench"]
 DATASETS: dict[str, dict[str, str]] = {
     "twitter_topic": {
         "folder": "twitter_financial_news_topic",

@@ -67,9 +67,6 @@ class RawLine:
     too_large: bool
 
 
-ProgressFn = Callable[[int], None]
-
-
 def read_lines(stream: BinaryIO, *, max_bytes: int) -> Iterator[RawLine]:
     """Yield lines of a binary stream, never holding more than max_bytes + 1 of one line."""
     number = 0

@@ -32,7 +32,7 @@ class TrafficLogger:
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=max_pending)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="traffic-logger", daemon=True)
-        self.sent = self.spooled = self.dropped = 0
+        self.sent = self.spooled = 0
         self._spool_lock = threading.Lock()
 
     def start(self) -> TrafficLogger:

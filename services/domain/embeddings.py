@@ -18,7 +18,3 @@ def decode_embedding(value: Any) -> list[float]:
         return [float(x) for x in value]
     raise ValueError(f"an embedding must be a list of numbers or a base64 string, not {type(value).__name__}")
 
-
-def encode_embedding(vector: list[float]) -> str:
-    """floats -> base64 float32, as the OpenAI API sends with encoding_format=base64."""
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")

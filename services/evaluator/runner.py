@@ -38,12 +38,6 @@ log = logging.getLogger(__name__)
 MAX_NEW_TOKENS_CAP = 512
 
 
-@dataclass
-class Prediction:
-    output: Any
-    seconds: float
-
-
 def evaluate(
     settings: Settings,
     *,

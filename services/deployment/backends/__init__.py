@@ -1,1 +1,1 @@
-"""Serving backends: where a promoted student runs (local today; OpenAI-compatible upstream and Kubernetes/vLLM next)."""
+"""Serving backends: where a promoted student runs (in process, an OpenAI-compatible server, or vLLM on Kubernetes)."""

@@ -1,0 +1,83 @@
+"""How students are trained: the optimizer loop, LoRA, embedding distillation, and per-candidate overrides."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from services.domain.settings._section import _partial, _Section
+
+
+class LoraSettings(_Section):
+    rank: int = Field(16, ge=1, le=512, description="LoRA rank r.")
+    alpha: int = Field(32, ge=1, le=4096, description="LoRA alpha (scale = alpha / rank).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Module names to adapt, or all-linear."
+    )
+
+
+class TrainingSettings(_Section):
+    epochs: int = Field(2, ge=1, le=100)
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
+    batch_size: int = Field(8, ge=1, le=1024)
+    gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
+    learning_rate: float = Field(2e-4, gt=0, le=1)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    max_seq_length: int | None = Field(
+        None, ge=16, le=131_072, description="Tokens per training example; null: sized from the data (every "
+        "example whole, up to the model's limit: 4,096 for causal LMs, 512 for encoders). Examples cut at a set "
+        "length are counted (`truncated_examples`) and reported on the job.")
+    early_stopping_patience: int = Field(2, ge=0, description="Evaluations without val-loss gain; 0=off.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16/fp16 on GPU, fp32 on CPU."
+    )
+    gradient_checkpointing: bool = False
+    seed: int = Field(42, ge=0)
+    finetune: Literal["lora", "full", "head"] = Field(
+        "lora", description="lora: train adapters only; full: every weight (encoder students only); head: a "
+                            "frozen encoder with a logistic-regression head, cross-fitted (encoder classifiers)."
+    )
+    lexical_mix: float = Field(
+        0.5, ge=0, lt=1, description="finetune: head only: weight of a TF-IDF + logistic-regression head averaged "
+                                     "with the encoder head's probabilities (0: the encoder head alone).")
+    prompt_examples: bool = Field(
+        True, description="finetune: head only: the class definitions and quoted examples of the workload's static "
+                          "system prompt (the teacher's prompt is labelled data) join the training examples.")
+    batching: Literal["length_grouped", "padded"] = Field(
+        "length_grouped", description="length_grouped: batch examples of similar length (less padding)."
+    )
+    eval_every_steps: int | None = Field(
+        None, ge=1, description="Validation-loss interval in steps (default: ~5 per run, at least once an epoch)."
+    )
+    checkpoint_every_steps: int = Field(50, ge=1, description="Save a resumable checkpoint every N steps.")
+    max_val_examples: int | None = Field(
+        512, ge=1, description="Validation examples used for the val loss / early stopping (None: all)."
+    )
+
+
+TrainingOverrides = _partial(TrainingSettings, "TrainingOverrides")
+LoraOverrides = _partial(LoraSettings, "LoraOverrides")
+
+
+class DistillationSettings(_Section):
+    """Embedding distillation losses and Matryoshka dimensions."""
+
+    matryoshka_dims: list[int] = Field(
+        default_factory=lambda: [64, 128, 256], description="Truncated sizes trained to stay useful (plus full)."
+    )
+    mse_weight: float = Field(1.0, ge=0, description="MSE between student (projected) and teacher vectors.")
+    cosine_weight: float = Field(1.0, ge=0, description="1 - cosine(student, teacher).")
+    similarity_weight: float = Field(1.0, ge=0, description="MSE between in-batch similarity matrices.")
+    contrastive_weight: float = Field(0.0, ge=0, description="In-batch contrastive loss on query/positive pairs.")
+    temperature: float = Field(0.05, gt=0, le=1, description="Contrastive softmax temperature.")
+
+    @model_validator(mode="after")
+    def _dims(self) -> DistillationSettings:
+        if any(d < 8 for d in self.matryoshka_dims):
+            raise ValueError(f"distillation.matryoshka_dims {self.matryoshka_dims}: every size must be >= 8")
+        if not (self.mse_weight or self.cosine_weight or self.similarity_weight or self.contrastive_weight):
+            raise ValueError("distillation: at least one loss weight must be above 0")
+        return self
