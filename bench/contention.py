@@ -32,7 +32,7 @@ mode, kind, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 import torch
 from transformers import AutoModel, AutoTokenizer
 from services.domain.settings import default_models_dir
-from services.models.runtime.classifier import MeanPoolClassifier
+from services.models.students.encoder_classifier.runtime import MeanPoolClassifier
 from services.models.runtime.threads import threads_for
 path = str(default_models_dir() / "minilm-l6")
 if mode == "policy":

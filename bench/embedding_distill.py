@@ -123,14 +123,14 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from services.customizer.base import TrainControl, TrainRequest
-    from services.customizer.embedding_data import embed_with_cache
-    from services.customizer.embedding_distill import EmbeddingDistillTrainer
     from services.domain.artifacts import StudentKind
     from services.domain.datasets import DatasetRef
     from services.domain.settings import DistillationSettings, LoraSettings, TrainingSettings
     from services.evaluator.metrics.embedding import embedding_report
-    from services.models.runtime.embedder import Embedder
+    from services.models.students.embedding_distill.data import embed_with_cache
+    from services.models.students.embedding_distill.runtime import Embedder
+    from services.models.students.embedding_distill.trainer import EmbeddingDistillTrainer
+    from services.models.training.base import TrainControl, TrainRequest
 
     teacher_path, student_path = MODELS / "mpnet-base", MODELS / "minilm-l6"
     for path in (teacher_path, student_path):

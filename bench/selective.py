@@ -35,10 +35,10 @@ def recipe_predictions(model_name: str, logs: list[dict[str, Any]], traffic: lis
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from services.customizer.encoder_head import encode, fit_head
     from services.domain.labels import LabelParser
     from services.domain.settings import default_models_dir
     from services.models.runtime.chat_format import last_user_text
+    from services.models.students.encoder_classifier.head import encode, fit_head
 
     parser = LabelParser(r"\[\[\[\s*(.+?)\s*\]\]\]")
     texts = [last_user_text(r["request"]["messages"]) for r in logs + traffic]

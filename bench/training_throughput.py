@@ -28,8 +28,8 @@ MODEL = "smollm2-135m-instruct"
 def _val_loss(model: Any, tokenizer: Any, dataset: Any, max_length: int, batch_size: int) -> float:
     import torch
 
-    from services.customizer.batching import collate
-    from services.customizer.causal_lm import _tokenize, answer_loss
+    from services.models.students.causal_lm_lora.trainer import _tokenize, answer_loss
+    from services.models.training.batching import collate
 
     val, _, _ = _tokenize(tokenizer, dataset.read_split("val"), max_length)
     model.eval()
@@ -74,9 +74,9 @@ def plain(root: str, dataset_id: str, threads: int, training: dict[str, Any]) ->
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    from services.customizer.causal_lm import _tokenize, lora_config
     from services.customizer.service import plan_training
     from services.domain.datasets import load_dataset
+    from services.models.students.causal_lm_lora.trainer import _tokenize, lora_config
 
     settings = _settings(Path(root), training)
     dataset = load_dataset(Path(root) / "artifacts" / "datasets", dataset_id)

@@ -32,8 +32,8 @@ def train_command(state: CliState, dataset_id: str, candidate: str, overrides: t
     """
     from tqdm import tqdm
 
-    from services.customizer.base import TrainControl
     from services.customizer.service import train_candidate
+    from services.models.training.base import TrainControl
 
     bar: Any = None
 

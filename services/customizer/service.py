@@ -8,7 +8,6 @@ its last checkpoint. This is what makes the Celery task safe to re-deliver (acks
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import logging
 from pathlib import Path
@@ -16,8 +15,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from services.customizer.artifacts import load_artifact
-from services.customizer.base import StudentTrainer, TrainControl, TrainRequest
 from services.domain.artifacts import StudentArtifact
 from services.domain.datasets import DatasetRef, datasets_root, load_dataset
 from services.domain.errors import ConfigError, TrainingFailed
@@ -30,24 +27,12 @@ from services.domain.settings import (
     TrainingSettings,
     format_validation_error,
 )
-from services.domain.students import StudentKind, kind_spec
 from services.models.cache import ModelCache
+from services.models.students.registry import kind_spec, trainer_for
+from services.models.training.artifacts import load_artifact
+from services.models.training.base import TrainControl, TrainRequest
 
 log = logging.getLogger(__name__)
-
-# The trainer of each student kind, as "module:class" (imported when used: each pulls in torch).
-TRAINERS: dict[StudentKind, str] = {
-    StudentKind.CAUSAL_LM_LORA: "services.customizer.causal_lm:CausalLMLoraTrainer",
-    StudentKind.ENCODER_CLASSIFIER: "services.customizer.encoder_classifier:EncoderClassifierTrainer",
-    StudentKind.EMBEDDING_DISTILL: "services.customizer.embedding_distill:EmbeddingDistillTrainer",
-}
-
-
-def trainer_for(kind: StudentKind) -> StudentTrainer:
-    """The registered trainer of a student kind."""
-    module, _, name = TRAINERS[kind].partition(":")
-    trainer: StudentTrainer = getattr(importlib.import_module(module), name)()
-    return trainer
 
 
 def effective_training(settings: Settings, candidate: CandidateSettings) -> tuple[TrainingSettings, LoraSettings]:
@@ -67,7 +52,7 @@ def plan_training(
     workload_type = dataset.workload_type
     if workload_type not in spec.learns:
         raise ConfigError(
-            f"candidate {candidate.name!r} ({kind.value}) cannot learn a {workload_type} workload; "
+            f"candidate {candidate.name!r} ({kind}) cannot learn a {workload_type} workload; "
             f"it learns {sorted(spec.learns)}"
         )
     training, lora = effective_training(settings, candidate)
@@ -78,11 +63,11 @@ def plan_training(
             raise ConfigError(format_validation_error(exc, source="training overrides", model=TrainingSettings)) from None
     if training.finetune not in spec.finetunes:
         raise ConfigError(f"candidate {candidate.name!r}: training.finetune {training.finetune!r} does not apply to "
-                          f"{kind.value} students (they take {', '.join(sorted(spec.finetunes))})")
+                          f"{kind} students (they take {', '.join(sorted(spec.finetunes))})")
     cache = ModelCache(settings.models)
     model = cache.spec(candidate.model)
     if model.kind != spec.base_family:
-        raise ConfigError(f"candidate {candidate.name!r} is {kind.value} but model {candidate.model!r} is a {model.kind}")
+        raise ConfigError(f"candidate {candidate.name!r} is {kind} but model {candidate.model!r} is a {model.kind}")
     base_path = cache.path(candidate.model)
     cached = cache.cached(candidate.model)
     base_sha = (hashlib.sha256(json.dumps(cached.files, sort_keys=True).encode()).hexdigest()

@@ -13,7 +13,6 @@ from typing import Any
 
 from celery import Celery
 
-from services.customizer.base import TrainControl
 from services.customizer.service import plan_training, train_candidate
 from services.domain.artifacts import TrainingProgress
 from services.domain.datasets import datasets_root, load_dataset
@@ -22,6 +21,7 @@ from services.domain.jobs import JobReporter
 from services.domain.settings import Settings
 from services.domain.stage_runner import StageContext, run_stage
 from services.domain.tasks import QUEUE_OF, TRAIN, TrainPayload, upstream_value
+from services.models.training.base import TrainControl
 
 
 def register(app: Celery, settings: Settings, reporter: JobReporter | None = None) -> None:

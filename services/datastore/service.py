@@ -12,8 +12,8 @@ from services.datastore.ingest import RawLine, ingest_lines
 from services.datastore.stores import open_log_store
 from services.domain.datasets import DatasetRef, datasets_root
 from services.domain.settings import Settings, apply_overrides
-from services.domain.students import kind_spec
 from services.models.locks import MODEL_LOAD_LOCK
+from services.models.students.registry import kind_spec
 
 log = logging.getLogger(__name__)
 DATA_SECTIONS = ("data_split", "datasets", "icl", "workloads")

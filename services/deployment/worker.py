@@ -13,8 +13,8 @@ from services.deployment.routes import Route, RouteStore
 from services.domain.jobs import JobReporter, JobStatus
 from services.domain.settings import Settings
 from services.domain.stage_runner import StageContext, run_stage
-from services.domain.students import kind_spec
 from services.domain.tasks import DEPLOY, QUEUE_OF, ROUTE_CONTROLLER, DeployPayload
+from services.models.students.registry import kind_spec
 
 
 def register(app: Celery, settings: Settings, reporter: JobReporter | None = None) -> None:

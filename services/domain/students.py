@@ -1,11 +1,10 @@
-"""The registry of student kinds: each kind registered once, with what the rest of the platform asks of it.
+"""What a student kind is, as plain data, and the store of registered kinds.
 
-A `KindSpec` is pure data (what the kind serves, learns, is built from, how it gives a confidence);
-code that differs by kind lives in each service's table keyed by `StudentKind`: the customizer's
-trainers, the evaluator's answerers, the model plane's runtimes, the deployment's serving adapters.
-`tests/unit/test_student_kinds.py` checks every registered kind has an entry in every table.
-To add a kind: a member here, its `register_kind(...)` line, and an entry in each table
-(docs/architecture.md, "Where to add a student kind").
+The kinds themselves live in the model plane, one package each (`services/models/students/<kind>/`,
+holding the kind's `KindSpec`, trainer, runtime loader, evaluator answerer and serving adapter);
+`services.models.students.registry.KIND_PACKAGES` is the one list of them. Loading that list fills
+this store. The types stay here, in the domain, because records below the model plane name them
+(`StudentArtifact.kind`, the candidates' `kind` in config) and the domain may import nothing above it.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from typing import Literal
 
 
 class StudentKind(StrEnum):
-    """How a student is built from its base model (matches `candidates[].kind` in config)."""
+    """The built-in kinds (matches `candidates[].kind` in config); a registered kind is looked up by its string."""
 
     CAUSAL_LM_LORA = "causal_lm_lora"
     ENCODER_CLASSIFIER = "encoder_classifier"
@@ -27,7 +26,7 @@ class StudentKind(StrEnum):
 class KindSpec:
     """What a student kind is, for every part that must treat kinds differently."""
 
-    kind: StudentKind
+    kind: str  # its config literal (a `StudentKind` for the built-in kinds)
     serves: Literal["chat", "embeddings"]  # the OpenAI endpoint its students answer
     learns: frozenset[str]  # the workload types it can be trained on
     base_family: Literal["causal_lm", "encoder"]  # the `models.registry` kind its base model must be
@@ -43,36 +42,24 @@ class KindSpec:
     no_baseline: str | None = None  # why base/ICL evaluations do not apply (None: they do)
 
 
-KINDS: dict[StudentKind, KindSpec] = {}
+KINDS: dict[str, KindSpec] = {}
 
 
 def register_kind(spec: KindSpec) -> KindSpec:
-    """Add a kind to the registry (once)."""
+    """Add a kind to the store (once)."""
     if spec.kind in KINDS:
-        raise ValueError(f"student kind {spec.kind.value!r} is registered twice")
+        raise ValueError(f"student kind {spec.kind!r} is registered twice")
     KINDS[spec.kind] = spec
     return spec
 
 
-def kind_spec(kind: str | StudentKind) -> KindSpec:
-    """The registered spec of a kind (a config literal, a route's `student_kind` or the enum)."""
+def kind_spec(kind: str) -> KindSpec:
+    """The stored spec of a kind (a config literal, a route's `student_kind` or the enum).
+
+    Only kinds already loaded are found: services ask `services.models.students.registry.kind_spec`,
+    which loads the registered kind packages first.
+    """
     try:
-        return KINDS[StudentKind(kind)]
-    except ValueError:
+        return KINDS[str(kind)]
+    except KeyError:
         raise ValueError(f"unknown student kind {kind!r}; registered: {', '.join(KINDS)}") from None
-
-
-register_kind(KindSpec(
-    kind=StudentKind.CAUSAL_LM_LORA, serves="chat", learns=frozenset({"classification", "chat", "tool_calling"}),
-    base_family="causal_lm", weights="adapter", finetunes=frozenset({"lora"}), prompt="prunable",
-    confidence="label_scores"))
-register_kind(KindSpec(
-    kind=StudentKind.ENCODER_CLASSIFIER, serves="chat", learns=frozenset({"classification"}),
-    base_family="encoder", weights="model", finetunes=frozenset({"lora", "full", "head"}), prompt="last_user_turn",
-    confidence="head_softmax",
-    no_baseline="an encoder classifier has no trained head before customization, and no prompt to put examples in"))
-register_kind(KindSpec(
-    kind=StudentKind.EMBEDDING_DISTILL, serves="embeddings", learns=frozenset({"embedding"}),
-    base_family="encoder", weights="model", finetunes=frozenset({"lora", "full"}), prompt="none", confidence="none",
-    no_baseline="an embedding student takes no prompt, so base/ICL prompting does not apply; "
-                "its untrained model is measured as the customized run's baseline instead"))

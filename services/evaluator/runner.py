@@ -9,33 +9,27 @@ a gateway would see it; throughput is requests over wall time.
 
 from __future__ import annotations
 
-import contextvars
-import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from services.domain.artifacts import StudentArtifact, find_artifacts
 from services.domain.datasets import DatasetRef, datasets_root, load_dataset
-from services.domain.errors import InsufficientData, ModelUnavailable
+from services.domain.errors import InsufficientData
 from services.domain.evaluation import EvalKind, EvalResult
-from services.domain.labels import LabelParser, render_label
 from services.domain.layout import ArtifactLayout
-from services.domain.prompts import StaticPrompt, strip_static
 from services.domain.settings import CandidateSettings, Settings
-from services.domain.students import StudentKind, kind_spec
 from services.evaluator.judge import JudgeClient
 from services.evaluator.metrics.latency import latency_stats
 from services.evaluator.scoring import judge_from_settings, score_predictions
 from services.models.cache import ModelCache
-from services.models.runtime.chat_format import content_text, last_user_text, parse_assistant_text
-from services.models.runtime.students import load_runtime
+from services.models.runtime.chat_format import content_text
+from services.models.students.answering import DEADLINE, EvalRun, answer_of, embedding_outputs
+from services.models.students.registry import answerer_for, kind_spec, load_runtime
 
 log = logging.getLogger(__name__)
-MAX_NEW_TOKENS_CAP = 512
 
 
 def evaluate(
@@ -84,25 +78,26 @@ def evaluate(
     from services.models.runtime.threads import torch_threads
 
     budget = settings.evaluation.stage_budget_s
-    token = _DEADLINE.set(time.monotonic() + budget if budget else None)
+    token = DEADLINE.set(time.monotonic() + budget if budget else None)
     try:
         with torch_threads("serve"):  # requests are answered one at a time, as a gateway sees them
             return _evaluate_records(settings, root, dataset, spec, student.kind, kind, candidate, artifact,
                                      records, sha, cache, judge, on_progress)
     finally:
-        _DEADLINE.reset(token)
+        DEADLINE.reset(token)
 
 
 def _evaluate_records(settings: Settings, root: Path, dataset: DatasetRef, spec: CandidateSettings,
-                      student_kind: StudentKind, kind: EvalKind, candidate: str, artifact: StudentArtifact | None,
+                      student_kind: str, kind: EvalKind, candidate: str, artifact: StudentArtifact | None,
                       records: list[dict[str, Any]], sha: str, cache: ModelCache, judge: JudgeClient | None,
                       on_progress: Callable[[int, int], None] | None) -> EvalResult:
     workload_type = dataset.workload_type
     started = time.perf_counter()
-    run = _Run(settings, dataset, spec, artifact, records, cache, on_progress)
+    run = EvalRun(settings, dataset, spec, artifact, records, cache, on_progress,
+                  loader=lambda k, c, base, path: load_runtime(k, c, base_model=base, artifact_dir=path))
     # Teacher vectors are the references of an embedding workload, whatever model answers (an untrained base
     # model is the baseline); chat workloads are answered as each kind serves them.
-    answers = _embedding_outputs(run) if workload_type == "embedding" else ANSWERERS[student_kind](run)
+    answers = embedding_outputs(run) if workload_type == "embedding" else answerer_for(student_kind)(run)
     references, predictions, seconds = answers.references, answers.predictions, answers.seconds
     decoding, extra_metrics, confidences = answers.decoding, answers.extra, answers.confidences
     wall = time.perf_counter() - started
@@ -144,7 +139,7 @@ def stratified_sample(records: list[dict[str, Any]], n: int, *, seed: int) -> li
     from collections import defaultdict
 
     def stratum(record: dict[str, Any]) -> str:
-        answer = _answer(record) if record.get("response", {}).get("choices") else {}
+        answer = answer_of(record) if record.get("response", {}).get("choices") else {}
         calls = answer.get("tool_calls") or []
         if calls:
             return "tool:" + ",".join(sorted(str((c.get("function") or {}).get("name")) for c in calls))
@@ -179,146 +174,13 @@ def _save(root: Path, result: EvalResult) -> EvalResult:
     return result
 
 
-def _answer(record: dict[str, Any]) -> dict[str, Any]:
-    return dict(record["response"]["choices"][0]["message"])
-
-
-def _reference(record: dict[str, Any], workload_type: str, parser: LabelParser) -> Any:
-    answer = _answer(record)
-    if workload_type == "classification":
-        return parser.parse(content_text(answer.get("content")))
-    if workload_type == "tool_calling":
-        return answer.get("tool_calls") or content_text(answer.get("content"))
-    return content_text(answer.get("content"))
-
-
-_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("evaluation_deadline", default=None)
-
-
-def _timed(items: list[Any], fn: Callable[[Any], Any], on_progress: Callable[[int, int], None] | None) -> tuple[list[Any], list[float]]:
-    """Answer each item one at a time (per-request latency); stop early when the stage's budget runs out."""
-    outputs, seconds = [], []
-    deadline = _DEADLINE.get()
-    for index, item in enumerate(items):
-        if deadline is not None and outputs and time.monotonic() > deadline:
-            break
-        started = time.perf_counter()
-        outputs.append(fn(item))
-        seconds.append(time.perf_counter() - started)
-        if on_progress is not None and (index + 1) % 10 == 0:
-            on_progress(index + 1, len(items))
-    return outputs, seconds
-
-
-@dataclass(frozen=True)
-class _Run:
-    """What an answerer needs to answer one evaluation's records."""
-
-    settings: Settings
-    dataset: DatasetRef
-    spec: CandidateSettings
-    artifact: StudentArtifact | None  # None: the untrained base model (base and ICL evaluations)
-    records: list[dict[str, Any]]
-    cache: ModelCache
-    on_progress: Callable[[int, int], None] | None
-
-    @property
-    def workload_type(self) -> str:
-        return self.dataset.workload_type
-
-    def parser(self) -> LabelParser:
-        return LabelParser(self.settings.workload(str(self.dataset.manifest["workload_id"])).label_pattern,
-                           self.dataset.labels() or None)
-
-    def runtime(self, kind: StudentKind) -> Any:
-        artifact_dir = Path(self.artifact.path) if self.artifact is not None else None
-        return load_runtime(kind, self.cache, base_model=self.spec.model, artifact_dir=artifact_dir)
-
-
-@dataclass
-class _Answers:
-    """An answerer's outputs: a reference per record; predictions for the first records (all, unless the stage's
-    budget ran out)."""
-
-    references: Any
-    predictions: Any
-    seconds: list[float]
-    confidences: list[float] | None = None  # one per prediction, for selective answering (classification)
-    extra: dict[str, Any] = field(default_factory=dict)  # extra metrics
-    decoding: str | None = None
-
-
-def _causal_lm_outputs(run: _Run) -> _Answers:
-    """A causal LM answers as it is served: label scoring (constrained) or generation; for a pruned student the
-    extra metrics say what pruning saved."""
-    from services.models.runtime.causal_lm import label_confidence
-
-    records, artifact, workload_type, parser = run.records, run.artifact, run.workload_type, run.parser()
-    references = [_reference(r, workload_type, parser) for r in records]
-    decoding = run.settings.evaluation.decoding if workload_type == "classification" else "generate"
-    runner = run.runtime(StudentKind.CAUSAL_LM_LORA)
-    requests = [{"messages": pruned_messages(r["request"]["messages"], artifact), "tools": r["request"].get("tools")}
-                for r in records]
-    extra = _prompt_token_stats(records, requests, runner) if artifact is not None and artifact.prompt_tag else {}
-    if workload_type == "classification" and decoding == "constrained":
-        labels = run.dataset.labels()
-        template = parser.first_template(content_text(_answer(r).get("content")) for r in records) or "{label}"
-        answers = [render_label(template, label) for label in labels]
-        scored, seconds = _timed(requests, lambda req: runner.score_labels(req["messages"], answers), run.on_progress)
-        confidences = [label_confidence(scores, best) for best, scores in scored]
-        return _Answers(references, [labels[best] for best, _ in scored], seconds, confidences, extra, decoding)
-    budget = max(runner.count_tokens(json.dumps(_answer(r), ensure_ascii=False)) for r in records) + 16
-    max_new = min(MAX_NEW_TOKENS_CAP, budget)
-    texts, seconds = _timed(requests, lambda req: runner.generate([req], max_new_tokens=max_new)[0], run.on_progress)
-    if workload_type == "classification":
-        predictions: list[Any] = [parser.parse(t) for t in texts]
-    elif workload_type == "tool_calling":
-        predictions = [(m.get("tool_calls") or m.get("content") or "") for m in map(parse_assistant_text, texts)]
-    else:
-        predictions = texts
-    return _Answers(references, predictions, seconds, None, extra, decoding)
-
-
-def pruned_messages(messages: list[dict[str, Any]], artifact: StudentArtifact | None) -> list[dict[str, Any]]:
-    """A pruned student is evaluated as it is served: the static prompt replaced by its tag (requests that do
-    not carry it, which the gateway would send to the teacher, are evaluated whole). Base and ICL evaluations
-    (no artifact) keep the full prompt: they need it."""
-    if artifact is None or artifact.prompt_tag is None or artifact.static_prompt is None:
-        return messages
-    stripped = strip_static(messages, StaticPrompt.model_validate(artifact.static_prompt), artifact.prompt_tag)
-    return stripped if stripped is not None else messages
-
-
-def _prompt_token_stats(records: list[dict[str, Any]], requests: list[dict[str, Any]], runner: Any) -> dict[str, Any]:
-    """What pruning saved, recorded with a pruned student's evaluation: mean prompt tokens per request as
-    evaluated (and served) and as the teacher was sent them, and how many requests carried the static part."""
-    full = [runner.count_tokens(runner.prompt(r["request"]["messages"], r["request"].get("tools"))) for r in records]
-    evaluated = [runner.count_tokens(runner.prompt(q["messages"], q["tools"])) for q in requests]
-    pruned = sum(q["messages"] is not r["request"]["messages"] for r, q in zip(records, requests, strict=True))
-    return {"prompt_tokens": {"full_mean": round(sum(full) / len(full), 1),
-                              "evaluated_mean": round(sum(evaluated) / len(evaluated), 1),
-                              "pruned_requests": pruned, "requests": len(records)}}
-
-
-def _classifier_outputs(run: _Run) -> _Answers:
-    """An encoder classifier reads the last user turn; its head's probability is the confidence."""
-    parser = run.parser()
-    runner = run.runtime(StudentKind.ENCODER_CLASSIFIER)
-    texts = [last_user_text(r["request"]["messages"]) for r in run.records]
-    # Scored through the same parser as the teacher: the student's chat answer must parse too.
-    answers, seconds = _timed(texts, lambda text: runner.answer([{"messages": [
-        {"role": "user", "content": text}]}])[0], run.on_progress)
-    return _Answers([_reference(r, run.workload_type, parser) for r in run.records],
-                    [parser.parse(text) for text, _ in answers], seconds, [confidence for _, confidence in answers])
-
-
 def _selective(settings: Settings, dataset: DatasetRef, artifact: StudentArtifact | None,
                confidences: list[float], agrees: list[bool]) -> dict[str, Any]:
     """The selective-answering block of a classification evaluation: a threshold chosen on the student's
     out-of-fold training predictions when it has them (else by fixed-sequence testing on the eval records),
     with coverage and served-share agreement measured on the eval records (services/evaluator/metrics/selective)."""
     from services.evaluator.metrics.selective import coverage_curve, selective_report
-    from services.models.runtime.classifier import load_calibration
+    from services.models.students.encoder_classifier.runtime import load_calibration
 
     policy = settings.promotion_policy(str(dataset.manifest["workload_id"]))
     calibration = load_calibration(Path(artifact.path)) if artifact is not None else None
@@ -328,39 +190,6 @@ def _selective(settings: Settings, dataset: DatasetRef, artifact: StudentArtifac
     if calibration is not None:
         block["method"] = f"planned on {calibration[2]}; fixed-sequence testing on the eval split from there"
     return {**block, "curve": coverage_curve(confidences, agrees, points=10)}
-
-
-def _embedding_outputs(run: _Run) -> _Answers:
-    """Student vectors against the teacher's, per input text (the model: the artifact's, or the untrained base)."""
-    import numpy as np
-
-    from services.domain.embeddings import decode_embedding
-
-    texts, teacher = [], []
-    for record in run.records:
-        inputs = record["request"]["input"]
-        inputs = [inputs] if isinstance(inputs, str) else inputs
-        for text, item in zip(inputs, record["response"]["data"], strict=False):
-            if isinstance(text, str):
-                texts.append(text)
-                teacher.append(decode_embedding(item["embedding"]))
-    if not texts:
-        raise InsufficientData("the eval split holds no text inputs with teacher vectors")
-    try:
-        embedder = run.runtime(StudentKind.EMBEDDING_DISTILL)
-    except OSError as exc:
-        where = run.artifact.path if run.artifact is not None else run.spec.model
-        raise ModelUnavailable(f"cannot load embedding student from {where}: {exc}") from exc
-    vectors, seconds = _timed(texts, lambda text: embedder.encode([text])[0], run.on_progress)
-    return _Answers(np.asarray(teacher, dtype=np.float32), np.asarray(vectors, dtype=np.float32), seconds)
-
-
-# How each kind's student answers a chat workload's eval records (embedding workloads: `_embedding_outputs`).
-ANSWERERS: dict[StudentKind, Callable[[_Run], _Answers]] = {
-    StudentKind.CAUSAL_LM_LORA: _causal_lm_outputs,
-    StudentKind.ENCODER_CLASSIFIER: _classifier_outputs,
-    StudentKind.EMBEDDING_DISTILL: _embedding_outputs,
-}
 
 
 def _model_size(cache: ModelCache, spec: CandidateSettings, artifact: StudentArtifact | None) -> int | None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from services.models.runtime.causal_lm import CausalLMRunner
 from services.models.runtime.chat_format import parse_assistant_text, template_messages
+from services.models.students.causal_lm_lora.runtime import CausalLMRunner
 from tests.tiny_models import tiny_model_dir
 
 MESSAGES = [{"role": "system", "content": "Classify the headline."}, {"role": "user", "content": "fed holds rates"}]

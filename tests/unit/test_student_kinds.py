@@ -1,36 +1,50 @@
-"""The student-kind registry is the one list of kinds: every table keyed by kind covers every registered kind."""
+"""The student-kind registry is the one list of kinds: every lookup finds every registered kind, a new one included."""
 
 from __future__ import annotations
 
+import textwrap
 import typing
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from services.customizer.service import TRAINERS, trainer_for
-from services.deployment.backends.local import CHAT_ADAPTERS
-from services.domain.settings import CandidateSettings
-from services.domain.students import KINDS, KindSpec, StudentKind, kind_spec, register_kind
-from services.evaluator.runner import ANSWERERS
-from services.models.runtime.students import RUNTIMES
+from services.deployment.backends.local import LocalBackend
+from services.deployment.routes import Route
+from services.domain.settings import CandidateSettings, Settings
+from services.domain.students import KINDS, KindSpec, StudentKind, register_kind
+from services.models.cache import ModelCache
+from services.models.students import registry
+from services.models.students.registry import (
+    answerer_for,
+    chat_adapter_for,
+    kind_spec,
+    load_runtime,
+    registered,
+    trainer_for,
+)
 
-# Each service's table of code that differs by kind (docs/architecture.md, "Where to add a student kind").
-TABLES = {"customizer TRAINERS": TRAINERS, "evaluator ANSWERERS": ANSWERERS, "models RUNTIMES": RUNTIMES,
-          "deployment CHAT_ADAPTERS": CHAT_ADAPTERS}
+
+@pytest.fixture
+def restored_registry() -> Iterator[None]:
+    """Whatever a test registers is gone afterwards."""
+    kinds, loaded = dict(KINDS), dict(registry._LOADED)
+    yield
+    KINDS.clear()
+    KINDS.update(kinds)
+    registry._LOADED.clear()
+    registry._LOADED.update(loaded)
 
 
 def test_every_kind_is_registered_once() -> None:
-    assert set(KINDS) == set(StudentKind)
-    assert all(spec.kind is kind for kind, spec in KINDS.items())
-
-
-@pytest.mark.parametrize("table", sorted(TABLES))
-def test_every_registered_kind_has_an_entry_in_every_table(table: str) -> None:
-    assert set(TABLES[table]) == set(KINDS), f"{table} lacks {set(KINDS) - set(TABLES[table])}"
+    packages = registered()
+    assert set(packages) == set(StudentKind) and len(packages) == len(registry.KIND_PACKAGES)
+    assert all(package.spec.kind is kind and KINDS[kind] is package.spec for kind, package in packages.items())
 
 
 def test_the_config_accepts_exactly_the_registered_kinds() -> None:
     allowed = typing.get_args(CandidateSettings.model_fields["kind"].annotation)
-    assert set(allowed) == {kind.value for kind in KINDS}
+    assert set(allowed) == set(registered())
 
 
 @pytest.mark.parametrize("kind", list(StudentKind))
@@ -40,17 +54,89 @@ def test_each_trainer_resolves_and_is_the_trainer_of_its_kind(kind: StudentKind)
 
 def test_a_kind_registers_once_and_an_unknown_kind_is_named() -> None:
     with pytest.raises(ValueError, match="registered twice"):
-        register_kind(KINDS[StudentKind.CAUSAL_LM_LORA])
+        register_kind(kind_spec(StudentKind.CAUSAL_LM_LORA))
     with pytest.raises(ValueError, match="unknown student kind 'seq2seq'.*causal_lm_lora"):
         kind_spec("seq2seq")
     assert kind_spec("encoder_classifier") is KINDS[StudentKind.ENCODER_CLASSIFIER]
 
 
 def test_what_each_kind_serves_and_how_it_is_sure() -> None:
-    served = {kind.value: (spec.serves, spec.confidence) for kind, spec in KINDS.items()}
+    specs = {kind: package.spec for kind, package in registered().items()}
+    served = {kind.value: (spec.serves, spec.confidence) for kind, spec in specs.items()}
     assert served == {"causal_lm_lora": ("chat", "label_scores"), "encoder_classifier": ("chat", "head_softmax"),
                       "embedding_distill": ("embeddings", "none")}
-    chat: list[KindSpec] = [s for s in KINDS.values() if s.serves == "chat"]
+    chat: list[KindSpec] = [s for s in specs.values() if s.serves == "chat"]
     assert all(s.learns - {"embedding"} == s.learns for s in chat), "a chat student cannot learn an embedding workload"
     # Base/ICL baselines prompt the untrained model: only a kind that takes a prompt has them.
-    assert {s.kind for s in KINDS.values() if s.no_baseline is None} == {StudentKind.CAUSAL_LM_LORA}
+    assert {s.kind for s in specs.values() if s.no_baseline is None} == {StudentKind.CAUSAL_LM_LORA}
+
+
+# A fourth kind, in its own folder: a "model" that echoes the last message, reversed.
+TOY_KIND = {
+    "__init__.py": '''
+        from services.domain.students import KindSpec
+        from services.models.students.answering import Answers
+        from services.models.students.kind import StudentKindPackage
+
+
+        class Reverser:
+            def __init__(self, where):
+                self.where = where
+
+            def answer(self, text):
+                return text[::-1]
+
+
+        def load_runtime(cache, base_model, artifact_dir):
+            return Reverser(artifact_dir or base_model)
+
+
+        def answer(run):
+            runner = run.runtime("toy_reverser")
+            return Answers(["?"], [runner.answer("ab")], [0.0])
+
+
+        def chat(runner, route, body):
+            return runner.answer(body["messages"][-1]["content"]), {"where": str(runner.where)}
+
+
+        KIND = StudentKindPackage(
+            spec=KindSpec(kind="toy_reverser", serves="chat", learns=frozenset({"chat"}), base_family="causal_lm",
+                          weights="model", finetunes=frozenset({"full"}), prompt="none", confidence="none"),
+            trainer="toy_reverser.trainer:ReverserTrainer", load_runtime=load_runtime, answer=answer, chat=chat)
+    ''',
+    "trainer.py": '''
+        class ReverserTrainer:
+            kind = "toy_reverser"
+
+            def train(self, request, control):
+                raise NotImplementedError
+    ''',
+}
+
+
+def test_a_fourth_kind_in_one_folder_is_found_by_every_lookup(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restored_registry: None) -> None:
+    for name, text in TOY_KIND.items():
+        path = tmp_path / "toy_reverser" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "toy_reverser" not in registered()
+
+    monkeypatch.setattr(registry, "KIND_PACKAGES", [*registry.KIND_PACKAGES, "toy_reverser"])  # the registry line
+
+    assert kind_spec("toy_reverser").serves == "chat" and KINDS["toy_reverser"].weights == "model"
+    assert type(trainer_for("toy_reverser")).__name__ == "ReverserTrainer"
+    settings = Settings.model_validate({})
+    runtime = load_runtime("toy_reverser", ModelCache(settings.models), base_model="base", artifact_dir=tmp_path)
+    assert runtime.answer("flywheel") == "leehwylf"
+    assert answerer_for("toy_reverser").__module__ == "toy_reverser"
+    assert chat_adapter_for("toy_reverser")(runtime, Route(workload_id="w"), {"messages": [
+        {"role": "user", "content": "abc"}]}) == ("cba", {"where": str(tmp_path)})
+    # The local serving backend serves it through the registry, as it serves the built-in kinds.
+    route = Route(workload_id="w", phase="full", candidate="toy", student_kind="toy_reverser", base_model="base",
+                  artifact_path=str(tmp_path))
+    completion = LocalBackend(settings).chat(route, {"messages": [{"role": "user", "content": "student"}]})
+    assert completion["choices"][0]["message"]["content"] == "tneduts"
+    assert completion["choices"][0]["flywheel"] == {"where": str(tmp_path)}

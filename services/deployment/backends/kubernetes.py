@@ -23,7 +23,7 @@ from typing import Any
 from services.deployment.backends.openai_compat import OpenAIBackend
 from services.deployment.routes import Route
 from services.domain.errors import ExternalServiceError
-from services.domain.students import kind_spec
+from services.models.students.registry import kind_spec
 
 LABEL = "flywheel.dev/base-model"
 

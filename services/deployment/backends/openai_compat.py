@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from services.deployment.routes import Route
 from services.domain.errors import ExternalServiceError
 from services.domain.labels import render_label
-from services.domain.students import kind_spec
+from services.models.students.registry import kind_spec
 
 
 class OpenAIBackend:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from services.customizer.base import TrainControl
-from services.customizer.batching import IGNORE_INDEX
-from services.customizer.causal_lm import tokenize_chat_example
 from services.customizer.service import plan_training, train_candidate
 from services.domain.artifacts import StudentKind
 from services.domain.errors import TrainingCancelled
+from services.models.students.causal_lm_lora.trainer import tokenize_chat_example
+from services.models.training.base import TrainControl
+from services.models.training.batching import IGNORE_INDEX
 from tests.model_plane import ModelPlane, model_plane
 
 
@@ -101,8 +101,8 @@ def test_answer_loss_equals_the_full_right_padded_loss(plane: ModelPlane) -> Non
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from services.customizer.batching import collate
-    from services.customizer.causal_lm import answer_loss
+    from services.models.students.causal_lm_lora.trainer import answer_loss
+    from services.models.training.batching import collate
 
     request = plan_training(plane.settings, "tiny-lora", plane.dataset)
     tokenizer = AutoTokenizer.from_pretrained(str(request.base_model_path))

@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 import torch
 
-from services.customizer.base import TrainControl, TrainRequest
-from services.customizer.embedding_data import decode_embedding, embed_with_cache, read_distill_data
-from services.customizer.embedding_distill import PROJECTION_DIR, EmbeddingDistillTrainer, distill_losses
 from services.domain.artifacts import StudentKind
 from services.domain.datasets import DatasetRef
 from services.domain.errors import TrainingCancelled, TrainingFailed
 from services.domain.settings import DistillationSettings, LoraSettings, TrainingSettings, default_models_dir
-from services.models.runtime.embedder import Embedder
+from services.models.students.embedding_distill.data import decode_embedding, embed_with_cache, read_distill_data
+from services.models.students.embedding_distill.runtime import Embedder
+from services.models.students.embedding_distill.trainer import PROJECTION_DIR, EmbeddingDistillTrainer, distill_losses
+from services.models.training.base import TrainControl, TrainRequest
 
 REPO = Path(__file__).resolve().parents[3]
 WORDS = [f"w{i}" for i in range(60)]

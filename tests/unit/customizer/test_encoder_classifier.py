@@ -22,7 +22,7 @@ def test_full_finetune_learns_keyword_topics(tmp_path: Path) -> None:
     assert (Path(artifact.path) / "model" / "config.json").exists()
     chance = math.log(len(TOPICS))  # cross-entropy of a uniform guess
     assert artifact.metrics["best_val_loss"] < 0.8 * chance, artifact.metrics["val_history"]
-    from services.models.runtime.classifier import load_calibration
+    from services.models.students.encoder_classifier.runtime import load_calibration
 
     confidences, correct, source = load_calibration(Path(artifact.path))  # type: ignore[misc]
     assert source == "val split" and len(confidences) == len(correct) == plane.dataset.splits["val"]["count"]
@@ -81,7 +81,7 @@ def test_a_classifier_cannot_be_asked_to_learn_chat(tmp_path: Path) -> None:
 def test_head_on_a_frozen_encoder_learns_and_keeps_out_of_fold_calibration(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    from services.models.runtime.classifier import ClassifierRunner, load_calibration
+    from services.models.students.encoder_classifier.runtime import ClassifierRunner, load_calibration
 
     plane = model_plane(tmp_path, records=200, finetune="head")
     artifact = train_candidate(plane.settings, "tiny-clf", plane.dataset.dataset_id)
@@ -111,7 +111,7 @@ def test_the_tfidf_half_is_saved_without_pickle_and_serves_as_fitted(tmp_path: P
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from services.models.runtime.lexical import LexicalHead
+    from services.models.students.encoder_classifier.lexical import LexicalHead
 
     texts = ["acme dividend raised", "globex profit beats", "markets fall hard", "acme dividend cut",
              "initech profit misses", "stocks rally today"] * 5
@@ -134,7 +134,7 @@ def test_the_tfidf_half_is_saved_without_pickle_and_serves_as_fitted(tmp_path: P
 
 
 def test_the_teachers_prompt_is_labelled_data() -> None:
-    from services.customizer.encoder_head import prompt_examples
+    from services.models.students.encoder_classifier.head import prompt_examples
 
     system = "\n".join([
         "Classify the headline. Definitions:",

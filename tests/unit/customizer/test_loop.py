@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from services.customizer.base import TrainControl
-from services.customizer.loop import run_training
 from services.domain.errors import TrainingFailed
 from services.domain.settings import TrainingSettings
+from services.models.training.base import TrainControl
+from services.models.training.loop import run_training
 
 
 class LinearTask:

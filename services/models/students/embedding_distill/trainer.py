@@ -43,22 +43,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from services.customizer import artifacts
-from services.customizer.base import TrainControl, TrainRequest
-from services.customizer.batching import batch_order
-from services.customizer.embedding_data import (
+from services.domain.artifacts import StudentArtifact, StudentKind
+from services.domain.errors import TrainingFailed
+from services.domain.settings import DistillationSettings
+from services.models.locks import MODEL_LOAD_LOCK
+from services.models.students.embedding_distill.data import (
     TEACHER_CACHE_DIR,
     DistillData,
     embed_with_cache,
     read_distill_data,
     teacher_cache_dir,
 )
-from services.customizer.loop import clear_checkpoints, run_training, seed_everything
-from services.domain.artifacts import StudentArtifact, StudentKind
-from services.domain.errors import TrainingFailed
-from services.domain.settings import DistillationSettings
-from services.models.locks import MODEL_LOAD_LOCK
-from services.models.runtime.embedder import Pooling, SentenceTransformerLayout, pool, quiet_loading
+from services.models.students.embedding_distill.runtime import Pooling, SentenceTransformerLayout, pool, quiet_loading
+from services.models.training import artifacts
+from services.models.training.base import TrainControl, TrainRequest
+from services.models.training.batching import batch_order
+from services.models.training.loop import clear_checkpoints, run_training, seed_everything
 
 log = logging.getLogger(__name__)
 PROJECTION_DIR = "projection"

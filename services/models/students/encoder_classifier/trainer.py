@@ -4,7 +4,7 @@ Labels come from the dataset (manifest label set, or `workloads.<id>.labels`); t
 from the teacher's answers with the workload's label pattern. The artifact records the teacher's
 answer format (e.g. `[[[{label}]]]`) so that, served behind the chat API, the student answers
 exactly as the teacher would.
-The model is `services.models.runtime.classifier.MeanPoolClassifier` (mean-pooled encoder +
+The model is `services.models.students.encoder_classifier.runtime.MeanPoolClassifier` (mean-pooled encoder +
 linear head). LoRA on the encoder (default; the head is trained in full) or a full fine-tune
 (`training.finetune: full`). A LoRA encoder is merged before saving: serving needs no peft.
 """
@@ -19,17 +19,17 @@ from typing import Any
 
 import torch
 
-from services.customizer import artifacts
-from services.customizer.base import TrainControl, TrainRequest
-from services.customizer.batching import TokenizedExample, batch_order, collate
-from services.customizer.loop import clear_checkpoints, run_training, seed_everything
 from services.domain.artifacts import StudentArtifact, StudentKind
 from services.domain.errors import TrainingFailed
 from services.domain.labels import LabelParser
 from services.domain.settings import DEFAULT_LABEL_PATTERN
 from services.models.locks import MODEL_LOAD_LOCK
 from services.models.runtime.chat_format import content_text, last_user_text
-from services.models.runtime.classifier import MeanPoolClassifier, save_calibration
+from services.models.students.encoder_classifier.runtime import MeanPoolClassifier, save_calibration
+from services.models.training import artifacts
+from services.models.training.base import TrainControl, TrainRequest
+from services.models.training.batching import TokenizedExample, batch_order, collate
+from services.models.training.loop import clear_checkpoints, run_training, seed_everything
 
 log = logging.getLogger(__name__)
 # BERT-family linear layers; "all-linear" on a sequence classifier would also wrap the head.
@@ -148,9 +148,9 @@ class EncoderClassifierTrainer:
     def _train_head(self, request: TrainRequest, control: TrainControl, encoder: torch.nn.Module, tokenizer: Any,
                     labels: list[str], pairs: list[tuple[str, str]], index: dict[str, int], template: str | None,
                     unparsed: int) -> StudentArtifact:
-        """Frozen encoder + logistic-regression head (services/customizer/encoder_head.py). Train and val
+        """Frozen encoder + logistic-regression head (encoder_classifier/head.py). Train and val
         records are both fitted on: the head needs no early stopping, and cross-fitting replaces validation."""
-        from services.customizer.encoder_head import prompt_examples, train_head
+        from services.models.students.encoder_classifier.head import prompt_examples, train_head
 
         settings = request.training
         max_length = settings.max_seq_length or ENCODER_MAX_LENGTH

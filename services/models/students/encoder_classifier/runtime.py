@@ -18,9 +18,9 @@ import torch
 
 from services.domain.labels import render_label
 from services.models.locks import MODEL_LOAD_LOCK
-from services.models.runtime.causal_lm import best_device
 from services.models.runtime.chat_format import last_user_text
-from services.models.runtime.lexical import LexicalHead
+from services.models.students.causal_lm_lora.runtime import best_device
+from services.models.students.encoder_classifier.lexical import LexicalHead
 
 HEAD_FILE = "classifier_head.safetensors"
 CALIBRATION_FILE = "calibration.json"  # in the artifact root: out-of-fold (confidence, correct) of training records

@@ -2,7 +2,7 @@
 
 A trainer turns (base model, dataset, settings) into a `StudentArtifact`. The three kinds
 (causal-LM LoRA, encoder classifier, embedding distillation) are registered by their config
-literal in `services.customizer.registry`.
+literal in `services.models.students.registry`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class TrainRequest:
     """Everything a trainer needs; built by `services.customizer.service.plan_training`."""
 
     candidate: str
-    kind: StudentKind
+    kind: str  # its registered kind (a `StudentKind` for the built-in kinds)
     base_model: str  # registry name
     base_model_path: Path  # the cached model directory
     dataset: DatasetRef
@@ -53,7 +53,7 @@ class TrainRequest:
         """Identity of the run: same candidate, base, data and hyperparameters -> same checkpoints."""
         key = {
             "candidate": self.candidate,
-            "kind": self.kind.value,
+            "kind": str(self.kind),
             "base_model": self.base_model,
             "dataset_id": self.dataset.dataset_id,
             "hyperparameters": self.hyperparameters(),

@@ -17,9 +17,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from services.customizer.base import TrainRequest
 from services.domain.artifacts import ARTIFACT_MANIFEST, StudentArtifact, load_artifact
 from services.domain.digests import file_sha256
+from services.models.training.base import TrainRequest
 
 __all__ = ["code_version", "file_hashes", "finalize", "load_artifact", "publish", "staging_dir"]
 

@@ -27,10 +27,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from services.customizer.base import TrainControl
 from services.domain.artifacts import TrainingProgress
 from services.domain.errors import TrainingCancelled, TrainingFailed
 from services.domain.settings import TrainingSettings
+from services.models.training.base import TrainControl
 
 log = logging.getLogger(__name__)
 Batch = Any

@@ -27,7 +27,7 @@ import torch
 
 from services.domain.artifacts import TrainingProgress
 from services.domain.errors import TrainingCancelled
-from services.models.runtime.classifier import mean_pool
+from services.models.students.encoder_classifier.runtime import mean_pool
 
 log = logging.getLogger(__name__)
 C_GRID = (1.0, 4.0, 16.0)
@@ -92,7 +92,7 @@ def fit_head(vectors: np.ndarray, targets: np.ndarray, num_labels: int, *, seed:
     out: dict[str, Any] = {"weight": weight, "bias": bias, "C": c, "oof_macro_f1": score, "folds": folds,
                            "encoder_oof_macro_f1": score, "extra_examples": len(extra_targets)}
     if texts is not None and lexical_mix > 0:
-        from services.models.runtime.lexical import LexicalHead, vectorizer
+        from services.models.students.encoder_classifier.lexical import LexicalHead, vectorizer
 
         features = vectorizer()
         matrix = features.fit_transform(texts + extra_texts)  # the vocabulary includes the prompt's words

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from services.domain.embeddings import decode_embedding as decode_floats
-from services.models.runtime.embedder import Embedder
+from services.models.students.embedding_distill.runtime import Embedder
 
 log = logging.getLogger(__name__)
 TEACHER_CACHE_DIR = "teacher-vectors"

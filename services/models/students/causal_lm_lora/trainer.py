@@ -14,10 +14,6 @@ from typing import Any
 
 import torch
 
-from services.customizer import artifacts
-from services.customizer.base import TrainControl, TrainRequest
-from services.customizer.batching import IGNORE_INDEX, TokenizedExample, batch_order, collate, padding_share
-from services.customizer.loop import clear_checkpoints, mixed_precision, run_training, seed_everything
 from services.domain.artifacts import StudentArtifact, StudentKind
 from services.domain.errors import TrainingFailed
 from services.domain.labels import LabelParser
@@ -25,6 +21,10 @@ from services.domain.prompts import strip_static
 from services.domain.records import content_text
 from services.models.locks import MODEL_LOAD_LOCK
 from services.models.runtime.chat_format import answer_turn, prompt_text
+from services.models.training import artifacts
+from services.models.training.base import TrainControl, TrainRequest
+from services.models.training.batching import IGNORE_INDEX, TokenizedExample, batch_order, collate, padding_share
+from services.models.training.loop import clear_checkpoints, mixed_precision, run_training, seed_everything
 
 log = logging.getLogger(__name__)
 AUTO_MAX_LENGTH = 4096  # training.max_seq_length null: every example whole up to this many tokens

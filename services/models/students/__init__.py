@@ -1,0 +1,1 @@
+"""Student kinds, one package each; `registry.py` lists them and looks them up."""
