@@ -119,7 +119,7 @@ def _evaluate_records(settings: Settings, root: Path, dataset: DatasetRef, spec:
                                                 confidences, [p == r for p, r in zip(predictions, references, strict=True)])
     result = EvalResult(
         candidate=candidate, eval_kind=kind, dataset_id=dataset.dataset_id, eval_sha256=sha,
-        workload_type=workload_type,  # type: ignore[arg-type]
+        workload_type=workload_type,
         metric_name=scored.metric_name, score=scored.score, ci=scored.ci, n=len(records),
         unparseable=scored.unparseable, decoding=decoding,
         metrics={**scored.metrics, **extra_metrics},

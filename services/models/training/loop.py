@@ -42,7 +42,10 @@ VALIDATIONS_PER_RUN = 5  # validation is inference over up to max_val_examples: 
 class StudentTask(Protocol):
     """What a student kind gives the loop."""
 
-    model: torch.nn.Module
+    @property
+    def model(self) -> torch.nn.Module:
+        """The model the loop trains in place (read only: a kind may hold a subclass)."""
+        ...
 
     def epoch_batches(self, epoch: int) -> Sequence[Batch]:
         """The training batches of one epoch, in order; deterministic for a given epoch."""
@@ -147,7 +150,8 @@ def run_training(
     steps_per_epoch = math.ceil(micro_per_epoch / ga)
     total_steps = settings.max_steps or steps_per_epoch * settings.epochs
     # The scheduler is stepped by hand once per optimizer step (not prepared), so it counts real steps.
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(settings.warmup_ratio * total_steps), total_steps)
+    scheduler = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
+        optimizer, math.ceil(settings.warmup_ratio * total_steps), total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     eval_every = settings.eval_every_steps or max(1, min(steps_per_epoch, math.ceil(total_steps / VALIDATIONS_PER_RUN)))
     # Validation is forward-only (about a third of a training step per example); capping it at the

@@ -44,7 +44,7 @@ class CausalLMRunner:
                 from peft import PeftModel
 
                 model = PeftModel.from_pretrained(model, str(adapter_path)).merge_and_unload()
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device).eval()  # type: ignore[arg-type]  # transformers types .to() per model class
         self._lock = threading.Lock()
         self._stop_ids = self._end_of_turn_ids()
 
@@ -76,7 +76,7 @@ class CausalLMRunner:
             out = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
                                       eos_token_id=self._stop_ids, pad_token_id=self.tokenizer.pad_token_id)
         new = out[:, batch["input_ids"].shape[1]:]
-        return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
+        return [str(self.tokenizer.decode(row, skip_special_tokens=True)).strip() for row in new]
 
     @torch.inference_mode()
     def answer_logprobs(self, messages: list[dict[str, Any]], answers: list[str]) -> list[float]:

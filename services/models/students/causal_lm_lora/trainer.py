@@ -207,7 +207,8 @@ def prompt_token_metrics(request: TrainRequest, tokenizer: Any, sample: int = 20
     """Mean prompt tokens per request with and without pruning, on the first `sample` train lines."""
     if request.prompt_tag is None:
         return {"pruned": False}
-    full, pruned = [], []
+    full: list[int] = []
+    pruned: list[int] = []
     for _, line in zip(range(sample), request.dataset.read_split("train"), strict=False):
         for out, source in ((full, line), (pruned, next(pruned_lines(request, [line])))):
             out.append(len(tokenizer(prompt_text(tokenizer, source["messages"][:-1], source.get("tools")),

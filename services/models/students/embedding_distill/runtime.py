@@ -61,12 +61,12 @@ def quiet_loading() -> Iterator[None]:
     from transformers.utils import logging as hf_logging
 
     was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
     try:
         yield
     finally:
         if was_enabled:
-            hf_logging.enable_progress_bar()
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
 
 
 class SentenceTransformerLayout:
@@ -109,7 +109,7 @@ class Embedder:
         with quiet_loading(), MODEL_LOAD_LOCK:
             self.tokenizer = AutoTokenizer.from_pretrained(str(self.layout.transformer_path))
             self.model = AutoModel.from_pretrained(str(self.layout.transformer_path)).to(self.device).eval()
-        limit = self.layout.max_seq_length or getattr(self.model.config, "max_position_embeddings", 512)
+        limit: int = self.layout.max_seq_length or int(getattr(self.model.config, "max_position_embeddings", 512))
         self.max_seq_length = min(max_seq_length or limit, limit)
         self.dim = int(self.model.config.hidden_size)
 

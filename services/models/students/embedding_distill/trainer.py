@@ -86,9 +86,10 @@ class DistillStudent(torch.nn.Module):
     ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         """Per size d in `dims`: (student[:, :d], its projection into teacher space or None)."""
         pooled = self.embed(input_ids, attention_mask)
-        levels = []
+        levels: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         for d in dims:
             prefix = pooled[:, :d]
+            projected: torch.Tensor | None
             if self.projection is not None:
                 projected = F.linear(prefix, self.projection.weight[:, :d], self.projection.bias)
             else:
@@ -390,9 +391,9 @@ def save_student(model: DistillStudent, tokenizer: Any, base_path: Path, out: Pa
     """Write the student as a sentence-transformers directory (LoRA merged) plus its projection."""
     encoder = model.encoder
     if hasattr(encoder, "merge_and_unload"):
-        encoder = encoder.merge_and_unload()
+        encoder = encoder.merge_and_unload()  # type: ignore[operator]  # a peft model held as a Module
         model.encoder = encoder
-    encoder.save_pretrained(str(out))
+    encoder.save_pretrained(str(out))  # type: ignore[operator]  # a transformers model held as a Module
     tokenizer.save_pretrained(str(out))
     layout = SentenceTransformerLayout(base_path)
     for name in _ST_FILES:

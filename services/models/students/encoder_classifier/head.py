@@ -41,7 +41,7 @@ def encode(encoder: torch.nn.Module, tokenizer: Any, texts: list[str], *, max_le
     """Normalized mean-pooled vectors, shortest texts batched together (less padding)."""
     encoder.eval()
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = np.zeros((len(texts), int(encoder.config.hidden_size)), dtype=np.float32)
+    out = np.zeros((len(texts), int(encoder.config.hidden_size)), dtype=np.float32)  # type: ignore[union-attr, arg-type]  # a Module attribute, typed loosely by torch
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
         batch = tokenizer([texts[i] for i in rows], padding=True, truncation=True, max_length=max_length,

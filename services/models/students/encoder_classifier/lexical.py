@@ -38,7 +38,8 @@ class LexicalHead:
         logits = np.asarray(self.vectorizer.transform(texts) @ self.weight.T) + self.bias
         logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
-        return probs / probs.sum(axis=1, keepdims=True)
+        normalized: np.ndarray = probs / probs.sum(axis=1, keepdims=True)
+        return normalized
 
     def save(self, directory: Path) -> None:
         target = directory / LEXICAL_DIR

@@ -40,7 +40,7 @@ class MeanPoolClassifier(torch.nn.Module):
         super().__init__()
         self.encoder = encoder
         self.dropout = torch.nn.Dropout(dropout)
-        self.head = torch.nn.Linear(int(encoder.config.hidden_size), num_labels)
+        self.head = torch.nn.Linear(int(encoder.config.hidden_size), num_labels)  # type: ignore[union-attr, arg-type]  # a Module attribute, typed loosely by torch
         self.normalize = normalize  # unit-length pooled vectors (heads fitted on a frozen sentence encoder)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -48,13 +48,14 @@ class MeanPoolClassifier(torch.nn.Module):
         pooled = mean_pool(hidden, attention_mask)
         if self.normalize:
             pooled = torch.nn.functional.normalize(pooled, dim=-1)
-        return self.head(self.dropout(pooled))
+        logits: torch.Tensor = self.head(self.dropout(pooled))
+        return logits
 
     def save(self, directory: Path, tokenizer: Any, meta: dict[str, Any]) -> None:
         from safetensors.torch import save_file
 
         directory.mkdir(parents=True, exist_ok=True)
-        self.encoder.save_pretrained(str(directory))
+        self.encoder.save_pretrained(str(directory))  # type: ignore[operator]  # a transformers model held as a Module
         tokenizer.save_pretrained(str(directory))
         save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
                   str(directory / HEAD_FILE))

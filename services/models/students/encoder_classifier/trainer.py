@@ -122,7 +122,7 @@ class EncoderClassifierTrainer:
                               fingerprint=request.fingerprint(), control=control)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         if settings.finetune == "lora":
-            model.encoder = model.encoder.merge_and_unload()
+            model.encoder = model.encoder.merge_and_unload()  # type: ignore[operator]  # a peft model held as a Module
         meta = {"labels": labels, "answer_template": template or "{label}", "max_length": max_length}
         calibration = _val_calibration(model, val, pad_id) if val else None
 
