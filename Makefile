@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both set up first (idempotent).
-.PHONY: setup setup-test demo test test-fast lint images bench clean help
+.PHONY: setup setup-test demo test test-fast typecheck lint images bench clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -13,12 +13,15 @@ setup-test:  ## setup, plus what only the tests need (chromium, helm, dclint)
 demo: setup  ## run the flywheel on the embedded default (convert -> ingest -> stats -> models)
 	@bash scripts/demo.sh
 
-test: setup-test  ## the whole test suite, including slow tests with real small models (fetched first, offline)
+test: setup-test typecheck  ## mypy, then the whole test suite, including slow tests with real small models (fetched first, offline)
 	HF_HUB_OFFLINE=1 .venv/bin/flywheel models fetch
 	HF_HUB_OFFLINE=1 .venv/bin/python -m pytest
 
 test-fast: setup-test  ## the suite without slow (real-model) tests
 	HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -m "not slow"
+
+typecheck: setup  ## mypy over orchestrator/ and services/ (strict; configuration in pyproject.toml)
+	.venv/bin/mypy
 
 images: setup  ## build the four images (Docker, else buildah), check their files, run the platform from them
 	@bash scripts/images.sh

@@ -130,7 +130,7 @@ def _class_floor_failures(result: EvalResult, policy: PromotionPolicy) -> list[s
             f"{policy.class_f1_floor:.2f}: {listed}"]
 
 
-def _rank_key(verdict: CandidateVerdict, prefer: Sequence[str]) -> tuple[float, ...]:
+def _rank_key(verdict: CandidateVerdict, prefer: Sequence[str]) -> tuple[float | str, ...]:
     inf = float("inf")
     cost = verdict.effective_cost_per_1k_requests
     if cost is None:  # unknown teacher cost: a full student before a selective one, then by the student's own cost
@@ -140,7 +140,7 @@ def _rank_key(verdict: CandidateVerdict, prefer: Sequence[str]) -> tuple[float, 
         "latency": verdict.latency_p95_ms if verdict.latency_p95_ms is not None else inf,
         "score": -(verdict.score or 0.0),
     }
-    return (*(keys[k] for k in prefer), verdict.candidate)  # type: ignore[return-value]
+    return (*(keys[k] for k in prefer), verdict.candidate)
 
 
 def decide(

@@ -96,7 +96,7 @@ def measure_drift(settings: Settings, store: JobStore, workload_id: str) -> dict
     labels = known | set(recent)
     tvd = 0.5 * sum(abs(recent.get(label, 0) / n - baseline.get(label, 0) / total_base) for label in labels)
     return {"recent_records": n, "new_label_share": round(new_share, 4), "distribution_shift": round(tvd, 4),
-            "new_labels": sorted(label for label in recent if label not in known)[:20],
+            "new_labels": sorted(label for label in recent if label is not None and label not in known)[:20],
             "baseline_job": jobs[0].id, "baseline_dataset": jobs[0].dataset_id}
 
 

@@ -72,7 +72,7 @@ def _record(settings: Settings, view: dict[str, Any], decision: PromotionDecisio
     existing = _recorded_parent(client, experiment_id, view["id"])
     if existing is not None:
         return existing
-    parent_id = client.create_run(experiment_id, start_time=_ms(view.get("created_at")),
+    parent_id: str = client.create_run(experiment_id, start_time=_ms(view.get("created_at")),
                                   run_name=f"job-{view['id'][:8]}", tags={JOB_TAG: view["id"]}).info.run_id
     counts = (view.get("dataset") or {}).get("counts") or {}
     _log(client, parent_id, tags={
@@ -120,7 +120,7 @@ def _artifact_location(settings: Settings, uri: str, name: str) -> str | None:
 
 def _recorded_parent(client: MlflowClient, experiment_id: str, job_id: str) -> str | None:
     runs = client.search_runs([experiment_id], f"tags.`{JOB_TAG}` = '{job_id}'")
-    done = [r.info.run_id for r in runs if r.info.status != "RUNNING"]
+    done: list[str] = [r.info.run_id for r in runs if r.info.status != "RUNNING"]
     if done:
         return done[0]
     for run in runs:  # half-written by an attempt that died: drop it with its children and versions
@@ -140,7 +140,7 @@ def _record_candidate(client: MlflowClient, settings: Settings, experiment_id: s
     scalars = training.get("metrics") or {}
     failure = next((f for f in view.get("failed_candidates") or [] if f.get("candidate") == name), None)
     start, end = _span(view, name)
-    run_id = client.create_run(experiment_id, start_time=start, run_name=name,
+    run_id: str = client.create_run(experiment_id, start_time=start, run_name=name,
                                tags={"mlflow.parentRunId": parent_id, "flywheel.candidate": name}).info.run_id
     metrics = _numbers({k: scalars.get(k) for k in TRAINING_SCALARS})
     metrics += [("val_loss", float(loss), int(step)) for step, loss in scalars.get("val_history") or []]

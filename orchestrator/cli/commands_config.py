@@ -20,12 +20,13 @@ def config_group() -> None:
 def config_check(state: CliState, as_json: bool) -> None:
     """Validate the configuration; exit 2 with one line per problem if it is invalid."""
     settings = state.settings
+    candidates = [c.name for c in settings.candidates if c.enabled]
     payload = {
         "ok": True,
         "config": state.config_file,
         "log_store": settings.log_store.backend,
         "queue": settings.queue.backend,
-        "candidates": [c.name for c in settings.candidates if c.enabled],
+        "candidates": candidates,
         "models": sorted(settings.models.registry),
     }
     emit(
@@ -33,7 +34,7 @@ def config_check(state: CliState, as_json: bool) -> None:
         as_json=as_json,
         human=lambda: click.echo(
             f"{state.config_file}: OK (log store {payload['log_store']}, queue {payload['queue']}, "
-            f"candidates: {', '.join(payload['candidates']) or 'none'})"
+            f"candidates: {', '.join(candidates) or 'none'})"
         ),
     )
 

@@ -34,13 +34,15 @@ def data_list(as_json: bool) -> None:
     for name, info in DATASETS.items():
         folder = dataset_folder(name, repo_data=_repo_data(), shared_data=_shared_data())
         rows.append({"dataset": name, **info, "path": str(folder), "present": folder.is_dir()})
+
+    def human() -> None:
+        for r in rows:
+            click.echo(f"{r['dataset']:<14} {'present' if r['present'] else 'absent ':<8} {r['licence']:<34} {r['description']}")
+
     emit(
         rows,
         as_json=as_json,
-        human=lambda: [
-            click.echo(f"{r['dataset']:<14} {'present' if r['present'] else 'absent ':<8} {r['licence']:<34} {r['description']}")
-            for r in rows
-        ],
+        human=human,
     )
 
 
@@ -89,7 +91,7 @@ def data_convert(
         return
     summary = convert(
         dataset, folder=folder, out=out, workload_id=workload_id, client_id=client_id,
-        split=split, limit=limit,  # type: ignore[arg-type]
+        split=split, limit=limit,  # type: ignore[arg-type]  # click.Choice has checked split; convert takes its Literal
     )
     summary["skipped"] = False
     emit(summary, as_json=as_json, human=lambda: click.echo(

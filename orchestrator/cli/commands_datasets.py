@@ -82,11 +82,15 @@ def datasets_build(
 def datasets_list(state: CliState, as_json: bool) -> None:
     """Stored datasets, newest first."""
     rows = list_datasets(_root(state.settings))
-    emit(rows, as_json=as_json, human=lambda: [
-        click.echo(f"{r['dataset_id'][:16]}  {r['workload_id']:<16} {r['workload_type']:<14} "
-                   f"train {r['counts']['train']} val {r['counts']['val']} eval {r['counts']['eval']}")
-        for r in rows
-    ] or click.echo("no datasets yet: flywheel datasets build --workload W"))
+
+    def human() -> None:
+        for r in rows:
+            click.echo(f"{r['dataset_id'][:16]}  {r['workload_id']:<16} {r['workload_type']:<14} "
+                       f"train {r['counts']['train']} val {r['counts']['val']} eval {r['counts']['eval']}")
+        if not rows:
+            click.echo("no datasets yet: flywheel datasets build --workload W")
+
+    emit(rows, as_json=as_json, human=human)
 
 
 @datasets_group.command("show")

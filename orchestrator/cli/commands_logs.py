@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from tqdm import tqdm
 
-from orchestrator.cli.output import EXIT_FAILED, CliState, emit, handles_errors, json_option
+from orchestrator.cli.output import EXIT_FAILED, CliState, F, emit, handles_errors, json_option
 from services.datastore.ingest import ingest_files
 from services.datastore.stores import LogStore, open_log_store, store_settings_from_url
 from services.domain.records import QUARANTINE_REASONS
 from services.domain.settings import LogStoreSettings
 
 
-def store_option(func):  # type: ignore[no-untyped-def]
+def store_option(func: F) -> F:
     return click.option(
         "--store",
         "store_url",
@@ -154,7 +155,7 @@ def logs_quarantine(state: CliState, reason: str | None, limit: int, store_url: 
         entries = list(store.quarantined(reason=reason, limit=limit))
     finally:
         store.close()
-    payload = [
+    payload: list[dict[str, Any]] = [
         {
             "source": e.source,
             "file_sha256": e.file_sha256,

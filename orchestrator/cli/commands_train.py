@@ -40,7 +40,8 @@ def train_command(state: CliState, dataset_id: str, candidate: str, overrides: t
     def on_progress(progress: Any) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=progress.max_steps, desc=candidate, unit="step", file=click.get_text_stream("stderr"))
+            bar = tqdm(total=progress.max_steps, desc=candidate, unit="step",
+                       file=click.get_text_stream("stderr"))  # type: ignore[operator]  # deprecated in click: a module __getattr__
         bar.n = progress.step
         bar.set_postfix(loss=progress.loss, val=progress.val_loss, ex_s=progress.examples_per_s)
         bar.refresh()

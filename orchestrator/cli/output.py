@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import click
 
@@ -79,4 +79,4 @@ def handles_errors(func: F) -> F:
         except FlywheelError as exc:
             fail(str(exc), as_json=as_json, code=EXIT_FAILED, kind=type(exc).__name__)
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)  # functools.wraps keeps func's signature

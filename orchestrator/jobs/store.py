@@ -8,6 +8,7 @@ finished state (a late message from a worker cannot resurrect a cancelled job).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ class JobStore:
     # --- jobs ---------------------------------------------------------------------------------
 
     def create_job(self, *, workload_id: str, client_id: str | None, overrides: dict[str, Any] | None = None,
-                   stages: list[tuple[str, str | None]] = ()) -> Job:  # type: ignore[assignment]
+                   stages: Sequence[tuple[str, str | None]] = ()) -> Job:
         """A queued job with its planned stage rows (queued too, so a new job shows its whole plan)."""
         now = _now()
         job = Job(id=str(uuid.uuid4()), workload_id=workload_id, client_id=client_id, status=JobStatus.QUEUED.value,

@@ -94,10 +94,10 @@ def finish_job(store: JobStore, settings: Settings, job_id: str) -> dict[str, An
     store.set_stage(job_id, decide_stage, status=JobStatus.RUNNING)
     build = next((s for s in job.stages if s.name == Stage.BUILD_DATASET.value), None)
     if build is None or build.status != JobStatus.COMPLETED.value or not build.result:
-        error = f"build_dataset failed: {build.error if build else 'never ran'}"
-        store.set_stage(job_id, decide_stage, status=JobStatus.CANCELLED, error=f"not run: {error}")
-        store.set_job(job_id, status=JobStatus.FAILED, error=error)
-        return {"ok": False, "error": error}
+        failure = f"build_dataset failed: {build.error if build else 'never ran'}"
+        store.set_stage(job_id, decide_stage, status=JobStatus.CANCELLED, error=f"not run: {failure}")
+        store.set_job(job_id, status=JobStatus.FAILED, error=failure)
+        return {"ok": False, "error": failure}
     results, failed, unfit = candidate_outcomes(job)
     skipped = {**skipped_candidates(settings, JobOverrides.model_validate(job.overrides or {})), **unfit}
     usage = build.result.get("teacher_usage")
@@ -109,7 +109,7 @@ def finish_job(store: JobStore, settings: Settings, job_id: str) -> dict[str, An
     deploying = decision.deploys  # chosen, no approval needed: the deploy stage completes the job
     # A job tells the truth: no candidate trained and evaluated is a failure, not a green "keep the teacher";
     # some failing is said in the job's error while the job still completes with the others' decision.
-    error = None
+    error: str | None = None
     if failed:
         error = "; ".join(f"{name}: {why}" for name, why in sorted(failed.items()))
         error = (f"no candidate was trained and evaluated: {error}" if not results

@@ -219,7 +219,7 @@ def _write_jsonl(out: Path, records: Iterable[dict[str, Any]]) -> int:
     tmp = out.with_name(out.name + ".partial")
     opener = gzip.open if out.name.endswith(".gz") else open
     count = 0
-    with opener(tmp, "wt", encoding="utf-8") as handle:  # type: ignore[operator]
+    with opener(tmp, "wt", encoding="utf-8") as handle:
         for record in records:
             handle.write(canonical_json(record) + "\n")
             count += 1

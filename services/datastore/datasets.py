@@ -176,8 +176,9 @@ def _build_from_spooled(
         unparsed = [r.id for r in unique if r.label is None]
     # Spooled records stand in for LogRecords: split and ICL read ids and timestamps, and load
     # only the records they pick.
-    examples = [Example(r, _stratum(r, workload_type, label), label) for r, label in labelled]
-    splits = split_examples(examples, split_cfg)  # type: ignore[arg-type]
+    examples = [Example(r, _stratum(r, workload_type, label), label)  # type: ignore[arg-type]  # see above
+                for r, label in labelled]
+    splits = split_examples(examples, split_cfg)
 
     counter = count_tokens or approx_tokens
     budget = settings.icl.max_context_length - settings.icl.reserved_tokens

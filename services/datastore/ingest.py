@@ -228,7 +228,7 @@ def _ingest_files(
             with path.open("rb") as raw:
                 compressed = raw.read(2) == _GZIP_MAGIC
                 raw.seek(0)
-                stream: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw  # type: ignore[assignment]
+                stream: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw  # type: ignore[assignment]  # typeshed: GzipFile is not a BinaryIO, though it reads as one
 
                 def lines(
                     stream: BinaryIO = stream, raw: BinaryIO = raw, path: Path = path, size: int = size

@@ -45,7 +45,7 @@ def student_token_counter(settings: Settings) -> tuple[Callable[[str], int] | No
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(str(cache.path(candidate.model)))
-            def count(text: str, tokenizer=tokenizer) -> int:  # type: ignore[no-untyped-def]
+            def count(text: str, tokenizer: Any = tokenizer) -> int:
                 return len(tokenizer.encode(text, add_special_tokens=False))
 
             return count, f"tokenizer:{candidate.model}"

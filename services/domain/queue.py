@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from celery import Celery
-from kombu import Queue
+from kombu.entity import Queue
 
 from services.domain.errors import ConfigError
 from services.domain.settings import QueueSettings

@@ -299,7 +299,7 @@ class LogRecord(_OpenAIModel):
     def call_type(self) -> CallType:
         if isinstance(self.request, EmbeddingRequest):
             return CallType.EMBEDDING
-        if self.request.tools or any(c.message.tool_calls for c in self.response.choices):  # type: ignore[union-attr]
+        if self.request.tools or any(c.message.tool_calls for c in self.response.choices):  # type: ignore[union-attr]  # a chat request comes with a ChatResponse (validated)
             return CallType.TOOL_CALLING
         return CallType.CHAT
 

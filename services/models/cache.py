@@ -100,7 +100,7 @@ class ModelCache:
         if spec.source == "packaged":
             target = self._build_packaged(name, spec)
         elif spec.source == "local":
-            target = Path(spec.path)  # type: ignore[arg-type]
+            target = Path(spec.path)  # type: ignore[arg-type]  # the settings require path when source is local
             if not (target / "config.json").exists():
                 raise ModelUnavailable(f"{target} is not a model directory (no config.json)")
         else:
@@ -197,7 +197,7 @@ def _hub_snapshot(spec: ModelSpec) -> Path:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-        return Path(snapshot_download(spec.hub_id, revision=spec.revision))  # type: ignore[arg-type]
+        return Path(snapshot_download(spec.hub_id, revision=spec.revision))  # type: ignore[arg-type]  # the settings require hub_id when source is hub
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
         raise ModelUnavailable(
             f"{spec.hub_id} is not in the local Hugging Face cache and cannot be downloaded here ({exc})"

@@ -64,8 +64,10 @@ def deduplicate(records: Iterable[LogRecord], *, digits: DigitPolicy = "keep") -
 
 
 class _Dated(Protocol):
-    timestamp: int | float
-    id: str
+    @property
+    def timestamp(self) -> float: ...
+    @property
+    def id(self) -> str: ...
 
 
 KeptT = TypeVar("KeptT", bound=_Dated)

@@ -8,6 +8,7 @@ full of long numbers.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections import Counter
@@ -99,7 +100,7 @@ class Redactor:
             found: Counter[str] = Counter()
             result = value
             for kind in self.kinds:
-                result = kind.pattern.sub(lambda m, kind=kind: self._replace(m, kind, found), result)
+                result = kind.pattern.sub(functools.partial(self._replace, kind=kind, counts=found), result)
             cached = (result, found)
             if len(value) >= 200 and len(self._cache) < 10_000:
                 self._cache[value] = cached

@@ -57,7 +57,7 @@ def detect_workload_type(
     """The configured type, or the one the records show: embedding > tool calling >
     classification (answers parse as labels from a bounded set) > chat."""
     if configured != "auto":
-        return configured  # type: ignore[return-value]
+        return configured  # type: ignore[return-value]  # the settings Literal allows only DetectedType values here
     parser = parser or LabelParser()
     return workload_type_of([r.call_type for r in records], (parser.parse(r.answer_text) for r in records))
 

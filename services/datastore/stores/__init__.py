@@ -48,7 +48,7 @@ def open_log_store(settings: LogStoreSettings, ingest: IngestSettings | None = N
     if settings.backend == "opensearch":
         from services.datastore.stores.opensearch import OpenSearchLogStore
 
-        return OpenSearchLogStore(settings.url, **options)  # type: ignore[arg-type]
+        return OpenSearchLogStore(settings.url, **options)  # type: ignore[arg-type]  # options: the stores' shared keywords, of mixed types
     from services.datastore.stores.elasticsearch import ElasticsearchLogStore
 
-    return ElasticsearchLogStore(settings.url, **options)  # type: ignore[arg-type]
+    return ElasticsearchLogStore(settings.url, **options)  # type: ignore[arg-type]  # options: the stores' shared keywords, of mixed types

@@ -56,11 +56,11 @@ class ElasticsearchLogStore(SearchLogStore):
     def _get_mappings(self, index: str) -> Mapping[str, Any]:
         response: Mapping[str, Any] = self._client.indices.get_mapping(index=index).body
         first: Mapping[str, Any] = next(iter(response.values()), {})
-        return first.get("mappings", {})  # type: ignore[no-any-return]
+        return first.get("mappings", {})  # type: ignore[no-any-return]  # the client returns untyped JSON
 
     def _search(self, index: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
         kwargs = {_KEYWORDS.get(key, key): value for key, value in body.items()}
-        return self._client.search(index=index, **kwargs).body  # type: ignore[no-any-return]
+        return self._client.search(index=index, **kwargs).body  # type: ignore[no-any-return]  # the client returns untyped JSON
 
     def _streaming_bulk(self, actions: Iterable[dict[str, Any]]) -> Iterator[tuple[bool, Mapping[str, Any]]]:
         return iter(
@@ -74,7 +74,7 @@ class ElasticsearchLogStore(SearchLogStore):
 
     def _delete_by_query(self, index: str, query: Mapping[str, Any]) -> Mapping[str, Any]:
         response = self._client.delete_by_query(index=index, query=query, refresh=True, conflicts="proceed")
-        return response.body  # type: ignore[no-any-return]
+        return response.body  # type: ignore[no-any-return]  # the client returns untyped JSON
 
     def _close_client(self) -> None:
         self._client.close()

@@ -51,13 +51,13 @@ class OpenSearchLogStore(SearchLogStore):
     def _get_mappings(self, index: str) -> Mapping[str, Any]:
         response: Mapping[str, Any] = self._client.indices.get_mapping(index=index)
         first: Mapping[str, Any] = next(iter(response.values()), {})
-        return first.get("mappings", {})  # type: ignore[no-any-return]
+        return first.get("mappings", {})  # type: ignore[no-any-return]  # the client returns untyped JSON
 
     def _search(self, index: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
-        return self._client.search(index=index, body=body)  # type: ignore[no-any-return]
+        return self._client.search(index=index, body=body)  # type: ignore[no-any-return]  # the client returns untyped JSON
 
     def _streaming_bulk(self, actions: Iterable[dict[str, Any]]) -> Iterator[tuple[bool, Mapping[str, Any]]]:
-        return helpers.streaming_bulk(  # type: ignore[no-any-return]
+        return helpers.streaming_bulk(  # type: ignore[no-any-return]  # the client returns untyped JSON
             self._client, actions, chunk_size=self.bulk_batch_size, raise_on_error=False, max_retries=3
         )
 
@@ -65,7 +65,7 @@ class OpenSearchLogStore(SearchLogStore):
         self._client.indices.refresh(index=index)
 
     def _delete_by_query(self, index: str, query: Mapping[str, Any]) -> Mapping[str, Any]:
-        return self._client.delete_by_query(  # type: ignore[no-any-return]
+        return self._client.delete_by_query(  # type: ignore[no-any-return]  # the client returns untyped JSON
             index=index, body={"query": query}, refresh=True, conflicts="proceed"
         )
 

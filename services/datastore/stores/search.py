@@ -297,7 +297,7 @@ class SearchLogStore:
             body: dict[str, Any] = {"query": query, "sort": sort, "size": size, "track_total_hits": False}
             if after is not None:
                 body["search_after"] = after
-            response = self._call(what, lambda body=body: self._search(index, body))  # type: ignore[misc]
+            response = self._call(what, lambda body=body: self._search(index, body))  # type: ignore[misc]  # the default binds this iteration's body
             hits = response["hits"]["hits"]
             yield from hits
             if len(hits) < size:
@@ -362,7 +362,7 @@ class SearchLogStore:
             if metrics:
                 group["aggs"] = metrics
             body = {"size": 0, "track_total_hits": False, "aggs": {"groups": group}}
-            result = self._call(what, lambda body=body: self._search(index, body))["aggregations"]["groups"]  # type: ignore[misc]
+            result = self._call(what, lambda body=body: self._search(index, body))["aggregations"]["groups"]  # type: ignore[misc]  # the default binds this iteration's body
             buckets = result.get("buckets") or []
             yield from buckets
             after = result.get("after_key")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import suppress
 from itertools import islice
 from pathlib import Path
@@ -95,7 +95,7 @@ class SqliteLogStore:
             )
         return stored
 
-    def _execute_counting(self, sql: str, rows: list[tuple[object, ...]]) -> int:
+    def _execute_counting(self, sql: str, rows: Sequence[tuple[object, ...]]) -> int:
         with self._lock:
             try:
                 before = self._conn.total_changes

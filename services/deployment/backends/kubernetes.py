@@ -181,12 +181,12 @@ def roll_out(settings: Any, deployer: KubernetesDeployer, routes: list[Route], r
     serving = [r for r in routes if r.base_model == route.base_model and r.student_kind is not None
                and kind_spec(r.student_kind).weights == "adapter"
                and r.candidate and r.phase != "teacher" and r.workload_id != route.workload_id] + [route]
-    adapters = {r.candidate: on_volume(Path(str(r.artifact_path)) / "adapter") for r in serving}  # type: ignore[misc]
+    adapters = {r.candidate: on_volume(Path(str(r.artifact_path)) / "adapter") for r in serving}
     base_path = ModelCache(settings.models).path(str(route.base_model))
     try:
         model_path = on_volume(base_path)
     except ValueError:  # the model cache is not under the artifacts volume: vLLM loads the model by name
         model_path = str(route.base_model)
-    applied = deployer.apply(str(route.base_model), model_path, adapters)
+    applied = deployer.apply(str(route.base_model), model_path, adapters)  # type: ignore[arg-type]  # a student route always names its candidate
     deployer.wait_ready(str(route.base_model), timeout_s=settings.deployment.ready_timeout_s)
     return applied

@@ -26,7 +26,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from fastapi import FastAPI, Request
@@ -159,7 +159,7 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
         if not isinstance(model, str) or not model:
             raise GatewayError(400, "`model` is required: name a workload alias", param="model")
         workload = request.headers.get("x-flywheel-workload") or settings.gateway.aliases.get(model, model)
-        metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        metadata = cast(dict[str, Any], body.get("metadata")) if isinstance(body.get("metadata"), dict) else {}
         client = key_client or request.headers.get("x-flywheel-client") or metadata.get("client_id") or "default"
         return workload, str(client)
 
@@ -172,7 +172,7 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
 
     async def teacher_call(path: str, upstream_body: dict[str, Any]) -> httpx.Response:
         try:
-            return await app.state.upstream.post(path, json=upstream_body)
+            return cast(httpx.Response, await app.state.upstream.post(path, json=upstream_body))
         except httpx.HTTPError as exc:
             raise GatewayError(502, f"the teacher upstream failed: {type(exc).__name__}: {exc}", "upstream_error") from None
 

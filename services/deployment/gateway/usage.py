@@ -52,8 +52,8 @@ class UsageCounter:
             except Exception as exc:  # noqa: BLE001 - counting never fails serving; keep the counts for later
                 log.warning("cannot record route coverage counts (kept for the next flush): %s", exc)
                 with self._lock:
-                    for key, row in route_counts.items():
-                        kept = self._route_counts.setdefault(key, [0, 0])
+                    for route_key, row in route_counts.items():
+                        kept = self._route_counts.setdefault(route_key, [0, 0])
                         kept[0] += row[0]
                         kept[1] += row[1]
         if not counts:

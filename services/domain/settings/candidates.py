@@ -22,8 +22,8 @@ class CandidateSettings(_Section):
         "any", description="gpu: left out of jobs (with the reason in the decision) where no GPU is present "
                            "(`hardware.gpu`); a causal LM trained and evaluated on CPU holds a job for long.")
     customize: bool = Field(True, description="Train it (else base/ICL evaluation only).")
-    training: TrainingOverrides = Field(default_factory=TrainingOverrides)  # type: ignore[valid-type]
-    lora: LoraOverrides = Field(default_factory=LoraOverrides)  # type: ignore[valid-type]
+    training: TrainingOverrides = Field(default_factory=TrainingOverrides)
+    lora: LoraOverrides = Field(default_factory=LoraOverrides)
     teacher_model: str | None = Field(
         None, description="embedding_distill: registry model that embeds texts whose logs lack teacher vectors."
     )

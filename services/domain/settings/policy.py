@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from pydantic import Field
 
-from services.domain.settings._section import _partial, _Section
+from services.domain.settings._section import _Overrides, _partial, _Section
+
+Ranking = Literal["cost", "latency", "score"]
+RANKINGS: tuple[Ranking, ...] = ("cost", "latency", "score")
 
 
 class PromotionPolicy(_Section):
@@ -29,8 +32,8 @@ class PromotionPolicy(_Section):
         0.9, gt=0, le=1, description="Selective: agreement with the teacher on the served share, judged on its "
                                      "one-sided lower bound at evaluation.confidence, on records the threshold "
                                      "was not chosen on.")
-    prefer: list[Literal["cost", "latency", "score"]] = Field(
-        default_factory=lambda: ["cost", "latency", "score"],
+    prefer: list[Ranking] = Field(
+        default_factory=lambda: list(RANKINGS),
         description="How to rank qualifying students: lower cost, then lower latency, then higher score.",
     )
     rollout: Literal["direct", "canary", "shadow"] = Field(
@@ -51,7 +54,10 @@ class PromotionPolicy(_Section):
         0.1, ge=0, le=1, description="Share of student-served requests the teacher also answers (to watch agreement).")
 
 
-PromotionOverrides = _partial(PromotionPolicy, "PromotionOverrides")
+if TYPE_CHECKING:  # fields made at run time; to the type checker, a partial section of any of them
+    PromotionOverrides: TypeAlias = _Overrides
+else:
+    PromotionOverrides = _partial(PromotionPolicy, "PromotionOverrides")
 
 
 class PricingSettings(_Section):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from pydantic import Field, model_validator
 
-from services.domain.settings._section import _partial, _Section
+from services.domain.settings._section import _Overrides, _partial, _Section
 
 
 class LoraSettings(_Section):
@@ -58,8 +58,12 @@ class TrainingSettings(_Section):
     )
 
 
-TrainingOverrides = _partial(TrainingSettings, "TrainingOverrides")
-LoraOverrides = _partial(LoraSettings, "LoraOverrides")
+if TYPE_CHECKING:  # fields made at run time; to the type checker, a partial section of any of them
+    TrainingOverrides: TypeAlias = _Overrides
+    LoraOverrides: TypeAlias = _Overrides
+else:
+    TrainingOverrides = _partial(TrainingSettings, "TrainingOverrides")
+    LoraOverrides = _partial(LoraSettings, "LoraOverrides")
 
 
 class DistillationSettings(_Section):

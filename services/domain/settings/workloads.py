@@ -70,7 +70,7 @@ class WorkloadSettings(_Section):
         DEFAULT_LABEL_PATTERN, description="Regex whose first group is the label in the teacher answer."
     )
     labels: list[str] | None = Field(None, description="The label set (else: taken from the data).")
-    promotion: PromotionOverrides = Field(  # type: ignore[valid-type]
+    promotion: PromotionOverrides = Field(
         default_factory=PromotionOverrides, description="Overrides of the global `promotion` policy."
     )
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings, description="Cron runs and drift trigger.")

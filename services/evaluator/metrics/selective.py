@@ -167,13 +167,14 @@ def selective_report(
     When the first tested threshold already fails, the block shows it (coverage and its bound below the
     target), so the decision can say by how much the student missed."""
     n_report = len(report[0])
+    planned: Plan | None = None
     if calibration is not None and len(calibration[0]) > 0:
-        planned: Plan | None = plan_start(*calibration, n_report=n_report, min_agreement=min_agreement,
+        planned = plan_start(*calibration, n_report=n_report, min_agreement=min_agreement,
                                           min_coverage=min_coverage, confidence=confidence)
         start = planned.start_served if planned.draws else 0
         method, n_calibration = "planned on calibration records, fixed-sequence testing on the report", len(calibration[0])
     else:
-        planned, start = None, 0
+        start = 0
         method, n_calibration = "fixed-sequence testing on the report records", n_report
     chosen = choose_threshold(*report, min_agreement=min_agreement, confidence=confidence, start_served=start)
     threshold = chosen.threshold
