@@ -25,7 +25,7 @@ from services.models.training.base import TrainControl
 
 
 def register(app: Celery, settings: Settings, reporter: JobReporter | None = None) -> None:
-    @app.task(name=TRAIN, queue=QUEUE_OF[TRAIN], acks_late=True, bind=True, shared=False)  # type: ignore[untyped-decorator]  # celery's task decorator is unannotated
+    @app.task(name=TRAIN, queue=QUEUE_OF[TRAIN], acks_late=True, bind=True, shared=False)
     def train_task(self: Any, upstream: dict[str, Any] | None = None, *, payload: dict[str, Any]) -> dict[str, Any]:
         """Train (or find, or resume) the candidate's student on the dataset; return its artifact id."""
         request = TrainPayload.model_validate(payload)

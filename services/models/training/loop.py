@@ -150,7 +150,7 @@ def run_training(
     steps_per_epoch = math.ceil(micro_per_epoch / ga)
     total_steps = settings.max_steps or steps_per_epoch * settings.epochs
     # The scheduler is stepped by hand once per optimizer step (not prepared), so it counts real steps.
-    scheduler = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
+    scheduler = get_linear_schedule_with_warmup(
         optimizer, math.ceil(settings.warmup_ratio * total_steps), total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     eval_every = settings.eval_every_steps or max(1, min(steps_per_epoch, math.ceil(total_steps / VALIDATIONS_PER_RUN)))
