@@ -60,7 +60,7 @@ def train_command(state: CliState, dataset_id: str, candidate: str, overrides: t
 
     def human() -> None:
         m = artifact.metrics
-        click.echo(f"student {artifact.candidate} ({artifact.kind.value}) on dataset {artifact.dataset_id[:16]}")
+        click.echo(f"student {artifact.candidate} ({artifact.kind}) on dataset {artifact.dataset_id[:16]}")
         click.echo(f"  artifact {artifact.artifact_id[:16]}  {artifact.size_bytes / 2**20:.1f} MiB  {artifact.path}")
         click.echo(f"  steps {m['steps']}  train loss {_fmt(m.get('train_loss'))}  best val loss "
                    f"{_fmt(m.get('best_val_loss'))} (step {m.get('best_step')})  {m['examples_per_s']} examples/s"

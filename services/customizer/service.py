@@ -27,6 +27,7 @@ from services.domain.settings import (
     TrainingSettings,
     format_validation_error,
 )
+from services.domain.students import base_family
 from services.models.cache import ModelCache
 from services.models.students.registry import kind_spec, trainer_for
 from services.models.training.artifacts import load_artifact
@@ -66,7 +67,7 @@ def plan_training(
                           f"{kind} students (they take {', '.join(sorted(spec.finetunes))})")
     cache = ModelCache(settings.models)
     model = cache.spec(candidate.model)
-    if model.kind != spec.base_family:
+    if model.kind != base_family(spec.kind):
         raise ConfigError(f"candidate {candidate.name!r} is {kind} but model {candidate.model!r} is a {model.kind}")
     base_path = cache.path(candidate.model)
     cached = cache.cached(candidate.model)

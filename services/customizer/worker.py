@@ -45,7 +45,7 @@ def register(app: Celery, settings: Settings, reporter: JobReporter | None = Non
                 _remove_checkpoints(settings, request.candidate, dataset_id, request.overrides or None)
                 raise
             return {"dataset_id": dataset_id, "artifact_id": artifact.artifact_id, "path": artifact.path,
-                    "kind": artifact.kind.value, "size_bytes": artifact.size_bytes,
+                    "kind": artifact.kind, "size_bytes": artifact.size_bytes,
                     "metrics": {k: artifact.metrics.get(k) for k in (
                         "steps", "train_loss", "best_val_loss", "best_step", "examples_per_s", "train_seconds",
                         "stopped_early", "train_examples", "val_history", "resumed_from_step", "mean_input_tokens",

@@ -12,8 +12,8 @@ from services.datastore.ingest import RawLine, ingest_lines
 from services.datastore.stores import open_log_store
 from services.domain.datasets import DatasetRef, datasets_root
 from services.domain.settings import Settings, apply_overrides
+from services.domain.students import base_family
 from services.models.locks import MODEL_LOAD_LOCK
-from services.models.students.registry import kind_spec
 
 log = logging.getLogger(__name__)
 DATA_SECTIONS = ("data_split", "datasets", "icl", "workloads")
@@ -41,7 +41,7 @@ def student_token_counter(settings: Settings) -> tuple[Callable[[str], int] | No
 
     cache = ModelCache(settings.models)
     for candidate in settings.candidates:
-        if candidate.enabled and kind_spec(candidate.kind).base_family == "causal_lm" and cache.cached(candidate.model):
+        if candidate.enabled and base_family(candidate.kind) == "causal_lm" and cache.cached(candidate.model):
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(str(cache.path(candidate.model)))

@@ -32,7 +32,7 @@ def deploy(artifacts_root: Path, routes: RouteStore, decision: PromotionDecision
     current = routes.get(artifact.workload_id, fresh=True)
     phase = FIRST_PHASE[decision.rollout]
     route = Route(workload_id=artifact.workload_id, phase=phase, candidate=chosen, artifact_id=artifact.artifact_id,
-                  artifact_path=artifact.path, student_kind=artifact.kind.value, base_model=artifact.base_model,
+                  artifact_path=artifact.path, student_kind=artifact.kind, base_model=artifact.base_model,
                   canary_percent=decision.canary_percent or (100 if phase == "full" else 0), job_id=job_id,
                   static_prompt=artifact.static_prompt, prompt_tag=artifact.prompt_tag, labels=artifact.labels,
                   answer_template=artifact.answer_template, cascade=_cascade(decision.cascade),

@@ -8,12 +8,12 @@ client erasure) reads it instead of guessing from file names.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.domain.layout import ArtifactLayout
-from services.domain.students import StudentKind
+from services.domain.students import StudentKind, registered_kind
 
 ARTIFACT_MANIFEST = "flywheel-artifact.json"
 __all__ = ["ARTIFACT_MANIFEST", "StudentArtifact", "StudentKind", "TrainingProgress", "find_artifacts", "load_artifact"]
@@ -46,7 +46,7 @@ class StudentArtifact(_Record):
 
     artifact_id: str = Field(description="sha256 over the artifact's files (names and contents).")
     candidate: str = Field(description="Candidate name from config.")
-    kind: StudentKind
+    kind: Annotated[str, AfterValidator(registered_kind)] = Field(description="A registered student kind.")
     base_model: str = Field(description="Registry name of the base model.")
     base_model_sha256: str | None = Field(None, description="sha256 over the base model's cached files.")
     dataset_id: str

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-import typing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,8 +10,9 @@ import pytest
 
 from services.deployment.backends.local import LocalBackend
 from services.deployment.routes import Route
-from services.domain.settings import CandidateSettings, Settings
-from services.domain.students import KINDS, KindSpec, StudentKind, register_kind
+from services.domain.artifacts import StudentArtifact
+from services.domain.settings import Settings
+from services.domain.students import KIND_PACKAGES, KINDS, KindRef, KindSpec, StudentKind, register_kind
 from services.models.cache import ModelCache
 from services.models.students import registry
 from services.models.students.registry import (
@@ -43,8 +43,10 @@ def test_every_kind_is_registered_once() -> None:
 
 
 def test_the_config_accepts_exactly_the_registered_kinds() -> None:
-    allowed = typing.get_args(CandidateSettings.model_fields["kind"].annotation)
-    assert set(allowed) == set(registered())
+    assert set(KIND_PACKAGES) == set(registered())
+    candidate = {"name": "s2s", "model": "smollm2-135m-instruct", "kind": "seq2seq"}
+    with pytest.raises(ValueError, match="unknown student kind 'seq2seq'; registered: causal_lm_lora"):
+        Settings.model_validate({"candidates": [candidate]})
 
 
 @pytest.mark.parametrize("kind", list(StudentKind))
@@ -101,7 +103,7 @@ TOY_KIND = {
 
 
         KIND = StudentKindPackage(
-            spec=KindSpec(kind="toy_reverser", serves="chat", learns=frozenset({"chat"}), base_family="causal_lm",
+            spec=KindSpec(kind="toy_reverser", serves="chat", learns=frozenset({"chat"}),
                           weights="model", finetunes=frozenset({"full"}), prompt="none", confidence="none"),
             trainer="toy_reverser.trainer:ReverserTrainer", load_runtime=load_runtime, answer=answer, chat=chat)
     ''',
@@ -124,7 +126,19 @@ def test_a_fourth_kind_in_one_folder_is_found_by_every_lookup(
     monkeypatch.syspath_prepend(str(tmp_path))
     assert "toy_reverser" not in registered()
 
-    monkeypatch.setattr(registry, "KIND_PACKAGES", [*registry.KIND_PACKAGES, "toy_reverser"])  # the registry line
+    monkeypatch.setitem(KIND_PACKAGES, "toy_reverser", KindRef("toy_reverser", base_family="causal_lm"))  # the line
+
+    # The config and the artifact record take it (with a base model of the family its line names) ...
+    candidate = {"name": "toy", "model": "smollm2-135m-instruct", "kind": "toy_reverser"}
+    assert Settings.model_validate({"candidates": [candidate]}).candidates[0].kind == "toy_reverser"
+    artifact = {"artifact_id": "a" * 64, "candidate": "toy", "kind": "toy_reverser", "base_model": "base",
+                "dataset_id": "d", "dataset_hashes": {}, "workload_id": "w", "workload_type": "chat",
+                "hyperparameters": {}, "metrics": {}, "code_version": "test", "files": {}, "size_bytes": 0,
+                "path": str(tmp_path), "created_at": 0.0}
+    assert StudentArtifact.model_validate(artifact).kind == "toy_reverser"
+    with pytest.raises(ValueError, match="unknown student kind"):
+        StudentArtifact.model_validate({**artifact, "kind": "seq2seq"})
+    # ... and every lookup finds it.
 
     assert kind_spec("toy_reverser").serves == "chat" and KINDS["toy_reverser"].weights == "model"
     assert type(trainer_for("toy_reverser")).__name__ == "ReverserTrainer"

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from services.domain.settings._section import _Section
 from services.domain.settings.training import LoraOverrides, TrainingOverrides
+from services.domain.students import registered_kind
 
 
 class CandidateSettings(_Section):
     name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="Candidate id.")
     model: str = Field(description="A key of models.registry.")
-    kind: Literal["causal_lm_lora", "encoder_classifier", "embedding_distill"] = Field(
-        description="How the student is built from the model."
-    )
+    kind: Annotated[str, AfterValidator(registered_kind)] = Field(
+        description="How the student is built from the model: a registered student kind (causal_lm_lora, "
+                    "encoder_classifier, embedding_distill built in; services/domain/students.py).")
     enabled: bool = True
     run_on: Literal["any", "gpu"] = Field(
         "any", description="gpu: left out of jobs (with the reason in the decision) where no GPU is present "

@@ -27,6 +27,7 @@ from services.domain.settings.storage import (
 from services.domain.settings.teacher import TeacherSettings
 from services.domain.settings.training import DistillationSettings, LoraSettings, TrainingSettings
 from services.domain.settings.workloads import WorkloadSettings
+from services.domain.students import base_family
 
 ENV_PREFIX = "FLYWHEEL__"
 
@@ -93,7 +94,7 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"candidates[{i}].model = {candidate.model!r} is not in models.registry; known: {known}"
                 )
-            wanted = "causal_lm" if candidate.kind == "causal_lm_lora" else "encoder"
+            wanted = base_family(candidate.kind)
             if spec.kind != wanted:
                 raise ValueError(
                     f"candidates[{i}] ({candidate.name}) has kind {candidate.kind!r}, which needs a "

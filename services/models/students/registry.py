@@ -2,7 +2,7 @@
 
 A kind package (`services/models/students/<kind>/`) holds everything kind-specific: its `KindSpec`,
 trainer, runtime loader, evaluator answerer and serving adapter (`kind.StudentKindPackage`). Adding a
-kind is its folder plus its line in `KIND_PACKAGES`. Packages are imported by name when first asked
+kind is its folder plus its line in `services.domain.students.KIND_PACKAGES`. Packages are imported by name when first asked
 for (as peft maps a method name to its tuner); none imports torch until a student is trained or loaded.
 """
 
@@ -12,28 +12,24 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from services.domain.students import KINDS, KindSpec, register_kind
+from services.domain.students import KIND_PACKAGES, KINDS, KindSpec, register_kind
 from services.models.cache import ModelCache
 
 if TYPE_CHECKING:
     from services.models.students.kind import Answerer, ChatAdapter, StudentKindPackage
     from services.models.training.base import StudentTrainer
 
-# The one list of student kinds: each a package defining `KIND = StudentKindPackage(...)`.
-KIND_PACKAGES: list[str] = [
-    "services.models.students.causal_lm_lora",
-    "services.models.students.encoder_classifier",
-    "services.models.students.embedding_distill",
-]
-
 _LOADED: dict[str, StudentKindPackage] = {}
 
 
 def registered() -> dict[str, StudentKindPackage]:
     """Every registered kind package by its kind (each imported and its spec stored the first time)."""
-    for name in KIND_PACKAGES:
+    for kind, ref in KIND_PACKAGES.items():
+        name = ref.package
         if name not in _LOADED:
             package: StudentKindPackage = importlib.import_module(name).KIND
+            if package.spec.kind != kind:
+                raise ValueError(f"{name} defines kind {package.spec.kind!r}, registered as {kind!r}")
             if KINDS.get(package.spec.kind) is not package.spec:
                 register_kind(package.spec)  # a second package of the same kind fails here
             _LOADED[name] = package

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from services.domain.artifacts import StudentArtifact, StudentKind, TrainingProgress
+from services.domain.artifacts import StudentArtifact, TrainingProgress
 from services.domain.datasets import DatasetRef
 from services.domain.prompts import StaticPrompt
 from services.domain.settings import DistillationSettings, LoraSettings, TrainingSettings
@@ -77,7 +77,7 @@ class TrainControl:
 class StudentTrainer(Protocol):
     """Train one kind of student."""
 
-    kind: StudentKind
+    kind: str  # a registered student kind
 
     def train(self, request: TrainRequest, control: TrainControl) -> StudentArtifact:
         """Train (resuming from the last checkpoint in `request.work_dir` if any) and write the artifact."""

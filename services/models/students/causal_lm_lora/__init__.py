@@ -22,7 +22,7 @@ def load_runtime(cache: ModelCache, base_model: str, artifact_dir: Path | None) 
 KIND = StudentKindPackage(
     spec=KindSpec(
         kind=StudentKind.CAUSAL_LM_LORA, serves="chat", learns=frozenset({"classification", "chat", "tool_calling"}),
-        base_family="causal_lm", weights="adapter", finetunes=frozenset({"lora"}), prompt="prunable",
+        weights="adapter", finetunes=frozenset({"lora"}), prompt="prunable",
         confidence="label_scores"),
     trainer="services.models.students.causal_lm_lora.trainer:CausalLMLoraTrainer",
     load_runtime=load_runtime, answer=answer, chat=chat)

@@ -21,7 +21,7 @@ def load_runtime(cache: ModelCache, base_model: str, artifact_dir: Path | None) 
 KIND = StudentKindPackage(
     spec=KindSpec(
         kind=StudentKind.EMBEDDING_DISTILL, serves="embeddings", learns=frozenset({"embedding"}),
-        base_family="encoder", weights="model", finetunes=frozenset({"lora", "full"}), prompt="none",
+        weights="model", finetunes=frozenset({"lora", "full"}), prompt="none",
         confidence="none",
         no_baseline="an embedding student takes no prompt, so base/ICL prompting does not apply; "
                     "its untrained model is measured as the customized run's baseline instead"),
