@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from orchestrator.jobs.models import Event, Job, JobStatus, Stage
 from services.domain.errors import FlywheelError, StoreError
+from services.domain.migrations import upgrade_to_head
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -47,20 +48,7 @@ class JobStore:
 
     def upgrade(self) -> None:
         """Migrate to the newest schema (a no-op when up to date)."""
-        import logging
-
-        logging.getLogger("alembic").setLevel(logging.WARNING)  # migration chatter is not the user's news
-        from alembic import command
-        from alembic.config import Config
-
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                # Several processes (API, workers) may open the store at once: migrate one at a time.
-                connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7243101)")
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        upgrade_to_head(self.engine, MIGRATIONS, lock_id=7243101)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -31,6 +31,8 @@ from sqlalchemy import (
     select,
 )
 
+from services.domain.migrations import upgrade_to_head
+
 Phase = Literal["teacher", "shadow", "canary", "full"]
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "route_alembic_version"  # the job tables' migrations keep `alembic_version` in the same database
@@ -113,23 +115,7 @@ class RouteStore:
 
     def upgrade(self) -> None:
         """Migrate the route tables to the newest schema (a no-op when up to date)."""
-        import logging
-
-        from alembic import command
-        from alembic.config import Config
-
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as connection:
-            # The gateway, the workers, beat and the API open the store at once on a fresh database:
-            # migrate one process at a time (concurrent CREATE TABLEs fail: "already exists").
-            if connection.dialect.name == "postgresql":
-                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
-            elif connection.dialect.name == "sqlite":
-                connection.exec_driver_sql("BEGIN IMMEDIATE")  # the database's write lock, until commit
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        upgrade_to_head(self.engine, MIGRATIONS, lock_id=MIGRATION_LOCK, sqlite_write_lock=True)
 
     def close(self) -> None:
         self.engine.dispose()
