@@ -22,7 +22,7 @@ from tests.servers import serve
 
 def route_for(artifact: Any) -> Route:
     return Route(workload_id=artifact.workload_id, phase="full", candidate=artifact.candidate,
-                 artifact_id=artifact.artifact_id, artifact_path=artifact.path, student_kind=artifact.kind.value,
+                 artifact_id=artifact.artifact_id, artifact_path=artifact.path, student_kind=artifact.kind,
                  base_model=artifact.base_model, canary_percent=100)
 
 

@@ -49,7 +49,7 @@ def test_train_writes_a_versioned_adapter_and_loss_falls(plane: ModelPlane) -> N
     progress = []
     artifact = train_candidate(plane.settings, "tiny-lora", plane.dataset.dataset_id,
                                control=TrainControl(on_progress=progress.append, report_every_s=0))
-    assert artifact.kind is StudentKind.CAUSAL_LM_LORA
+    assert artifact.kind == StudentKind.CAUSAL_LM_LORA
     assert artifact.dataset_hashes["train"] == plane.dataset.splits["train"]["sha256"]
     assert (Path(artifact.path) / "adapter" / "adapter_config.json").exists()
     assert artifact.files and all(len(h) == 64 for h in artifact.files.values())

@@ -16,7 +16,7 @@ from tests.model_plane import TOPICS, model_plane
 def test_full_finetune_learns_keyword_topics(tmp_path: Path) -> None:
     plane = model_plane(tmp_path, records=200, epochs=6, learning_rate=3e-3, finetune="full")
     artifact = train_candidate(plane.settings, "tiny-clf", plane.dataset.dataset_id)
-    assert artifact.kind is StudentKind.ENCODER_CLASSIFIER
+    assert artifact.kind == StudentKind.ENCODER_CLASSIFIER
     assert artifact.labels == sorted(TOPICS)
     assert artifact.answer_template == "[[[{label}]]]"
     assert (Path(artifact.path) / "model" / "config.json").exists()
