@@ -255,7 +255,7 @@ def _icl_examples(
     icl, seed = settings.icl, settings.data_split.seed
     if icl.example_selection == "semantic_similarity":
         per_record = select_similar(
-            splits.train, [e.record for e in splits.eval], embed=embed,  # type: ignore[arg-type]
+            splits.train, [e.record for e in splits.eval], embed=embed,  # type: ignore[arg-type]  # semantic_similarity always comes with an embedder (build_dataset)
             max_examples=icl.max_examples, budget_tokens=budget, count_tokens=count_tokens,
             pool_cap=icl.pool_cap, seed=seed,
         )

@@ -51,7 +51,7 @@ def evaluate(
     sha = dataset.splits.get(split, {}).get("sha256", "")
     workload_type = dataset.workload_type
     if kind is not EvalKind.CUSTOMIZED and student.no_baseline is not None:
-        result = EvalResult.not_applicable(candidate, kind, dataset.dataset_id, sha, workload_type,  # type: ignore[arg-type]
+        result = EvalResult.not_applicable(candidate, kind, dataset.dataset_id, sha, workload_type,  # type: ignore[arg-type]  # a manifest's workload_type is a record type (checked at build)
                                            f"{kind.value} evaluation does not apply: {student.no_baseline}")
         return _save(root, result)
     if kind is EvalKind.CUSTOMIZED and artifact is None:
@@ -109,7 +109,7 @@ def _evaluate_records(settings: Settings, root: Path, dataset: DatasetRef, spec:
                     settings.evaluation.stage_budget_s, len(predictions), len(records))
         records, references = records[:len(predictions)], references[:len(predictions)]
     scored = score_predictions(
-        workload_type, references, predictions, settings.evaluation, judge,  # type: ignore[arg-type]
+        workload_type, references, predictions, settings.evaluation, judge,  # type: ignore[arg-type]  # a manifest's workload_type is a record type
         requests=[r["request"]["messages"] for r in records] if workload_type == "chat" else None,
         matryoshka_dims=settings.distillation.matryoshka_dims if workload_type == "embedding" else (),
         seed=settings.evaluation.seed,
