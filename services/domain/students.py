@@ -79,15 +79,3 @@ def register_kind(spec: KindSpec) -> KindSpec:
         raise ValueError(f"student kind {spec.kind!r} is registered twice")
     KINDS[spec.kind] = spec
     return spec
-
-
-def kind_spec(kind: str) -> KindSpec:
-    """The stored spec of a kind (a config literal, a route's `student_kind` or the enum).
-
-    Only kinds already loaded are found: services ask `services.models.students.registry.kind_spec`,
-    which loads the registered kind packages first.
-    """
-    try:
-        return KINDS[str(kind)]
-    except KeyError:
-        raise ValueError(f"unknown student kind {kind!r}; registered: {', '.join(KINDS)}") from None

@@ -209,19 +209,8 @@ def test_a_database_missing_some_route_tables_gets_them(new_database: Callable[[
 
 def test_many_processes_migrate_a_fresh_sqlite_route_store_at_once(tmp_path: Path) -> None:
     """The embedded API, worker and gateway share one SQLite file: only one of them migrates it."""
-    import multiprocessing
+    from tests.contract.test_route_store_postgres import open_at_once
 
-    from tests.contract.test_route_store_postgres import _open_route_store
-
-    context = multiprocessing.get_context("spawn")
-    count = 6
-    barrier, results = context.Barrier(count), context.Queue()
     url = f"sqlite:///{tmp_path / 'jobs.sqlite'}"
-    processes = [context.Process(target=_open_route_store, args=(url, barrier, results)) for _ in range(count)]
-    for process in processes:
-        process.start()
-    outcomes = [results.get(timeout=120) for _ in processes]
-    for process in processes:
-        process.join(30)
-    assert outcomes == ["teacher"] * count
+    assert open_at_once(url, 6) == ["teacher"] * 6
     assert _version(url) == [_head()]

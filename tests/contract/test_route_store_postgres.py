@@ -33,14 +33,18 @@ def _open_route_store(url: str, barrier: Any, results: Any) -> None:
         results.put(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
 
 
-def test_many_processes_open_a_fresh_route_store_at_once(database: str) -> None:
+def open_at_once(url: str, count: int) -> list[str]:
+    """`count` processes open the route store at `url` at the same instant; what each read back (or its error)."""
     context = multiprocessing.get_context("spawn")
-    count = 8
     barrier, results = context.Barrier(count), context.Queue()
-    processes = [context.Process(target=_open_route_store, args=(database, barrier, results)) for _ in range(count)]
+    processes = [context.Process(target=_open_route_store, args=(url, barrier, results)) for _ in range(count)]
     for process in processes:
         process.start()
     outcomes = [results.get(timeout=120) for _ in processes]
     for process in processes:
         process.join(30)
-    assert outcomes == ["teacher"] * count
+    return outcomes
+
+
+def test_many_processes_open_a_fresh_route_store_at_once(database: str) -> None:
+    assert open_at_once(database, 8) == ["teacher"] * 8
