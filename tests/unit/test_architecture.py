@@ -83,6 +83,21 @@ def test_cli_help_path_does_not_import_torch() -> None:
     assert out.stdout.strip() == "False"
 
 
+def test_the_gateway_and_its_kind_lookups_do_not_import_torch() -> None:
+    """The gateway asks the kind registry what each student serves; kind packages import without torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, services.deployment.gateway.app\n"
+            "from services.deployment.gateway.routing import serves\n"
+            "from services.deployment.routes import Route\n"
+            "from services.domain.students import KIND_PACKAGES\n"
+            "[serves(Route(workload_id='w', candidate='c', student_kind=k), 'chat') for k in KIND_PACKAGES]\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "False"
+
+
 def test_only_the_web_edge_imports_the_api() -> None:
     """The API is an edge: the dashboard (served by it) and the CLI's `serve api` import it; what both
     show (job views, `orchestrator.workloads`) lives below it."""

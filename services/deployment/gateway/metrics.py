@@ -1,0 +1,34 @@
+"""The gateway's Prometheus metrics (`GET /metrics`), in a registry of its own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from services.deployment.traffic_log import TrafficLogger
+
+
+class GatewayMetrics:
+    def __init__(self, logger: TrafficLogger) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("flywheel_gateway_requests_total", "Gateway requests.",
+                                ["endpoint", "workload", "served_by", "status"], registry=self.registry)
+        self.latency = Histogram("flywheel_gateway_request_seconds", "Gateway request latency.",
+                                 ["endpoint", "served_by"], registry=self.registry)
+        self.fallbacks = Counter("flywheel_gateway_fallbacks_total", "Student failures answered by the teacher.",
+                                 ["workload"], registry=self.registry)
+        self.cascade = Counter("flywheel_gateway_cascade_to_teacher_total",
+                               "Student answers below the cascade threshold, answered by the teacher.", ["workload"],
+                               registry=self.registry)
+        self.prompt_mismatch = Counter(
+            "flywheel_gateway_prompt_mismatch_total",
+            "Requests whose prompt is not the one the routed student was trained on, answered by the teacher.",
+            ["workload"], registry=self.registry)
+        self.agreement = Counter("flywheel_gateway_agreement_total", "Requests answered by student and teacher.",
+                                 ["workload", "phase", "agree"], registry=self.registry)
+        spool = Gauge("flywheel_gateway_spool_depth", "Logged calls waiting in the spool file.", registry=self.registry)
+        spool.set_function(lambda: logger.spool_depth)
+
+    def served(self, endpoint: str, workload: str, served_by: str, status: int, seconds: float) -> None:
+        """One answered request: counted by who answered and its status, and timed."""
+        self.requests.labels(endpoint, workload, served_by, str(status)).inc()
+        self.latency.labels(endpoint, served_by).observe(seconds)

@@ -1,0 +1,187 @@
+"""`POST /v1/chat/completions`: the route's student answers when the route says so (routing.py) and
+it can; otherwise the teacher answers, streamed or not, and its answer is logged. Student and teacher
+are compared in the background: in `shadow` the student answers each teacher-served request, in
+`canary`/`full` the teacher answers `monitor_share` of the student-served ones (logged too)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any
+
+import httpx
+import pydantic_core
+from fastapi.responses import Response, StreamingResponse
+
+from services.deployment.backends.base import ServingBackend
+from services.deployment.gateway import routing
+from services.deployment.gateway.metrics import GatewayMetrics
+from services.deployment.gateway.protocol import Caller, ChatCompletionRequest, GatewayError, json_response
+from services.deployment.gateway.serving import Serving, served_headers
+from services.deployment.gateway.streaming import StreamAssembler
+from services.deployment.gateway.upstream import TeacherUpstream
+from services.deployment.gateway.usage import UsageCounter
+from services.deployment.routes import Route, RouteStore
+from services.deployment.traffic_log import TrafficLogger
+from services.domain.labels import LabelParser
+from services.domain.settings import Settings
+
+log = logging.getLogger(__name__)
+CHAT = "/chat/completions"
+
+
+class ChatService(Serving):
+    endpoint = "chat"
+
+    def __init__(self, settings: Settings, *, routes: RouteStore, backend: ServingBackend, metrics: GatewayMetrics,
+                 usage: UsageCounter, traffic: TrafficLogger, upstream: TeacherUpstream,
+                 rng: random.Random | None = None) -> None:
+        super().__init__(settings, routes=routes, backend=backend, metrics=metrics, usage=usage, traffic=traffic,
+                         upstream=upstream, rng=rng)
+        self.static_prompts = routing.StaticPrompts()
+        self._monitor_share: dict[str, float] = {}
+        self._parsers: dict[str, LabelParser | None] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def create(self, request: ChatCompletionRequest, caller: Caller) -> Response:
+        """Answer one chat completion request."""
+        started = time.perf_counter()
+        route = self.routes.get(caller.workload)
+        upstream_body = request.upstream_body(self.settings.teacher.model)
+        if routing.student_first(route, "chat", self.rng):  # one canary draw per request
+            answer = await self.student_answer(route, request.sent)
+            if answer is not None:
+                return self.student_response(caller, route, upstream_body, answer, started, stream=bool(request.stream))
+        if request.stream:
+            return await self.stream_teacher(caller, route, request, upstream_body, started)
+        reply = await self.upstream.post(CHAT, upstream_body)
+
+        def answered(answer: dict[str, Any]) -> None:
+            self.record(caller, upstream_body, answer)
+            if routing.shadows(route, "chat"):
+                self.spawn(self.shadow(route, request.sent, answer))
+
+        return self.teacher_response(caller, route, reply, started, answered)
+
+    async def student_answer(self, route: Route, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The student's answer, or None when the teacher must answer instead: the prompt is not the one the
+        student learned, the student failed, or it is less confident than the route's threshold."""
+        student_body = routing.student_body(route, body, self.static_prompts.of(route))
+        if student_body is None:
+            self.metrics.prompt_mismatch.labels(route.workload_id).inc()
+            return None
+        answer = await self.ask_student(route, self.backend.chat, student_body)
+        reason = routing.fallback(route, answer)
+        if reason == "not_confident":
+            self.metrics.cascade.labels(route.workload_id).inc()
+        if route.cascade:
+            self.usage.add_route(route.workload_id, route.since, served=reason is None)
+        return answer if reason is None else None
+
+    def student_response(self, caller: Caller, route: Route, upstream_body: dict[str, Any], answer: dict[str, Any],
+                         started: float, *, stream: bool) -> Response:
+        if routing.monitor_draw(self.monitor_share(caller.workload), self.rng):
+            self.spawn(self.monitor(route, caller, upstream_body, answer))
+        self.student_served(caller, answer, started)
+        headers = served_headers(route.phase, "student")
+        if stream:
+            return StreamingResponse(as_events(answer), media_type="text/event-stream", headers=headers)
+        return json_response(answer, 200, headers)
+
+    async def stream_teacher(self, caller: Caller, route: Route, request: ChatCompletionRequest,
+                             upstream_body: dict[str, Any], started: float) -> Response:
+        """The teacher's stream relayed chunk by chunk as it comes; reassembled and logged once complete."""
+        response = await self.upstream.stream(CHAT, upstream_body)
+        if not isinstance(response, httpx.Response):  # the teacher refused: its error, whole (nothing to log)
+            return self.teacher_response(caller, route, response, started, lambda _: None)
+        return StreamingResponse(self.relay(response, caller, route, request, upstream_body, started),
+                                 media_type="text/event-stream", headers=served_headers(route.phase))
+
+    async def relay(self, response: httpx.Response, caller: Caller, route: Route, request: ChatCompletionRequest,
+                    upstream_body: dict[str, Any], started: float) -> AsyncIterator[bytes]:
+        assembler = StreamAssembler()
+        try:
+            async for chunk in response.aiter_raw():
+                assembler.feed(chunk)
+                yield chunk
+        finally:
+            # In `finally`: a client that closes after the last chunk it needs (the openai client does) stops
+            # this generator at a `yield`; the teacher's answer is complete and must still be logged.
+            await response.aclose()
+            assembled = assembler.response()
+            complete = bool(assembled["choices"]) and all(c.get("finish_reason") for c in assembled["choices"])
+            if complete:
+                self.record(caller, upstream_body, assembled)
+                self.usage.add(caller.workload, "teacher", assembled)
+                if routing.shadows(route, "chat"):
+                    self.spawn(self.shadow(route, request.sent, assembled))
+            self.metrics.served("chat", caller.workload, "teacher", 200 if complete else 499,
+                                time.perf_counter() - started)
+
+    # Background comparisons of student and teacher (never awaited by a request).
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Let background comparisons still running finish (at shutdown, before the upstream closes)."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=timeout)
+
+    async def shadow(self, route: Route, body: dict[str, Any], teacher_answer: dict[str, Any]) -> None:
+        """Shadow phase: the student answers in the background; only the comparison is kept."""
+        student_body = routing.student_body(route, body, self.static_prompts.of(route))
+        if student_body is None:
+            self.metrics.prompt_mismatch.labels(route.workload_id).inc()
+            return
+        student = await self.ask_student(route, self.backend.chat, student_body)
+        self.sample(route, student is not None and self.agree(route.workload_id, student, teacher_answer))
+
+    async def monitor(self, route: Route, caller: Caller, upstream_body: dict[str, Any],
+                      student: dict[str, Any]) -> None:
+        """Canary/full: the teacher also answers a sample (logged: the flywheel keeps learning) to watch agreement."""
+        body = {**upstream_body, "stream": False}
+        try:
+            reply = await self.upstream.post(CHAT, body)
+        except GatewayError as exc:
+            log.warning("monitoring call to the teacher failed: %s", exc.message)
+            return
+        teacher_answer = reply.json() if reply.status == 200 else None
+        if teacher_answer is not None:
+            self.record(caller, body, teacher_answer)
+            self.sample(route, self.agree(route.workload_id, student, teacher_answer))
+
+    def sample(self, route: Route, agreed: bool) -> None:
+        self.metrics.agreement.labels(route.workload_id, route.phase, str(agreed).lower()).inc()
+        try:
+            self.routes.add_sample(route, agree=agreed)
+        except Exception as exc:  # noqa: BLE001 - monitoring never fails serving
+            log.warning("cannot record an agreement sample for %s: %s", route.workload_id, exc)
+
+    def agree(self, workload: str, student: dict[str, Any], teacher: dict[str, Any]) -> bool:
+        if workload not in self._parsers:
+            self._parsers[workload] = routing.label_parser(self.settings.workload(workload))
+        return routing.agree(student, teacher, self._parsers[workload])
+
+    def monitor_share(self, workload: str) -> float:
+        """The workload's `monitor_share` (its promotion policy is resolved once, not per request)."""
+        share = self._monitor_share.get(workload)
+        if share is None:
+            share = self._monitor_share[workload] = self.settings.promotion_policy(workload).monitor_share
+        return share
+
+
+def as_events(answer: dict[str, Any]) -> Iterator[bytes]:
+    """A complete answer in the OpenAI stream format (the student's answer is computed before the first
+    byte, so a student failure can still fall back to the teacher)."""
+    base = {"id": answer["id"], "object": "chat.completion.chunk", "created": answer["created"], "model": answer["model"]}
+    content = answer["choices"][0]["message"]["content"]
+    first = {"index": 0, "delta": {"role": "assistant", "content": content}, "finish_reason": None}
+    yield b"data: " + pydantic_core.to_json(base | {"choices": [first]}) + b"\n\n"
+    yield b"data: " + pydantic_core.to_json(base | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}) + b"\n\n"
+    yield b"data: [DONE]\n\n"
