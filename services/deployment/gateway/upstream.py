@@ -56,13 +56,21 @@ class TeacherUpstream:
         headers = {"Content-Type": JSON}
         if teacher.api_key is not None:
             headers["Authorization"] = f"Bearer {teacher.api_key.get_secret_value()}"
-        self._client = httpx.AsyncClient(base_url=str(teacher.base_url).rstrip("/"), headers=headers,
-                                         timeout=teacher.timeout_s, transport=transport)
+        self._base_url = str(teacher.base_url).rstrip("/")
+        self._client = httpx.AsyncClient(headers=headers, timeout=teacher.timeout_s, transport=transport)
+        self._urls: dict[str, httpx.URL] = {}
+
+    def url(self, path: str) -> httpx.URL:
+        """The teacher's URL for `path`, parsed once (httpx would join and re-parse a relative one per request)."""
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = httpx.URL(self._base_url + path)
+        return url
 
     async def post(self, path: str, body: dict[str, Any]) -> TeacherReply:
         """The teacher's whole answer to `body` at `path` (e.g. "/chat/completions")."""
         try:
-            response = await self._client.post(path, content=pydantic_core.to_json(body))
+            response = await self._client.post(self.url(path), content=pydantic_core.to_json(body))
         except httpx.HTTPError as exc:
             raise upstream_failed(exc) from None
         return TeacherReply(response.status_code, response.content, response.headers.get("content-type", ""))
@@ -70,7 +78,7 @@ class TeacherUpstream:
     async def stream(self, path: str, body: dict[str, Any]) -> httpx.Response | TeacherReply:
         """The teacher's streamed answer, open (the caller relays and closes it); a TeacherReply when the
         teacher refused (not 200): an error is read whole, never streamed."""
-        request = self._client.build_request("POST", path, content=pydantic_core.to_json(body))
+        request = self._client.build_request("POST", self.url(path), content=pydantic_core.to_json(body))
         try:
             response = await self._client.send(request, stream=True)
             if response.status_code == 200:
