@@ -4,26 +4,29 @@
                             [--requests 400] [--rounds 2] [--baseline-ref b829668] [--json PATH]
 
 The same teacher stand-in (tests/gateway/fake_teacher.py, answering at once, so only the hop shows)
-and the same chat requests go (a) straight to it — `direct` —, (b) through our gateway
-(`create_gateway`, uvicorn, every call logged through the embedded SQLite queue as in the default
-set-up), (b0) through our gateway as it was at `--baseline-ref` (exported with `git archive` into the
-peer cache and run from there, same venv), (c) through the LiteLLM proxy and (d) through Portkey's
-gateway, both installed by this bench into the peer cache (`--peers-dir`) on first use. Each server
-is its own process; a peer that cannot be installed or started is reported, the rest still runs.
+and the same chat requests go (a) straight to it (`direct`), (b) through our gateway (`ours`:
+`create_gateway`, uvicorn, every call logged through the embedded SQLite queue as in the default
+set-up), (b0) through our gateway as it was at `--baseline-ref` (`baseline`: exported with
+`git archive` into the peer cache, run from there in the same venv), (c) through the LiteLLM proxy
+and (d) through Portkey's gateway, both installed by this bench into the peer cache (`--peers-dir`)
+on first use. Each server is its own process; a peer that cannot be installed or started is
+reported as not available and the rest still runs.
 
-Method, so that the figures are the servers' and not the client's: one lean client (bench/gateway_client:
-a blocking keep-alive socket per simulated client, request bytes built before the clock, a minimal
-response parser; about 0.05 ms of its own per request, where an httpx.AsyncClient spends 1-2 ms and
-varies more). At 1 client the paths are interleaved request by request (request i goes to every path,
-in an order rotated by i), so every path sees the same machine state; at 8 and 32 clients each path
-gets its own block of requests (threads, one connection each), the path order rotated each round.
-Added latency = a path's percentile minus direct's, over the same number of requests. Every figure
-is the best of `--rounds` rounds (lowest p50 and p99, highest requests/s). The machine's load average
-is recorded before and after. Then every call our gateway answered must reach the log store: a
-datastore worker drains the queue and the records are counted against the 200s (`logged / sent`).
-Last, the student path: the newest MiniLM classifier artifact (`--artifacts`, e.g. from `make demo`;
-skipped with a message if none) answering through our gateway vs called in this process.
-Prints tables, writes bench/results/gateway.json. Run it on an otherwise idle machine.
+Method (so the figures are the servers', not the client's): a lean client (bench/gateway_client.py:
+a keep-alive socket per simulated client, request bytes built before the clock, a minimal response
+parser) instead of an httpx.AsyncClient, whose own cost per request (1-2 ms here) exceeds the hop
+and leaves the servers idle between requests, so each hop also pays waking an idle process (both
+measured: docs/benchmarks.md). 1 client: short alternating blocks (`--block` requests per path in
+turn, order rotated per block, each block's first request untimed), so load drift reaches every
+path alike. 8 and 32 clients: one block per path and round (threads, one connection each), order
+rotated per round. Added latency = a path's percentile minus direct's, over the same number of
+requests. Each figure is the best of `--rounds` rounds (lowest p50 and p99, highest requests/s;
+at 1 client requests/s = 1 / mean latency). The load average is recorded before and after.
+Then a datastore worker drains our gateways' queues and the records in each log store are counted
+against the 200s they answered (`logged / sent`). Last, the student path: the newest MiniLM
+classifier artifact under `--artifacts` (e.g. from `make demo`; skipped with a message if none)
+answering through our gateway vs called in this process. Prints tables, writes
+bench/results/gateway.json. Run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO, machine, print_table, write_results
-from bench.gateway_client import Sample, Target, chat_bodies, concurrent, in_process, interleaved, percentile
+from bench.gateway_client import Sample, Target, alternating, chat_bodies, concurrent, in_process, percentile
 from bench.gateway_servers import (
     Server,
     Unavailable,
@@ -61,6 +64,8 @@ def _arguments() -> argparse.Namespace:
                         help="Which paths to measure (direct is always measured: it is the baseline of the hop).")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--requests", type=int, default=400, help="Requests per path, concurrency and round.")
+    parser.add_argument("--block", type=int, default=50,
+                        help="1 client: requests per path before the client moves to the next path.")
     parser.add_argument("--rounds", type=int, default=2, help="Each figure is the best of this many rounds.")
     parser.add_argument("--baseline-ref", default="b829668",
                         help="Our gateway before the restructure: a commit of this repository.")
@@ -91,13 +96,13 @@ def _start(name: str, args: argparse.Namespace, work: Path, teacher: Server, set
 
 
 def _measure(targets: list[Target], args: argparse.Namespace) -> dict[tuple[str, int], list[Sample]]:
-    """Every round: 1 client interleaved over the paths, then each higher concurrency path by path."""
+    """Every round: 1 client in alternating blocks over the paths, then each higher concurrency path by path."""
     samples: dict[tuple[str, int], list[Sample]] = {}
     for round_ in range(args.rounds):
         for concurrency in args.concurrency:
             bodies = chat_bodies(f"round {round_} clients {concurrency}", args.requests)
             if concurrency == 1:
-                for name, sample in interleaved(targets, bodies).items():
+                for name, sample in alternating(targets, bodies, block=args.block).items():
                     samples.setdefault((name, 1), []).append(sample)
                 continue
             shift = round_ % len(targets)
@@ -217,7 +222,7 @@ def _student(args: argparse.Namespace, settings: dict[str, Any], gateway: Server
     artifact = students[0]
     validated = Settings.model_validate(settings)
     route = Route(workload_id=WORKLOAD, phase="full", candidate=artifact.candidate, artifact_id=artifact.artifact_id,
-                  artifact_path=artifact.path, student_kind=artifact.kind.value, base_model=artifact.base_model,
+                  artifact_path=artifact.path, student_kind=artifact.kind, base_model=artifact.base_model,
                   canary_percent=100)
     RouteStore(validated.job_store.url).set(route, action="deploy", detail={"reason": "bench"})
     backend = backend_for(validated)
@@ -272,7 +277,7 @@ def main() -> None:
         samples = _measure([s.target for s in servers.values()], args)
         load["after"] = os.getloadavg()
         for (name, _), runs in samples.items():
-            answered[name] += sum(s.answered for s in runs)
+            answered[name] += sum(s.answered + s.untimed for s in runs)
         rows = _rows(args, samples, unavailable)
         for name in LOGGING_PATHS:
             if name in servers:
@@ -286,6 +291,9 @@ def main() -> None:
     columns = ["path", "clients", "p50_ms", "p99_ms", "added_p50_ms", "added_p99_ms", "rps", "errors", "note"]
     print(f"\nbest of {args.rounds} rounds, {args.requests} requests per path and concurrency; "
           f"load average (1/5/15 min) before {_load(load['before'])}, after {_load(load['after'])}")
+    for name, server in servers.items():
+        if server.info:
+            print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in server.info.items()))
     print_table(rows, columns)
     goals = _goals(rows, logs)
     if goals:
@@ -296,8 +304,9 @@ def main() -> None:
         print_table(student, columns[:-2])
     write_results("gateway", {
         "machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}, "load_average": load,
-        "method": "lean keep-alive socket client; 1 client interleaved per request, higher concurrency in blocks "
-                  "per path (order rotated per round); added = path percentile - direct percentile; "
+        "method": f"lean keep-alive socket client; 1 client in alternating blocks of {args.block} per path (order "
+                  "rotated per block, each block's first request untimed), higher concurrency in one block per "
+                  "path (order rotated per round); added = path percentile - direct percentile; "
                   f"best of {args.rounds} rounds",
         "servers": {name: s.info for name, s in servers.items() if s.info}, "unavailable": unavailable,
         "rows": rows, "goals": goals, "logs": logs, "student": student}, args.json)

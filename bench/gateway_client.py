@@ -40,9 +40,11 @@ class Sample:
     wall_s: float = 0.0
     errors: int = 0
     last_error: str = ""
+    untimed: int = 0  # 200s answered outside the clock (a block's first request)
 
     @property
     def answered(self) -> int:
+        """Timed 200s (the latencies)."""
         return len(self.latencies_ms)
 
 
@@ -143,16 +145,25 @@ def timed(connection: Connection, raw: bytes, sample: Sample) -> None:
         sample.last_error = f"HTTP {status}: {body[:300].decode(errors='replace')}"
 
 
-def interleaved(targets: Sequence[Target], bodies: Sequence[bytes]) -> dict[str, Sample]:
-    """One sequential client: request i goes to every target in turn, the order rotated by i, so each
-    path sees the same machine state and no path always follows another (paired, drift-free)."""
+def alternating(targets: Sequence[Target], bodies: Sequence[bytes], *, block: int = 50) -> dict[str, Sample]:
+    """One sequential client over all targets in short alternating blocks: requests [j, j+block) go to
+    each target in turn, the target order rotated every block, so slow drift in the machine's load
+    reaches every path alike. Each block starts with one untimed request (the first body again), which
+    absorbs what the previous path's server still does after answering (its logging, GC) and the wake-up
+    of an idle process. A per-request interleave would time that spill-over instead: measured here, direct
+    p50 0.81 ms interleaved vs 0.31 ms in blocks and our added p50 2.98 vs 1.80 ms, same machine, same minute."""
     connections = [Connection(t) for t in targets]
-    requests = [[c.request(b) for b in bodies] for c in connections]
     samples = {t.name: Sample() for t in targets}
     try:
-        for i in range(len(bodies)):
-            for k in itertools.chain(range(i % len(targets), len(targets)), range(i % len(targets))):
-                timed(connections[k], requests[k][i], samples[targets[k].name])
+        for number, start in enumerate(range(0, len(bodies), block)):
+            shift = number % len(targets)
+            for k in itertools.chain(range(shift, len(targets)), range(shift)):
+                connection, sample = connections[k], samples[targets[k].name]
+                warm = Sample()
+                timed(connection, connection.request(bodies[start]), warm)
+                sample.untimed += warm.answered
+                for body in bodies[start:start + block]:
+                    timed(connection, connection.request(body), sample)
     finally:
         for connection in connections:
             connection.close()
