@@ -27,6 +27,7 @@ import torch
 
 from services.domain.artifacts import TrainingProgress
 from services.domain.errors import TrainingCancelled
+from services.models.runtime.threads import rebalance
 from services.models.students.encoder_classifier.runtime import mean_pool
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def encode(encoder: torch.nn.Module, tokenizer: Any, texts: list[str], *, max_le
         hidden = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         pooled = torch.nn.functional.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1)
         out[rows] = pooled.float().numpy()
+        rebalance()  # a training that started beside this one gets its share of the cores
         if on_batch is not None:
             on_batch(min(start + batch_size, len(order)))
     return out
