@@ -96,7 +96,10 @@ def _judge_full(result: EvalResult, policy: PromotionPolicy, pricing: PricingSet
     elif result.score is None or result.ci is None:
         reasons.append("no score with a confidence interval (bootstrap disabled or evaluation failed)")
     else:
-        if result.n < policy.min_eval_size:
+        stopped = result.metrics.get("stopped_early")
+        if isinstance(stopped, dict):
+            reasons.append(f"evaluation {stopped.get('reason', 'stopped early')}")
+        elif result.n < policy.min_eval_size:
             reasons.append(f"eval set has {result.n} records; the policy needs at least {policy.min_eval_size}")
         if result.ci[0] < policy.min_score:
             reasons.append(f"{result.metric_name} lower CI bound {result.ci[0]:.3f} is below the minimum "

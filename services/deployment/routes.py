@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     Table,
     create_engine,
     insert,
+    or_,
     select,
 )
 
@@ -69,6 +71,15 @@ route_counts_table = Table(  # selective routes: requests the student was asked,
     Column("since", Float, primary_key=True),  # the route's `since`: counts are per route setting
     Column("asked", Integer, nullable=False, default=0),
     Column("served", Integer, nullable=False, default=0),
+    Column("updated_at", Float, nullable=False),
+)
+limit_counts_table = Table(  # the gateway's usage-limit counts (gateway/limits.py): one row per counter and window
+    "limit_counts", metadata,
+    Column("scope", String(16), primary_key=True),  # key | workload
+    Column("name", String(200), primary_key=True),  # the key's name or the workload id
+    Column("kind", String(32), primary_key=True),  # requests_per_minute | tokens_per_day
+    Column("window_start", BigInteger, primary_key=True),  # UTC epoch seconds the window began
+    Column("count", BigInteger, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
 route_events_table = Table(
@@ -208,6 +219,35 @@ class RouteStore:
             return 0, None
         return int(row[0]), int(row[1]) / int(row[0])
 
+    def add_limit_counts(self, deltas: dict[tuple[str, str, str, int], int], *,
+                         current: dict[str, int]) -> dict[tuple[str, str, str], int]:
+        """Add the gateway's usage-limit counts per (scope, name, kind, window start), then return every
+        counter's total in the current window of its kind (`current`: kind -> window start). An upsert,
+        so gateway processes adding to the same row at once all count."""
+        now = time.time()
+        table = limit_counts_table
+        with self.engine.begin() as connection:
+            if deltas:
+                upsert = _dialect_insert(connection.dialect.name)(table)
+                upsert = upsert.on_conflict_do_update(
+                    index_elements=[table.c.scope, table.c.name, table.c.kind, table.c.window_start],
+                    set_={"count": table.c.count + upsert.excluded.count, "updated_at": upsert.excluded.updated_at})
+                connection.execute(upsert, [
+                    {"scope": scope, "name": name, "kind": kind, "window_start": start, "count": count,
+                     "updated_at": now} for (scope, name, kind, start), count in deltas.items()])
+            if not current:
+                return {}
+            in_window = or_(*[(table.c.kind == kind) & (table.c.window_start == start) for kind, start in current.items()])
+            rows = connection.execute(select(table.c.scope, table.c.name, table.c.kind, table.c.count).where(in_window))
+            return {(str(r[0]), str(r[1]), str(r[2])): int(r[3]) for r in rows}
+
+    def drop_limit_counts(self, *, before: dict[str, int]) -> None:
+        """Forget usage-limit counts of ended windows (`before`: kind -> the current window's start)."""
+        table = limit_counts_table
+        with self.engine.begin() as connection:
+            for kind, start in before.items():
+                connection.execute(table.delete().where((table.c.kind == kind) & (table.c.window_start < start)))
+
     def traffic(self, workload_id: str) -> dict[str, dict[str, int]]:
         """{"teacher"|"student": {"requests", "input_tokens", "output_tokens"}} since the gateway first ran."""
         out = {side: {"requests": 0, "input_tokens": 0, "output_tokens": 0} for side in ("teacher", "student")}
@@ -216,3 +256,14 @@ class RouteStore:
                     route_traffic_table.c.workload_id == workload_id)).mappings():
                 out[row["served_by"]] = {k: int(row[k]) for k in ("requests", "input_tokens", "output_tokens")}
         return out
+
+
+def _dialect_insert(dialect: str) -> Any:
+    """The INSERT with ON CONFLICT of the job-store database's dialect (SQLite or PostgreSQL)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert

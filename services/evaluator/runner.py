@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,13 @@ from services.domain.errors import InsufficientData
 from services.domain.evaluation import EvalKind, EvalResult
 from services.domain.layout import ArtifactLayout
 from services.domain.settings import CandidateSettings, Settings
+from services.evaluator.futility import FUTILE_WORKLOADS, futility_rule
 from services.evaluator.judge import JudgeClient
 from services.evaluator.metrics.latency import latency_stats
 from services.evaluator.scoring import judge_from_settings, score_predictions
 from services.models.cache import ModelCache
 from services.models.runtime.chat_format import content_text
-from services.models.students.answering import DEADLINE, EvalRun, answer_of, embedding_outputs
+from services.models.students.answering import DEADLINE, EvalRun, answer_of, embedding_outputs, reference
 from services.models.students.registry import answerer_for, kind_spec, load_runtime
 
 log = logging.getLogger(__name__)
@@ -93,15 +95,25 @@ def _evaluate_records(settings: Settings, root: Path, dataset: DatasetRef, spec:
                       on_progress: Callable[[int, int], None] | None) -> EvalResult:
     workload_type = dataset.workload_type
     started = time.perf_counter()
-    run = EvalRun(settings, dataset, spec, artifact, records, cache, on_progress,
-                  loader=lambda k, c, base, path: load_runtime(k, c, base_model=base, artifact_dir=path))
+    run = EvalRun(settings, dataset, spec, artifact, records, cache, on_progress, loader=load_any)
+    futile = None
+    if kind is EvalKind.CUSTOMIZED and workload_type in FUTILE_WORKLOADS:
+        # A student that provably cannot qualify stops early (services/evaluator/futility.py).
+        parser = run.parser()
+        futile = futility_rule(workload_type, [reference(r, workload_type, parser) for r in records],
+                               settings.promotion_policy(str(dataset.manifest["workload_id"])), settings.evaluation)
+        run = replace(run, futile=futile, futility_every=settings.evaluation.futility_every)
     # Teacher vectors are the references of an embedding workload, whatever model answers (an untrained base
     # model is the baseline); chat workloads are answered as each kind serves them.
     answers = embedding_outputs(run) if workload_type == "embedding" else answerer_for(student_kind)(run)
     references, predictions, seconds = answers.references, answers.predictions, answers.seconds
     decoding, extra_metrics, confidences = answers.decoding, answers.extra, answers.confidences
     wall = time.perf_counter() - started
-    if workload_type != "embedding" and len(predictions) < len(records):
+    if futile is not None and futile.verdict is not None:
+        extra_metrics["stopped_early"] = futile.verdict
+        log.info("%s %s: %s", candidate, kind.value, futile.verdict["reason"])
+        records, references = records[:len(predictions)], references[:len(predictions)]
+    elif workload_type != "embedding" and len(predictions) < len(records):
         extra_metrics["stopped_by_budget"] = {
             "answered": len(predictions), "planned": len(records), "budget_s": settings.evaluation.stage_budget_s,
             "reason": "evaluation.stage_budget_s ran out: scored on the records answered so far"}
@@ -130,6 +142,11 @@ def _evaluate_records(settings: Settings, root: Path, dataset: DatasetRef, spec:
     log.info("%s %s: %s = %s (n=%d, p50 %.1f ms)", candidate, kind.value, result.metric_name, result.score,
              result.n, result.latency.p50_ms if result.latency else float("nan"))
     return _save(root, result)
+
+
+def load_any(kind: str, cache: ModelCache, base: str, path: Path | None) -> Any:
+    """The registry's loader, in the shape `EvalRun` takes."""
+    return load_runtime(kind, cache, base_model=base, artifact_dir=path)
 
 
 def stratified_sample(records: list[dict[str, Any]], n: int, *, seed: int) -> list[dict[str, Any]]:

@@ -34,7 +34,7 @@ from sqlalchemy import (
     text,
 )
 
-from services.deployment.routes import MIGRATIONS, VERSION_TABLE, RouteStore
+from services.deployment.routes import MIGRATIONS, VERSION_TABLE, RouteStore, metadata
 from tests.contract.postgres import temporary_database
 
 LEGACY = MetaData()
@@ -164,10 +164,15 @@ def _legacy_database(url: str, tables: list[str] | None = None) -> None:
 
 
 def test_a_fresh_database_gets_the_schema_create_all_made(new_database: Callable[[], str]) -> None:
-    migrated, legacy = new_database(), new_database()
+    migrated, legacy, declared = new_database(), new_database(), new_database()
     RouteStore(migrated).close()
     _legacy_database(legacy)
-    assert _schema(migrated) == _schema(legacy)
+    engine = create_engine(declared)
+    metadata.create_all(engine)  # the tables as routes.py declares them today
+    engine.dispose()
+    schema, adopted = _schema(migrated), _schema(legacy)
+    assert {name: schema[name] for name in adopted} == adopted  # the tables before migrations, unchanged
+    assert schema == _schema(declared)  # and the later migrations add exactly what routes.py declares
     assert _version(migrated) == [_head()]
 
 
@@ -214,3 +219,44 @@ def test_many_processes_migrate_a_fresh_sqlite_route_store_at_once(tmp_path: Pat
     url = f"sqlite:///{tmp_path / 'jobs.sqlite'}"
     assert open_at_once(url, 6) == ["teacher"] * 6
     assert _version(url) == [_head()]
+
+
+def test_a_database_at_the_first_revision_gets_the_limit_counts(new_database: Callable[[], str]) -> None:
+    """An install last opened by the release before usage limits: its rows stay, `limit_counts` comes."""
+    from alembic import command
+
+    url = new_database()
+    _legacy_database(url)
+    engine = create_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+    engine.dispose()
+    assert _version(url) == ["0001"]
+    before = _rows(url)
+
+    store = RouteStore(url)
+    assert _version(url) == [_head()] and _rows(url) == before
+    assert store.add_limit_counts({("key", "desk", "tokens_per_day", 86_400): 7},
+                                  current={"tokens_per_day": 86_400}) == {("key", "desk", "tokens_per_day"): 7}
+    store.close()
+
+
+def test_limit_counts_from_several_stores_add_up(new_database: Callable[[], str]) -> None:
+    """Gateway replicas add to the same rows (an upsert on each dialect) and read the sum back."""
+    url = new_database()
+    stores = [RouteStore(url), RouteStore(url)]
+    minute, day = 1_700_000_040, 1_699_920_000
+    current = {"requests_per_minute": minute, "tokens_per_day": day}
+    stores[0].add_limit_counts({("workload", "news", "requests_per_minute", minute): 2,
+                                ("key", "desk", "tokens_per_day", day): 900}, current=current)
+    totals = stores[1].add_limit_counts({("workload", "news", "requests_per_minute", minute): 3,
+                                         ("workload", "news", "requests_per_minute", minute - 60): 8}, current=current)
+    assert totals == {("workload", "news", "requests_per_minute"): 5, ("key", "desk", "tokens_per_day"): 900}
+    stores[0].drop_limit_counts(before=current)
+    assert stores[0].add_limit_counts({}, current={"requests_per_minute": minute - 60}) == {}
+    assert stores[1].add_limit_counts({}, current=current) == totals
+    for store in stores:
+        store.close()

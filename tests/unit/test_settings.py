@@ -52,6 +52,12 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
         ),
         ("workloads: {w: {label_pattern: '(unclosed'}}\n", ["not a valid regex"]),
         ("workloads: {w: {label_pattern: 'no group'}}\n", ["needs one capture group"]),
+        ("workloads: {w: {limits: {requests_per_minute: 0}}}\n",
+         ["workloads.w.limits.requests_per_minute = 0", "greater than or equal to 1"]),
+        ("gateway: {keys: [{name: a, token: t}, {name: a, token: u}]}\n", ["names in keys must be unique", "repeated: a"]),
+        # Limits are the gateway's: an API token refuses them rather than ignoring them.
+        ("api: {auth: {tokens: [{name: a, token: t, limits: {tokens_per_day: 5}}]}}\n",
+         ["api.auth.tokens[0].limits", "unknown key"]),
         ("icl: {min_examples: 5, max_examples: 2}\n", ["icl.min_examples (5) exceeds icl.max_examples (2)"]),
         ("- just\n- a list\n", ["top level must be a mapping"]),
         ("lora: {rank: [\n", ["not valid YAML"]),
@@ -135,3 +141,28 @@ def test_colliding_overrides_are_a_config_error_not_a_crash() -> None:
         apply_overrides(Settings(), {"icl": 1, "icl.max_examples": 2})
     with pytest.raises(ConfigError, match="conflicts"):
         apply_overrides(Settings(), {"icl.max_examples": 2, "icl.max_examples.x": 3})
+
+
+def test_the_commented_limits_example_in_config_yaml_is_valid(tmp_path: Path) -> None:
+    """config.yaml documents the gateway's keys and limits as comments: uncommented, they must load."""
+    lines, out, in_gateway = (REPO / "config.yaml").read_text(encoding="utf-8").splitlines(), [], False
+    for line in lines:
+        in_gateway = line.startswith("# gateway:") or (in_gateway and line.startswith("#  "))
+        if in_gateway:
+            line = line[2:]
+        elif line.strip().startswith("# limits:"):
+            line = line.replace("# limits:", "limits:", 1)
+        out.append(line)
+    settings = load_settings(_write(tmp_path, "\n".join(out) + "\n"))
+    (key,) = settings.gateway.keys
+    assert (key.name, key.limits.requests_per_minute, key.limits.tokens_per_day) == ("desk-7", 600, 2_000_000)
+    assert settings.workloads["news_topic"].limits.tokens_per_day is None
+
+
+def test_gateway_keys_with_limits_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The helm chart hands the keys over as JSON in FLYWHEEL__GATEWAY__KEYS (from a Secret)."""
+    monkeypatch.setenv("FLYWHEEL__GATEWAY__KEYS", '[{"name": "desk", "token": "sk-1", "scopes": ["write"], '
+                                                  '"limits": {"requests_per_minute": 60}}]')
+    settings = load_settings(_write(tmp_path, "gateway: {auth_enabled: true}\n"))
+    assert settings.gateway.keys[0].limits.requests_per_minute == 60
+    assert settings.gateway.keys[0].limits.tokens_per_day is None

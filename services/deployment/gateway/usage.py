@@ -10,6 +10,8 @@ import logging
 import threading
 from typing import Any
 
+from services.deployment.gateway.periodic import PeriodicFlush
+
 log = logging.getLogger(__name__)
 
 
@@ -24,8 +26,7 @@ class UsageCounter:
         self._counts: dict[tuple[str, str], list[int]] = {}
         self._route_counts: dict[tuple[str, float], list[int]] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._flusher = PeriodicFlush(self.flush, interval_s=interval_s, name="gateway-usage")
 
     def add(self, workload_id: str, served_by: str, answer: dict[str, Any] | None = None) -> None:
         prompt, completion = usage_of(answer or {})
@@ -69,16 +70,8 @@ class UsageCounter:
                         kept[i] += row[i]
 
     def start(self) -> UsageCounter:
-        def loop() -> None:
-            while not self._stop.wait(self.interval_s):
-                self.flush()
-
-        self._thread = threading.Thread(target=loop, name="gateway-usage", daemon=True)
-        self._thread.start()
+        self._flusher.start()
         return self
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self.flush()
+        self._flusher.close()

@@ -6,7 +6,7 @@ defaults in the section modules. Nothing reads the environment or the file at im
 Relative paths in the file are resolved against the file's own directory.
 
 One module per group of sections (storage, api, gateway, deployment, models, teacher, training,
-candidates, data, evaluation, policy, workloads); `root.Settings` joins them; `loading` reads the
+candidates, data, evaluation, policy, workloads, limits); `root.Settings` joins them; `loading` reads the
 file. Import from here: every public name is re-exported.
 """
 
@@ -15,7 +15,8 @@ from services.domain.settings.candidates import CandidateSettings, HardwareSetti
 from services.domain.settings.data import DatasetSettings, DataSplitSettings, IclSettings
 from services.domain.settings.deployment import DeploymentSettings
 from services.domain.settings.evaluation import EvaluationSettings, JudgeSettings
-from services.domain.settings.gateway import GatewaySettings
+from services.domain.settings.gateway import GatewayKey, GatewaySettings
+from services.domain.settings.limits import UsageLimits
 from services.domain.settings.loading import (
     CONFIG_ENV_VAR,
     DEFAULT_CONFIG_PATH,
@@ -68,6 +69,7 @@ __all__ = [
     "DistillationSettings",
     "DriftSettings",
     "EvaluationSettings",
+    "GatewayKey",
     "GatewaySettings",
     "HardwareSettings",
     "IclSettings",
@@ -90,6 +92,7 @@ __all__ = [
     "TrackingSettings",
     "TrainingOverrides",
     "TrainingSettings",
+    "UsageLimits",
     "WorkloadSettings",
     "WorkloadType",
     "apply_overrides",

@@ -34,6 +34,13 @@ class EvaluationSettings(_Section):
         1800, gt=0, description="An evaluation stops answering after this many seconds and is scored on what it "
                                 "answered, marked `stopped_by_budget` (a customized one then rarely has the records "
                                 "the policy needs).")
+    futility_confidence: float | None = Field(
+        0.99, gt=0.5, lt=1, description="A customized classification or tool-calling evaluation stops early, "
+                                        "marked `stopped_early`, once the student provably cannot qualify: its "
+                                        "score's upper bound is under promotion.min_score and (selective) its "
+                                        "agreement's upper bound under min_coverage x min_agreement, at this "
+                                        "confidence (null: always answer every record).")
+    futility_every: int = Field(50, ge=10, description="Records answered between two futility checks.")
     decoding: Literal["constrained", "generate"] = Field(
         "constrained", description="Classification with causal LMs: score each label (constrained) or generate."
     )

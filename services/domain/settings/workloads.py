@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from services.domain.settings._section import _Section
+from services.domain.settings.limits import UsageLimits
 from services.domain.settings.policy import PromotionOverrides
 
 DEFAULT_LABEL_PATTERN = r"\[\[\[\s*(.+?)\s*\]\]\]"
@@ -74,6 +75,8 @@ class WorkloadSettings(_Section):
         default_factory=PromotionOverrides, description="Overrides of the global `promotion` policy."
     )
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings, description="Cron runs and drift trigger.")
+    limits: UsageLimits = Field(
+        default_factory=UsageLimits, description="The gateway's limits on this workload, over every client key.")
 
     @model_validator(mode="after")
     def _pattern_compiles(self) -> WorkloadSettings:

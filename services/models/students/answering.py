@@ -41,6 +41,10 @@ class EvalRun:
     cache: ModelCache
     on_progress: Callable[[int, int], None] | None
     loader: Loader
+    # Given the predictions so far (in record order), whether answering more records is futile (the evaluator's
+    # futility rule: the student provably cannot qualify). Checked every `futility_every` records.
+    futile: Callable[[list[Any]], bool] | None = None
+    futility_every: int = 50
 
     @property
     def workload_type(self) -> str:
@@ -49,6 +53,13 @@ class EvalRun:
     def parser(self) -> LabelParser:
         return LabelParser(self.settings.workload(str(self.dataset.manifest["workload_id"])).label_pattern,
                            self.dataset.labels() or None)
+
+    def stop_when(self, predictions: Callable[[list[Any]], list[Any]]) -> Callable[[list[Any]], bool] | None:
+        """`timed`'s stop check for this run: the futility rule over the predictions made of the outputs so far."""
+        futile = self.futile
+        if futile is None:
+            return None
+        return lambda outputs: futile(predictions(outputs))
 
     def runtime(self, kind: str) -> Any:
         """The runtime of `kind` over this run's model: the artifact's, or the untrained base model."""
@@ -84,9 +95,10 @@ def reference(record: dict[str, Any], workload_type: str, parser: LabelParser) -
     return content_text(answer.get("content"))
 
 
-def timed(items: list[Any], fn: Callable[[Any], Any],
-          on_progress: Callable[[int, int], None] | None) -> tuple[list[Any], list[float]]:
-    """Answer each item one at a time (per-request latency); stop early when the stage's budget runs out."""
+def timed(items: list[Any], fn: Callable[[Any], Any], on_progress: Callable[[int, int], None] | None, *,
+          stop: Callable[[list[Any]], bool] | None = None, every: int = 50) -> tuple[list[Any], list[float]]:
+    """Answer each item one at a time (per-request latency); stop early when the stage's budget runs out, or
+    when `stop` (given the outputs so far, every `every` items) says answering more is futile."""
     outputs: list[Any] = []
     seconds: list[float] = []
     deadline = DEADLINE.get()
@@ -98,6 +110,8 @@ def timed(items: list[Any], fn: Callable[[Any], Any],
         seconds.append(time.perf_counter() - started)
         if on_progress is not None and (index + 1) % 10 == 0:
             on_progress(index + 1, len(items))
+        if stop is not None and (index + 1) % every == 0 and index + 1 < len(items) and stop(outputs):
+            break
     return outputs, seconds
 
 

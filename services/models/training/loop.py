@@ -30,6 +30,7 @@ import torch
 from services.domain.artifacts import TrainingProgress
 from services.domain.errors import TrainingCancelled, TrainingFailed
 from services.domain.settings import TrainingSettings
+from services.models.runtime.threads import rebalance
 from services.models.training.base import TrainControl
 
 log = logging.getLogger(__name__)
@@ -201,6 +202,7 @@ def run_training(
                 accelerator.clip_grad_norm_(trainable, MAX_GRAD_NORM)
                 optimizer.step()
                 scheduler.step()
+                rebalance()  # a training that started beside this one gets its share of the cores
                 optimizer.zero_grad(set_to_none=True)
                 state.micro_batch += len(group)
                 state.step += 1

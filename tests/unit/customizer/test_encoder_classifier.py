@@ -147,3 +147,21 @@ def test_the_teachers_prompt_is_labelled_data() -> None:
     assert found == [("a stock rising or falling", "Stock Movement"),
                      ("Acme shares jump 12% on a deal", "Stock Movement"),  # quoted examples of 8+ characters
                      ("payouts to shareholders", "Dividend")]
+
+
+def test_the_head_chooses_c_on_a_sample_of_many_records_and_cross_fits_all_of_them() -> None:
+    """Beyond `grid_records`, C is chosen on a stratified sample; the out-of-fold calibration still covers every
+    record, and on easy synthetic classes the sampled choice fits as well as the full grid."""
+    import numpy as np
+
+    from services.models.students.encoder_classifier.head import C_GRID, fit_head
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(4, 16))
+    targets = rng.integers(0, 4, size=600)
+    vectors = (centers[targets] + rng.normal(scale=0.8, size=(600, 16))).astype(np.float32)
+    sampled = fit_head(vectors, targets, 4, seed=0, grid_records=200)
+    full = fit_head(vectors, targets, 4, seed=0, grid_records=None)
+    assert sampled["C"] in C_GRID and len(sampled["oof_confidence"]) == len(sampled["oof_correct"]) == 600
+    assert sampled["weight"].shape == (4, 16)
+    assert sampled["oof_macro_f1"] > 0.8 and abs(sampled["oof_macro_f1"] - full["oof_macro_f1"]) < 0.02

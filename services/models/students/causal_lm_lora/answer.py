@@ -28,19 +28,25 @@ def answer(run: EvalRun) -> Answers:
         labels = run.dataset.labels()
         template = parser.first_template(content_text(answer_of(r).get("content")) for r in records) or "{label}"
         answers = [render_label(template, label) for label in labels]
-        scored, seconds = timed(requests, lambda req: runner.score_labels(req["messages"], answers), run.on_progress)
+        stop = run.stop_when(lambda outs: [labels[best] for best, _ in outs])
+        scored, seconds = timed(requests, lambda req: runner.score_labels(req["messages"], answers), run.on_progress,
+                                stop=stop, every=run.futility_every)
         confidences = [label_confidence(scores, best) for best, scores in scored]
         return Answers(references, [labels[best] for best, _ in scored], seconds, confidences, extra, decoding)
     budget = max(runner.count_tokens(json.dumps(answer_of(r), ensure_ascii=False)) for r in records) + 16
     max_new = min(MAX_NEW_TOKENS_CAP, budget)
-    texts, seconds = timed(requests, lambda req: runner.generate([req], max_new_tokens=max_new)[0], run.on_progress)
-    if workload_type == "classification":
-        predictions: list[Any] = [parser.parse(t) for t in texts]
-    elif workload_type == "tool_calling":
-        predictions = [(m.get("tool_calls") or m.get("content") or "") for m in map(parse_assistant_text, texts)]
-    else:
-        predictions = texts
-    return Answers(references, predictions, seconds, None, extra, decoding)
+
+    def predicted(texts: list[str]) -> list[Any]:
+        if workload_type == "classification":
+            return [parser.parse(t) for t in texts]
+        if workload_type == "tool_calling":
+            return [(m.get("tool_calls") or m.get("content") or "") for m in map(parse_assistant_text, texts)]
+        return texts
+
+    stop = run.stop_when(predicted)
+    texts, seconds = timed(requests, lambda req: runner.generate([req], max_new_tokens=max_new)[0], run.on_progress,
+                           stop=stop, every=run.futility_every)
+    return Answers(references, predicted(texts), seconds, None, extra, decoding)
 
 
 def prompt_token_stats(records: list[dict[str, Any]], requests: list[dict[str, Any]], runner: Any) -> dict[str, Any]:

@@ -27,12 +27,16 @@ import torch
 
 from services.domain.artifacts import TrainingProgress
 from services.domain.errors import TrainingCancelled
+from services.models.runtime.threads import rebalance
 from services.models.students.encoder_classifier.runtime import mean_pool
 
 log = logging.getLogger(__name__)
 C_GRID = (1.0, 4.0, 16.0)
 LEXICAL_C = 16.0  # TF-IDF features are sparse and many: weak regularization (bench/selective)
 FOLDS = 5
+# C chosen on a sample of at most this many records (None: on every record). Off by default: at 10k records the
+# sample chose a smaller C and lost 0.022 out-of-fold macro-F1 (bench/head_fit.py, docs/benchmarks.md).
+GRID_RECORDS: int | None = None
 
 
 @torch.inference_mode()
@@ -49,6 +53,7 @@ def encode(encoder: torch.nn.Module, tokenizer: Any, texts: list[str], *, max_le
         hidden = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         pooled = torch.nn.functional.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1)
         out[rows] = pooled.float().numpy()
+        rebalance()  # a training that started beside this one gets its share of the cores
         if on_batch is not None:
             on_batch(min(start + batch_size, len(order)))
     return out
@@ -56,12 +61,15 @@ def encode(encoder: torch.nn.Module, tokenizer: Any, texts: list[str], *, max_le
 
 def fit_head(vectors: np.ndarray, targets: np.ndarray, num_labels: int, *, seed: int,
              texts: list[str] | None = None, lexical_mix: float = 0.0,
-             extra: tuple[np.ndarray, np.ndarray, list[str]] | None = None) -> dict[str, Any]:
+             extra: tuple[np.ndarray, np.ndarray, list[str]] | None = None,
+             grid_records: int | None = GRID_RECORDS) -> dict[str, Any]:
     """Choose C by out-of-fold macro-F1, fit on everything; return weights (num_labels x d), bias and the
     chosen fit's out-of-fold confidence/correctness per record. With `texts` and `lexical_mix` > 0, a TF-IDF
     head is fitted beside it (same folds) and the out-of-fold figures are those of the averaged ensemble.
     `extra` (vectors, targets, texts) are labelled examples that are not logged records (the class definitions
-    of the teacher's prompt): in every fit, never scored out of fold."""
+    of the teacher's prompt): in every fit, never scored out of fold. With more than `grid_records` records, C is
+    chosen on a stratified sample of that many and only the chosen C is cross-fitted on all of them (faster, but
+    the best C grows with the records: bench/head_fit.py)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
     from sklearn.model_selection import StratifiedKFold
@@ -79,14 +87,20 @@ def fit_head(vectors: np.ndarray, targets: np.ndarray, num_labels: int, *, seed:
     def f1(probs: np.ndarray) -> float:
         return float(f1_score(targets, probs.argmax(axis=1), average="macro"))
 
-    best: tuple[float, float, np.ndarray] | None = None
-    for c in C_GRID:
+    if grid_records is not None and len(targets) > grid_records:
+        c = _choose_c(vectors, targets, num_labels, seed=seed, sample=grid_records, make=make,
+                      extra=(extra_vectors, extra_targets))
         oof = _cross_fit(partial(make, c), vectors, targets, splits, num_labels, extra_vectors, extra_targets)
-        log.info("head C=%s: out-of-fold macro-F1 %.3f", c, f1(oof))
-        if best is None or f1(oof) > best[0]:
-            best = (f1(oof), c, oof)
-    assert best is not None
-    score, c, oof = best
+        score = f1(oof)
+    else:
+        best: tuple[float, float, np.ndarray] | None = None
+        for c in C_GRID:
+            oof = _cross_fit(partial(make, c), vectors, targets, splits, num_labels, extra_vectors, extra_targets)
+            log.info("head C=%s: out-of-fold macro-F1 %.3f", c, f1(oof))
+            if best is None or f1(oof) > best[0]:
+                best = (f1(oof), c, oof)
+        assert best is not None
+        score, c, oof = best
     model = make(c).fit(_stack(vectors, extra_vectors), np.concatenate([targets, extra_targets]))
     weight, bias = _full_head(model, num_labels, vectors.shape[1])
     out: dict[str, Any] = {"weight": weight, "bias": bias, "C": c, "oof_macro_f1": score, "folds": folds,
@@ -109,6 +123,27 @@ def fit_head(vectors: np.ndarray, targets: np.ndarray, num_labels: int, *, seed:
     out["oof_confidence"] = oof.max(axis=1).tolist()
     out["oof_correct"] = (oof.argmax(axis=1) == targets).tolist()
     return out
+
+
+def _choose_c(vectors: np.ndarray, targets: np.ndarray, num_labels: int, *, seed: int, sample: int,
+              make: Callable[[float], Any], extra: tuple[np.ndarray, np.ndarray]) -> float:
+    """The C of the grid with the best out-of-fold macro-F1 on a stratified sample of `sample` records."""
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+
+    counts = np.bincount(targets, minlength=num_labels)
+    stratify = targets if counts[counts > 0].min() >= 2 else None
+    rows, _ = train_test_split(np.arange(len(targets)), train_size=sample, random_state=seed, stratify=stratify)
+    sub_vectors, sub_targets = vectors[rows], targets[rows]
+    sub_counts = np.bincount(sub_targets, minlength=num_labels)
+    folds = max(2, min(FOLDS, int(sub_counts[sub_counts > 0].min())))
+    splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(sub_vectors, sub_targets))
+    scores = {}
+    for c in C_GRID:
+        oof = _cross_fit(partial(make, c), sub_vectors, sub_targets, splits, num_labels, *extra)
+        scores[c] = float(f1_score(sub_targets, oof.argmax(axis=1), average="macro"))
+        log.info("head C=%s: out-of-fold macro-F1 %.3f on a sample of %d records", c, scores[c], sample)
+    return max(scores, key=lambda c: scores[c])
 
 
 def _stack(rows: Any, extra: Any) -> Any:
