@@ -64,8 +64,10 @@ def test_openai_client_through_the_gateway_is_answered_and_logged(tmp_path: Path
                                                     metadata={"client_id": "desk-9"})
             assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "[[[Macro]]]"
 
-            vectors = client.embeddings.create(model="filings", input=["10-K risk factors", "8-K"], dimensions=4)
+            vectors = client.embeddings.create(model="filings", input=["10-K risk factors", "8-K"], dimensions=4,
+                                               extra_body={"input_type": "passage"})
             assert [len(d.embedding) for d in vectors.data] == [4, 4]
+            assert teacher.state.received[-1]["input_type"] == "passage", "forwarded as sent"
 
             from openai import InternalServerError
             with pytest.raises(InternalServerError, match="teacher overloaded"):
@@ -95,6 +97,7 @@ def test_openai_client_through_the_gateway_is_answered_and_logged(tmp_path: Path
     assert streamed["choices"][0]["message"]["content"] == "[[[Macro]]]", "a streamed answer is logged reassembled"
     assert streamed["usage"]["completion_tokens"] == 4
     assert len(embeds) == 1 and len(embeds[0].response.model_dump(mode="json")["data"]) == 2
+    assert embeds[0].request.model_dump(mode="json")["input_type"] == "passage", "logged: queries and passages differ"
 
 
 def test_gateway_api_keys_name_the_client_and_errors_are_openai_shaped(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from fastapi.responses import Response
 
 from services.deployment.backends.base import ServingBackend, backend_for
 from services.deployment.gateway.endpoints import add_endpoints
+from services.deployment.gateway.limits import limiter_for
 from services.deployment.gateway.metrics import GatewayMetrics
 from services.deployment.gateway.protocol import ApiKeys, GatewayError
 from services.deployment.gateway.serving_chat import ChatService
@@ -49,16 +50,22 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        upstream = TeacherUpstream(settings.teacher, transport=transport)
+        upstream = TeacherUpstream(settings.teacher, transport=transport,
+                                   retried=lambda w, why: metrics.teacher_retries.labels(w, why).inc())
+        limiter = limiter_for(settings, routes)
         app.state.chat, app.state.embeddings = (
             service(settings, routes=routes, backend=app.state.backend, metrics=metrics, usage=usage, traffic=traffic,
-                    upstream=upstream) for service in (ChatService, EmbeddingService))
+                    upstream=upstream, limiter=limiter) for service in (ChatService, EmbeddingService))
         usage.start()
+        if limiter is not None:
+            limiter.start()  # reads today's counts before the first request: a restart resets nobody's limits
         try:
             yield
         finally:
             await app.state.chat.drain()
             usage.close()  # its last flush writes to the route store: before the store closes
+            if limiter is not None:
+                limiter.close()
             await upstream.aclose()
             routes.close()
             if logger is None:

@@ -25,6 +25,18 @@ class GatewayMetrics:
             ["workload"], registry=self.registry)
         self.agreement = Counter("flywheel_gateway_agreement_total", "Requests answered by student and teacher.",
                                  ["workload", "phase", "agree"], registry=self.registry)
+        self.student_fallbacks = Counter(
+            "flywheel_gateway_student_fallback_total",
+            "Requests the teacher could not answer (timeout, unreachable, 429/5xx after retries), answered by the "
+            "route's student.", ["workload", "endpoint", "reason"], registry=self.registry)
+        self.teacher_retries = Counter("flywheel_gateway_teacher_retries_total",
+                                       "Teacher calls tried again, by what failed (a status, timeout, connection).",
+                                       ["workload", "reason"], registry=self.registry)
+        self.limited = Counter("flywheel_gateway_limited_total", "Requests refused over a usage limit (429).",
+                               ["workload", "scope", "limit"], registry=self.registry)
+        self.unavailable = Counter("flywheel_gateway_teacher_unavailable_total",
+                                   "Requests the teacher did not answer and no student could (the client got 502/504).",
+                                   ["workload", "endpoint"], registry=self.registry)
         spool = Gauge("flywheel_gateway_spool_depth", "Logged calls waiting in the spool file.", registry=self.registry)
         spool.set_function(lambda: logger.spool_depth)
 

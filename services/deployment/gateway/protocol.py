@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import pydantic_core
 from fastapi.responses import Response
@@ -22,12 +22,16 @@ class GatewayError(Exception):
     """An OpenAI-format error: {"error": {"message", "type", "param", "code"}}."""
 
     def __init__(self, status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
-                 param: str | None = None) -> None:
+                 param: str | None = None, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, self.type, param=self.param, code=self.code)
 
     def response(self) -> Response:
-        return json_response(error_body(self.message, self.type, param=self.param, code=self.code), self.status)
+        return json_response(self.body(), self.status, self.headers)
 
 
 def too_large(max_bytes: int) -> GatewayError:
@@ -48,6 +52,7 @@ FIELD_ERRORS = {
     "model": "`model` is required: name a workload alias",
     "messages": "`messages` must be a non-empty list",
     "input": "`input` is required",
+    "input_type": "`input_type` must be `query` or `passage`",
 }
 
 
@@ -104,6 +109,9 @@ class EmbeddingRequest(RequestBody):
 
     input: str | list[Any] = Field(description="A text, or a list of texts (or token arrays).")
     dimensions: int | None = Field(None, ge=1, description="Matryoshka truncation of the returned vectors.")
+    input_type: Literal["query", "passage"] | None = Field(
+        None, description="What the inputs are, for retrieval (NVIDIA's convention; the openai client sends it in "
+                          "`extra_body`): `query` or `passage`. Forwarded to the teacher and logged.")
 
 
 class ApiKeys:

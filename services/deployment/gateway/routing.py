@@ -51,6 +51,13 @@ def shadows(route: Route, endpoint: Endpoint) -> bool:
     return route.phase == "shadow" and serves(route, endpoint)
 
 
+def stands_in(route: Route, endpoint: Endpoint) -> bool:
+    """The route's student may answer when the teacher cannot (timeout, unreachable, 429/5xx after retries):
+    it serves this endpoint and has been deployed (shadow, canary or full). It answers whatever its
+    confidence: a selective route's threshold chooses between two answers, and here there is one."""
+    return route.phase in ("shadow", "canary", "full") and serves(route, endpoint)
+
+
 def monitor_draw(monitor_share: float, rng: random.Random) -> bool:
     """The teacher also answers this student-served request, in the background (canary/full monitoring)."""
     return rng.random() < monitor_share

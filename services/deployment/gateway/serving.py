@@ -1,7 +1,8 @@
 """What the serving classes (serving_chat.py, serving_embeddings.py) share: the parts they are built
-with once at start-up, asking a student (a failure hands the request to the teacher), and answering
-with the teacher's reply: its bytes go to the client as the teacher sent them, and the answer is parsed,
-logged and counted after the response has gone."""
+with once at start-up, admitting a request under the usage limits, asking a student (a failure hands
+the request to the teacher), answering with the teacher's reply (its bytes go to the client as the
+teacher sent them; the answer is parsed, logged and counted after the response has gone), and the
+student's fallback when the teacher cannot answer."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ from fastapi.responses import Response
 from starlette.background import BackgroundTask
 
 from services.deployment.backends.base import ServingBackend
+from services.deployment.gateway.limits import Limiter, LimitExceeded
 from services.deployment.gateway.metrics import GatewayMetrics
-from services.deployment.gateway.protocol import JSON, Caller
+from services.deployment.gateway.protocol import JSON, Caller, GatewayError
+from services.deployment.gateway.retries import CallPolicy
 from services.deployment.gateway.routing import Endpoint
 from services.deployment.gateway.upstream import TeacherReply, TeacherUpstream
-from services.deployment.gateway.usage import UsageCounter
+from services.deployment.gateway.usage import UsageCounter, usage_of
 from services.deployment.routes import Route, RouteStore
 from services.deployment.traffic_log import TrafficLogger
 from services.domain.settings import Settings
@@ -39,11 +42,42 @@ class Serving:
     endpoint: ClassVar[Endpoint]
 
     def __init__(self, settings: Settings, *, routes: RouteStore, backend: ServingBackend, metrics: GatewayMetrics,
-                 usage: UsageCounter, traffic: TrafficLogger, upstream: TeacherUpstream,
+                 usage: UsageCounter, traffic: TrafficLogger, upstream: TeacherUpstream, limiter: Limiter | None = None,
                  rng: random.Random | None = None) -> None:
         self.settings, self.routes, self.backend, self.metrics = settings, routes, backend, metrics
-        self.usage, self.traffic, self.upstream = usage, traffic, upstream
+        self.usage, self.traffic, self.upstream, self.limiter = usage, traffic, upstream, limiter
         self.rng = rng or random.Random()
+        self._policies: dict[str, CallPolicy] = {}
+
+    def admit(self, caller: Caller) -> None:
+        """Count the request against its key's and workload's limits; a 429 with Retry-After over one."""
+        if self.limiter is None:
+            return
+        try:
+            self.limiter.check(caller.key_name, caller.workload)
+        except LimitExceeded as exc:
+            self.metrics.limited.labels(caller.workload, exc.scope, exc.limit).inc()
+            raise GatewayError(429, str(exc), "requests" if exc.limit == "requests_per_minute" else "tokens",
+                               code="rate_limit_exceeded", headers={"Retry-After": str(exc.retry_after_s)}) from None
+
+    def counted(self, caller: Caller, served_by: str, answer: dict[str, Any] | None) -> None:
+        """An answer's requests and tokens: for the dashboard's traffic counts and the tokens-per-day limits."""
+        self.usage.add(caller.workload, served_by, answer)
+        if self.limiter is not None and answer is not None:
+            self.limiter.record(caller.key_name, caller.workload, sum(usage_of(answer)))
+
+    def policy(self, workload: str) -> CallPolicy:
+        """How the teacher is called for this workload (resolved once, not per request)."""
+        policy = self._policies.get(workload)
+        if policy is None:
+            policy = self._policies[workload] = CallPolicy.of(self.settings, workload)
+        return policy
+
+    def fell_back(self, caller: Caller, route: Route, why: str) -> None:
+        """The teacher could not answer (`why`) and the route's student did: counted and logged."""
+        log.warning("the teacher could not answer a %s request of %s (%s): student %s answered", self.endpoint,
+                    caller.workload, why, route.candidate)
+        self.metrics.student_fallbacks.labels(caller.workload, self.endpoint, why).inc()
 
     def record(self, caller: Caller, request: dict[str, Any], response: dict[str, Any]) -> None:
         """Log one teacher call for the flywheel (queued; `TrafficLogger` sends it from its own thread)."""
@@ -60,9 +94,10 @@ class Serving:
             self.metrics.fallbacks.labels(route.workload_id).inc()
             return None
 
-    def student_served(self, caller: Caller, answer: dict[str, Any], started: float) -> None:
-        self.usage.add(caller.workload, "student", answer)
-        self.metrics.served(self.endpoint, caller.workload, "student", 200, time.perf_counter() - started)
+    def student_served(self, caller: Caller, answer: dict[str, Any], started: float,
+                       served_by: str = "student") -> None:
+        self.counted(caller, "student", answer)
+        self.metrics.served(self.endpoint, caller.workload, served_by, 200, time.perf_counter() - started)
 
     def teacher_response(self, caller: Caller, route: Route, reply: TeacherReply, started: float,
                          answered: Callable[[dict[str, Any]], None]) -> Response:
@@ -74,11 +109,13 @@ class Serving:
                 answer = reply.json() if reply.status == 200 else None
                 if answer is not None:
                     answered(answer)
-                    self.usage.add(caller.workload, "teacher", answer)
+                    self.counted(caller, "teacher", answer)
                 self.metrics.served(self.endpoint, caller.workload, "teacher", reply.status,
                                     time.perf_counter() - started)
             except Exception:  # the client has its answer; a bookkeeping bug is logged, not raised into the server
                 log.exception("cannot log or count a teacher answer for %s", caller.workload)
 
-        return Response(reply.body_bytes(), reply.status, served_headers(route.phase), media_type=JSON,
-                        background=BackgroundTask(after))
+        headers = served_headers(route.phase)
+        if reply.retry_after is not None:
+            headers["Retry-After"] = reply.retry_after
+        return Response(reply.body_bytes(), reply.status, headers, media_type=JSON, background=BackgroundTask(after))

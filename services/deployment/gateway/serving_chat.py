@@ -18,11 +18,12 @@ from fastapi.responses import Response, StreamingResponse
 
 from services.deployment.backends.base import ServingBackend
 from services.deployment.gateway import routing
+from services.deployment.gateway.limits import Limiter
 from services.deployment.gateway.metrics import GatewayMetrics
-from services.deployment.gateway.protocol import Caller, ChatCompletionRequest, GatewayError, json_response
+from services.deployment.gateway.protocol import Caller, ChatCompletionRequest, GatewayError, error_body, json_response
 from services.deployment.gateway.serving import Serving, served_headers
 from services.deployment.gateway.streaming import StreamAssembler
-from services.deployment.gateway.upstream import TeacherUpstream
+from services.deployment.gateway.upstream import TeacherReply, TeacherUnavailable, TeacherUpstream
 from services.deployment.gateway.usage import UsageCounter
 from services.deployment.routes import Route, RouteStore
 from services.deployment.traffic_log import TrafficLogger
@@ -37,10 +38,10 @@ class ChatService(Serving):
     endpoint = "chat"
 
     def __init__(self, settings: Settings, *, routes: RouteStore, backend: ServingBackend, metrics: GatewayMetrics,
-                 usage: UsageCounter, traffic: TrafficLogger, upstream: TeacherUpstream,
+                 usage: UsageCounter, traffic: TrafficLogger, upstream: TeacherUpstream, limiter: Limiter | None = None,
                  rng: random.Random | None = None) -> None:
         super().__init__(settings, routes=routes, backend=backend, metrics=metrics, usage=usage, traffic=traffic,
-                         upstream=upstream, rng=rng)
+                         upstream=upstream, limiter=limiter, rng=rng)
         self.static_prompts = routing.StaticPrompts()
         self._monitor_share: dict[str, float] = {}
         self._parsers: dict[str, LabelParser | None] = {}
@@ -49,6 +50,7 @@ class ChatService(Serving):
     async def create(self, request: ChatCompletionRequest, caller: Caller) -> Response:
         """Answer one chat completion request."""
         started = time.perf_counter()
+        self.admit(caller)
         route = self.routes.get(caller.workload)
         upstream_body = request.upstream_body(self.settings.teacher.model)
         if routing.student_first(route, "chat", self.rng):  # one canary draw per request
@@ -57,7 +59,12 @@ class ChatService(Serving):
                 return self.student_response(caller, route, upstream_body, answer, started, stream=bool(request.stream))
         if request.stream:
             return await self.stream_teacher(caller, route, request, upstream_body, started)
-        reply = await self.upstream.post(CHAT, upstream_body)
+        try:
+            reply = await self.upstream.post(CHAT, upstream_body, self.policy(caller.workload), caller.workload)
+        except TeacherUnavailable as exc:
+            return await self.stand_in(caller, route, request, upstream_body, started, exc)
+        if reply.failed:
+            return await self.stand_in(caller, route, request, upstream_body, started, reply)
 
         def answered(answer: dict[str, Any]) -> None:
             self.record(caller, upstream_body, answer)
@@ -65,6 +72,26 @@ class ChatService(Serving):
                 self.spawn(self.shadow(route, request.sent, answer))
 
         return self.teacher_response(caller, route, reply, started, answered)
+
+    async def stand_in(self, caller: Caller, route: Route, request: ChatCompletionRequest, upstream_body: dict[str, Any],
+                       started: float, failure: TeacherUnavailable | TeacherReply) -> Response:
+        """The teacher could not answer: the route's student answers if it can (routing.stands_in), else
+        the client gets the teacher's failure (its error as sent, or a 502/504 of ours)."""
+        why = (failure.code or "unavailable") if isinstance(failure, TeacherUnavailable) else f"status_{failure.status}"
+        answer = None
+        if routing.stands_in(route, "chat"):
+            student_body = routing.student_body(route, request.sent, self.static_prompts.of(route))
+            if student_body is not None:
+                answer = await self.ask_student(route, self.backend.chat, student_body)
+        if answer is not None:
+            self.fell_back(caller, route, why)
+            return self.student_response(caller, route, upstream_body, answer, started, stream=bool(request.stream),
+                                         served_by="student-fallback")
+        self.metrics.unavailable.labels(caller.workload, "chat").inc()
+        if isinstance(failure, TeacherUnavailable):
+            self.metrics.served("chat", caller.workload, "teacher", failure.status, time.perf_counter() - started)
+            raise failure
+        return self.teacher_response(caller, route, failure, started, lambda _: None)
 
     async def student_answer(self, route: Route, body: dict[str, Any]) -> dict[str, Any] | None:
         """The student's answer, or None when the teacher must answer instead: the prompt is not the one the
@@ -82,11 +109,11 @@ class ChatService(Serving):
         return answer if reason is None else None
 
     def student_response(self, caller: Caller, route: Route, upstream_body: dict[str, Any], answer: dict[str, Any],
-                         started: float, *, stream: bool) -> Response:
-        if routing.monitor_draw(self.monitor_share(caller.workload), self.rng):
+                         started: float, *, stream: bool, served_by: str = "student") -> Response:
+        if served_by == "student" and routing.monitor_draw(self.monitor_share(caller.workload), self.rng):
             self.spawn(self.monitor(route, caller, upstream_body, answer))
-        self.student_served(caller, answer, started)
-        headers = served_headers(route.phase, "student")
+        self.student_served(caller, answer, started, served_by)
+        headers = served_headers(route.phase, served_by)
         if stream:
             return StreamingResponse(as_events(answer), media_type="text/event-stream", headers=headers)
         return json_response(answer, 200, headers)
@@ -94,8 +121,13 @@ class ChatService(Serving):
     async def stream_teacher(self, caller: Caller, route: Route, request: ChatCompletionRequest,
                              upstream_body: dict[str, Any], started: float) -> Response:
         """The teacher's stream relayed chunk by chunk as it comes; reassembled and logged once complete."""
-        response = await self.upstream.stream(CHAT, upstream_body)
+        try:
+            response = await self.upstream.stream(CHAT, upstream_body, self.policy(caller.workload), caller.workload)
+        except TeacherUnavailable as exc:
+            return await self.stand_in(caller, route, request, upstream_body, started, exc)
         if not isinstance(response, httpx.Response):  # the teacher refused: its error, whole (nothing to log)
+            if response.failed:
+                return await self.stand_in(caller, route, request, upstream_body, started, response)
             return self.teacher_response(caller, route, response, started, lambda _: None)
         return StreamingResponse(self.relay(response, caller, route, request, upstream_body, started),
                                  media_type="text/event-stream", headers=served_headers(route.phase))
@@ -103,10 +135,15 @@ class ChatService(Serving):
     async def relay(self, response: httpx.Response, caller: Caller, route: Route, request: ChatCompletionRequest,
                     upstream_body: dict[str, Any], started: float) -> AsyncIterator[bytes]:
         assembler = StreamAssembler()
+        broken: str | None = None
         try:
             async for chunk in response.aiter_raw():
                 assembler.feed(chunk)
                 yield chunk
+        except httpx.HTTPError as exc:  # the teacher broke off (dropped, or silent past the timeout)
+            broken = f"the teacher's stream broke off: {type(exc).__name__}: {exc}".rstrip(": ")
+            log.warning("%s (%s)", broken, caller.workload)
+            yield stream_error(broken)
         finally:
             # In `finally`: a client that closes after the last chunk it needs (the openai client does) stops
             # this generator at a `yield`; the teacher's answer is complete and must still be logged.
@@ -115,11 +152,11 @@ class ChatService(Serving):
             complete = bool(assembled["choices"]) and all(c.get("finish_reason") for c in assembled["choices"])
             if complete:
                 self.record(caller, upstream_body, assembled)
-                self.usage.add(caller.workload, "teacher", assembled)
+                self.counted(caller, "teacher", assembled)
                 if routing.shadows(route, "chat"):
                     self.spawn(self.shadow(route, request.sent, assembled))
-            self.metrics.served("chat", caller.workload, "teacher", 200 if complete else 499,
-                                time.perf_counter() - started)
+            status = 200 if complete else 502 if broken else 499
+            self.metrics.served("chat", caller.workload, "teacher", status, time.perf_counter() - started)
 
     # Background comparisons of student and teacher (never awaited by a request).
 
@@ -147,7 +184,7 @@ class ChatService(Serving):
         """Canary/full: the teacher also answers a sample (logged: the flywheel keeps learning) to watch agreement."""
         body = {**upstream_body, "stream": False}
         try:
-            reply = await self.upstream.post(CHAT, body)
+            reply = await self.upstream.post(CHAT, body, self.policy(caller.workload), caller.workload)
         except GatewayError as exc:
             log.warning("monitoring call to the teacher failed: %s", exc.message)
             return
@@ -174,6 +211,11 @@ class ChatService(Serving):
         if share is None:
             share = self._monitor_share[workload] = self.settings.promotion_policy(workload).monitor_share
         return share
+
+
+def stream_error(message: str) -> bytes:
+    """An error inside an event stream, as OpenAI sends one (the official client raises it as an APIError)."""
+    return b"data: " + pydantic_core.to_json(error_body(message, "upstream_error", code="stream_broken")) + b"\n\n"
 
 
 def as_events(answer: dict[str, Any]) -> Iterator[bytes]:

@@ -36,7 +36,7 @@ from services.domain.settings.storage import (
     QueueSettings,
     TrackingSettings,
 )
-from services.domain.settings.teacher import TeacherSettings
+from services.domain.settings.teacher import TeacherCalls, TeacherSettings
 from services.domain.settings.training import (
     DistillationSettings,
     LoraOverrides,
@@ -88,6 +88,7 @@ __all__ = [
     "QueueSettings",
     "ScheduleSettings",
     "Settings",
+    "TeacherCalls",
     "TeacherSettings",
     "TrackingSettings",
     "TrainingOverrides",

@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from services.domain.settings._section import _Section
 from services.domain.settings.limits import UsageLimits
 from services.domain.settings.policy import PromotionOverrides
+from services.domain.settings.teacher import TeacherCalls
 
 DEFAULT_LABEL_PATTERN = r"\[\[\[\s*(.+?)\s*\]\]\]"
 
@@ -77,6 +78,8 @@ class WorkloadSettings(_Section):
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings, description="Cron runs and drift trigger.")
     limits: UsageLimits = Field(
         default_factory=UsageLimits, description="The gateway's limits on this workload, over every client key.")
+    teacher_calls: TeacherCalls = Field(
+        default_factory=TeacherCalls, description="This workload's teacher timeouts and attempts (null: `teacher`'s).")
 
     @model_validator(mode="after")
     def _pattern_compiles(self) -> WorkloadSettings:

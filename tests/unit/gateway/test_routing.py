@@ -87,6 +87,15 @@ def test_only_shadow_routes_of_the_endpoint_shadow() -> None:
     assert not routing.shadows(route("canary"), "chat") and not routing.shadows(route("shadow", kind=None), "chat")
 
 
+@pytest.mark.parametrize(("phase", "stands_in"), [("teacher", False), ("shadow", True), ("canary", True),
+                                                  ("full", True)])
+def test_a_deployed_student_stands_in_for_a_failing_teacher(phase: str, stands_in: bool) -> None:
+    assert routing.stands_in(route(phase), "chat") is stands_in
+    assert not routing.stands_in(route(phase, kind="embedding_distill"), "chat"), "only for what its kind serves"
+    assert routing.stands_in(route(phase, kind="embedding_distill"), "embeddings") is stands_in
+    assert not routing.stands_in(route(phase, kind=None), "chat")
+
+
 def test_the_monitor_sample_is_its_share() -> None:
     assert not routing.monitor_draw(0.0, CountingRandom(0.0))
     assert routing.monitor_draw(1.0, CountingRandom(0.999))
