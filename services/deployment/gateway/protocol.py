@@ -106,6 +106,16 @@ class EmbeddingRequest(RequestBody):
     dimensions: int | None = Field(None, ge=1, description="Matryoshka truncation of the returned vectors.")
 
 
+class ResponsesRequest(RequestBody):
+    """`POST /v1/responses` (OpenAI's Responses API)."""
+
+    input: str | list[Any] = Field(description="A text, or a list of input items (messages, function calls and "
+                                               "their outputs).")
+    stream: bool | None = Field(None, description="Answer as server-sent events.")
+    previous_response_id: str | None = Field(
+        None, description="Continue a conversation the teacher stored: always answered by the teacher, not logged.")
+
+
 class ApiKeys:
     """The gateway's client keys, encoded once; `authenticate` compares in constant time."""
 
