@@ -1,7 +1,8 @@
 """`POST /v1/responses` over real HTTP: the official `openai` client -> our gateway (uvicorn) -> the teacher
 stand-in (uvicorn), plain and streamed (`stream=True` and the `responses.stream()` helper); teacher answers
 are logged through the queue into the log store with their chat view and the call as made; a promoted
-route's student answers (plain and streamed) with the teacher monitoring in the background."""
+route's student answers (plain and streamed) with the teacher monitoring in the background, and a shadow
+route's student is compared in the background."""
 
 from __future__ import annotations
 
@@ -78,9 +79,11 @@ def test_responses_are_answered_by_the_teacher_streamed_or_not_and_logged(tmp_pa
 
             stateful = client.responses.create(model="news", input="Fed earnings call", previous_response_id="resp_0")
             assert stateful.output_text == "[[[Earnings]]]" and teacher.state.received[-1]["previous_response_id"]
+            searched = client.responses.create(model="news", input="Fed minutes", tools=[{"type": "web_search"}])
+            assert searched.output_text == "[[[Macro]]]", "a built-in tool: the teacher answers (no chat view to log)"
             metrics = httpx.get(f"{gateway_url}/metrics").text
-            assert ('flywheel_gateway_responses_not_logged_total{reason="previous_response_id",workload="news_topic"} '
-                    '1.0') in metrics
+            for reason in ("previous_response_id", "not_chat_shaped"):
+                assert f'flywheel_gateway_responses_not_logged_total{{reason="{reason}",workload="news_topic"}} 1.0' in metrics
             records = stored(settings, "news_topic", 4)
             time.sleep(0.5)  # a fifth record would be a bug: give it the time to arrive
             records = stored(settings, "news_topic", 5, timeout=1)
@@ -101,7 +104,7 @@ def test_responses_are_answered_by_the_teacher_streamed_or_not_and_logged(tmp_pa
     assert [m["role"] for m in conversation] == ["user", "assistant", "user"]
     assert by_client["desk-10"].call_type.value == "tool_calling"
     traffic = RouteStore(settings.job_store.url).traffic("news_topic")
-    assert traffic["teacher"]["requests"] == 5 and traffic["teacher"]["input_tokens"] == 100, "Responses usage counted"
+    assert traffic["teacher"]["requests"] == 6 and traffic["teacher"]["input_tokens"] == 120, "Responses usage counted"
 
 
 class LabelStudent:
@@ -121,7 +124,7 @@ class LabelStudent:
         raise NotImplementedError("a chat student")
 
 
-def test_a_promoted_student_answers_responses_and_the_teacher_monitors(tmp_path: Path) -> None:
+def test_a_promoted_student_answers_responses_and_is_compared_with_the_teacher(tmp_path: Path) -> None:
     teacher, student = fake_teacher(), LabelStudent()
     with serve(teacher) as teacher_url:
         base = settings_for(tmp_path, teacher_url)
@@ -154,7 +157,15 @@ def test_a_promoted_student_answers_responses_and_the_teacher_monitors(tmp_path:
             assert all(body["stream"] is False for body in teacher.state.received)
             records = stored(settings, "news_topic", 3)
             _wait(lambda: routes.agreement(routes.get("news_topic", fresh=True))[0] == 3)
-    assert len(records) == 3 and all(r.responses_api is not None for r in records)
+            monitored = routes.agreement(routes.get("news_topic", fresh=True))
+
+            # Shadow: the teacher answers (and is logged), the student answers the chat view in the background.
+            routes.set(routes.get("news_topic", fresh=True).model_copy(update={"phase": "shadow"}), action="promote")
+            time.sleep(1.1)  # the gateway caches a route for a second
+            raw = client.responses.with_raw_response.create(model="news", input="Acme profit beats")
+            assert raw.headers["x-flywheel-served-by"] == "teacher" and raw.parse().output_text == "[[[Earnings]]]"
+            _wait(lambda: routes.agreement(routes.get("news_topic", fresh=True)) == (1, 0.0))  # student: Macro
+            assert student.asked[-1]["messages"] == [{"role": "user", "content": "Acme profit beats"}]
+    assert len(records) == 3 and all(r.responses_api is not None for r in records)  # the shadow's comes after
     assert {r.answer_text for r in records} == {"[[[Macro]]]"}
-    compared, agreed = routes.agreement(routes.get("news_topic", fresh=True))
-    assert (compared, agreed) == (3, 1.0), "the teacher answered [[[Macro]]] to all three: they agree"
+    assert monitored == (3, 1.0), "the teacher answered [[[Macro]]] to all three: they agree"
