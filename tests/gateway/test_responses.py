@@ -64,7 +64,7 @@ def test_responses_are_answered_by_the_teacher_streamed_or_not_and_logged(tmp_pa
                 final = stream.get_final_response()
             assert "".join(texts) == final.output_text == "[[[Earnings]]]"
 
-            tool = client.responses.create(model="news", input="Quote ACME", tools=[QUOTE_TOOL],  # type: ignore[list-item]
+            tool = client.responses.create(model="news", input="Quote ACME", tools=[QUOTE_TOOL],
                                            extra_headers={"X-Flywheel-Client": "desk-10"})
             assert [(o.type, getattr(o, "name", None)) for o in tool.output] == [("function_call", "get_quote")]
 
