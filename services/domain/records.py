@@ -191,6 +191,28 @@ AnyResponse = Annotated[
 ]
 
 
+class ResponsesRequest(_OpenAIModel):
+    """A Responses API request body as the teacher was sent it (every field kept)."""
+
+    model: str
+    input: str | list[dict[str, Any]]
+    instructions: str | None = None
+
+
+class ResponsesResponse(_OpenAIModel):
+    """The teacher's Responses API response object (every field kept)."""
+
+    output: list[dict[str, Any]]
+
+
+class ResponsesCall(_OpenAIModel):
+    """A call made through OpenAI's Responses API (`POST /v1/responses`), as it was made; the record's
+    `request` and `response` hold its chat view (services/domain/responses_api.py)."""
+
+    request: ResponsesRequest
+    response: ResponsesResponse
+
+
 class LogRecord(_OpenAIModel):
     """One logged teacher call."""
 
@@ -199,6 +221,9 @@ class LogRecord(_OpenAIModel):
     timestamp: int | float = Field(ge=0, description="Unix seconds (UTC) of the call.")
     request: AnyRequest
     response: AnyResponse
+    responses_api: ResponsesCall | None = Field(
+        None, description="A Responses API call as made (body and response object); `request`/`response` are "
+                          "its chat view. Absent for chat and embeddings calls, so their ids are unchanged.")
 
     @field_validator("timestamp")
     @classmethod
@@ -221,6 +246,12 @@ class LogRecord(_OpenAIModel):
                     "req": "chat" if isinstance(self.request, ChatRequest) else "embeddings",
                     "resp": "chat" if isinstance(self.response, ChatResponse) else "embeddings",
                 },
+            )
+        if self.responses_api is not None and not isinstance(self.request, ChatRequest):
+            raise PydanticCustomError(
+                "mismatched_response",
+                "a Responses API call was logged with an embeddings request as its chat view",
+                {},
             )
         if isinstance(self.request, EmbeddingRequest) and isinstance(
             self.response, EmbeddingResponse

@@ -7,7 +7,7 @@ The last user message says what to do:
 - `drop-stream`: stream one chunk, then drop the connection;
 - `stall-stream:S`: stream one chunk, then wait S seconds before the rest;
 - anything else: answer `[[[Macro]]]` at once.
-Embeddings read the first input the same way (`fail:...` only).
+Embeddings read the first input the same way (`fail:...` only); responses their input (`fail:...`, `drop-stream`).
 `GET /calls` tells how many calls each message got.
 """
 
@@ -21,6 +21,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from services.domain import responses_api
 
 USAGE = {"prompt_tokens": 12, "completion_tokens": 4, "total_tokens": 16}
 
@@ -61,6 +63,26 @@ def faulty_teacher() -> FastAPI:
         refused = failure(str(texts[0]))
         return refused or JSONResponse({"object": "list", "model": body["model"], "data": [
             {"object": "embedding", "index": i, "embedding": [0.5] * 16} for i in range(len(texts))]})
+
+    @app.post("/v1/responses")
+    async def responses(request: Request) -> Response:
+        body = await request.json()
+        said = body["input"] if isinstance(body["input"], str) else str(body["input"][-1].get("content", ""))
+        refused = failure(said)
+        if refused is not None:
+            return refused
+        answer = {"id": "chatcmpl-f", "created": 1, "model": body["model"], "usage": USAGE,
+                  "choices": [{"index": 0, "message": {"role": "assistant", "content": "[[[Macro]]]"}}]}
+        response = responses_api.as_response(answer, body) | {"model": body["model"]}
+        if body.get("stream"):
+            async def events() -> Any:
+                for i, event in enumerate(responses_api.response_events(response)):
+                    if i == 2 and said == "drop-stream":
+                        raise ConnectionResetError("dropped on purpose")
+                    yield event
+
+            return StreamingResponse(events(), media_type="text/event-stream")
+        return JSONResponse(response)
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:

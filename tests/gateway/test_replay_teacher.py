@@ -1,6 +1,6 @@
 """The replay teacher (the demo's teacher stand-in) over real HTTP with the official openai client:
 recorded calls are answered with their logged answer (plain and streamed), anything else is a typed
-404, and lines that are not chat calls are skipped and counted."""
+404, and lines that are not chat calls are skipped and counted. Chat completions and the Responses API."""
 
 from __future__ import annotations
 
@@ -44,7 +44,14 @@ def test_recorded_calls_are_replayed_and_others_are_typed_misses(tmp_path: Path)
         with pytest.raises(NotFoundError, match="no recorded answer") as missed:
             client.chat.completions.create(model="teacher-70b", messages=[{"role": "user", "content": "new"}])
         assert missed.value.code == "not_recorded"
-    assert (app.state.hits, app.state.misses) == (2, 1)
+        # The Responses API: the same recorded call, asked with instructions and an input string.
+        response = client.responses.create(model="teacher-70b", instructions="Classify.", input="Fed holds rates")
+        assert response.output_text == "[[[Macro]]]" and response.usage is not None and response.usage.output_tokens == 3
+        with client.responses.stream(model="teacher-70b", instructions="Classify.", input="Fed holds rates") as stream:
+            assert stream.get_final_response().output_text == "[[[Macro]]]"
+        with pytest.raises(NotFoundError, match="no recorded answer"):
+            client.responses.create(model="teacher-70b", input="new")
+    assert (app.state.hits, app.state.misses) == (4, 2)
 
 
 def test_the_cli_explains_itself() -> None:

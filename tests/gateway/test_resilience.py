@@ -125,15 +125,22 @@ def test_retries_timeouts_and_broken_streams(tmp_path: Path, teacher_url: str) -
         with pytest.raises(openai.APIError, match="stream broke off"):
             ask(client, "drop-stream", stream=True)
 
+        # The Responses API the same way: retried, and a dropped stream ends in an error event.
+        answer = client.responses.create(model="news", instructions=SYSTEM, input="fail:503:1")
+        assert answer.output_text == "[[[Macro]]]" and calls(teacher_url, "fail:503:1") == 2
+        with pytest.raises(openai.APIError, match="stream broke off"):
+            for _ in client.responses.create(model="news", instructions=SYSTEM, input="drop-stream", stream=True):
+                pass
+
         # Nothing lost, nothing invented: one record per complete teacher answer (the broken streams and
         # the errors are not answers).
-        answered = ["fail:503:2", "fail:502:1", "fail:429:1:1"]
+        answered = ["fail:503:2", "fail:502:1", "fail:429:1:1", "fail:503:1"]
         records = stored(settings, "news_topic", len(answered))
         assert sorted(r.request.messages[-1].content for r in records) == sorted(answered)
         time.sleep(1)
         assert len(stored(settings, "news_topic", len(answered) + 1, timeout=0)) == len(answered)
         assert metric(gateway_url, 'flywheel_gateway_requests_total{endpoint="chat",served_by="teacher",status="502"') == 2, \
-            "the two broken streams"
+            "the two broken chat streams"
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +160,7 @@ def student(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Route]:
 def test_a_deployed_student_stands_in_for_a_failing_teacher(tmp_path: Path, teacher_url: str,
                                                             student: tuple[Settings, Route]) -> None:
     plane_settings, route = student
-    for url, failing in ((teacher_url, "fail:503:9"), (f"http://127.0.0.1:{free_port()}", "unreachable")):
+    for url, failing in ((teacher_url, "fail:503:99"), (f"http://127.0.0.1:{free_port()}", "unreachable")):
         settings = resilient(behind_teacher(plane_settings, url, tmp_path / failing.replace(":", "-")))
         routes = RouteStore(settings.job_store.url)
         routes.set(route, action="test", detail={"reason": "test: a shadow student"})
@@ -164,9 +171,14 @@ def test_a_deployed_student_stands_in_for_a_failing_teacher(tmp_path: Path, teac
             assert raw.headers["x-flywheel-served-by"] == "student-fallback"
             assert raw.parse().choices[0].message.content.startswith("[[["), "the student answers in the label format"
             assert ask(client, failing, workload="news_topic", stream=True).startswith("[[["), "streamed too"
+            raw_responses = client.responses.with_raw_response.create(model="news_topic", instructions=SYSTEM,
+                                                                      input=failing)
+            assert raw_responses.headers["x-flywheel-served-by"] == "student-fallback", "and the Responses API"
+            assert raw_responses.parse().output_text.startswith("[[[")
             why = "status_503" if failing.startswith("fail") else "upstream_unreachable"
             assert metric(gateway_url, f'flywheel_gateway_student_fallback_total{{endpoint="chat",reason="{why}",'
                                        f'workload="news_topic"}}') == 2
+            assert metric(gateway_url, 'flywheel_gateway_student_fallback_total{endpoint="responses"') == 1
             # A workload with no student: the teacher's failure, OpenAI-shaped.
             with pytest.raises(openai.APIStatusError) as failed:
                 ask(client, failing, workload="other")

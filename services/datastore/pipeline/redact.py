@@ -19,6 +19,9 @@ from typing import Any
 from services.domain.records import LogRecord
 
 Validator = Callable[[str], bool]
+# Fields of a Responses API call that name things rather than hold text (left as they are).
+_NOT_TEXT = frozenset({"id", "call_id", "item_id", "type", "role", "status", "model", "object", "name",
+                       "previous_response_id", "tool_choice"})
 
 
 def luhn_ok(candidate: str) -> bool:
@@ -127,6 +130,8 @@ class Redactor:
             request["input"] = self.text(request["input"], report.counts)
         elif isinstance(request.get("input"), list):
             request["input"] = [self.text(x, report.counts) if isinstance(x, str) else x for x in request["input"]]
+        if data.get("responses_api"):  # the call as made repeats every text of its chat view
+            data["responses_api"] = self._walk(data["responses_api"], report.counts)
         if sum(report.counts.values()) == before:
             return record
         report.records_changed += 1
@@ -144,6 +149,23 @@ class Redactor:
             function = call.get("function") or {}
             if isinstance(function.get("arguments"), str):
                 function["arguments"] = self._arguments(function["arguments"], counts)
+
+    def _walk(self, value: Any, counts: Counter[str], key: str = "") -> Any:
+        """Every text in a Responses API body or response object, redacted (ids, types and names are kept)."""
+        if isinstance(value, str):
+            if key in _NOT_TEXT:
+                return value
+            if key == "arguments":
+                try:
+                    return self._arguments(value, counts)
+                except ValueError:
+                    return self.text(value, counts)
+            return self.text(value, counts)
+        if isinstance(value, list):
+            return [self._walk(v, counts, key) for v in value]
+        if isinstance(value, dict):
+            return {k: self._walk(v, counts, k) for k, v in value.items()}
+        return value
 
     def _arguments(self, arguments: str, counts: Counter[str]) -> str:
         # Redact inside the decoded values so the arguments stay valid JSON.

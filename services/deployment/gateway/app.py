@@ -28,6 +28,7 @@ from services.deployment.gateway.metrics import GatewayMetrics
 from services.deployment.gateway.protocol import ApiKeys, GatewayError
 from services.deployment.gateway.serving_chat import ChatService
 from services.deployment.gateway.serving_embeddings import EmbeddingService
+from services.deployment.gateway.serving_responses import ResponsesService
 from services.deployment.gateway.upstream import TeacherUpstream
 from services.deployment.gateway.usage import UsageCounter
 from services.deployment.routes import RouteStore
@@ -56,6 +57,9 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
         app.state.chat, app.state.embeddings = (
             service(settings, routes=routes, backend=app.state.backend, metrics=metrics, usage=usage, traffic=traffic,
                     upstream=upstream, limiter=limiter) for service in (ChatService, EmbeddingService))
+        app.state.responses = ResponsesService(settings, chat=app.state.chat, routes=routes, backend=app.state.backend,
+                                               metrics=metrics, usage=usage, traffic=traffic, upstream=upstream,
+                                               limiter=limiter)
         usage.start()
         if limiter is not None:
             limiter.start()  # reads today's counts before the first request: a restart resets nobody's limits

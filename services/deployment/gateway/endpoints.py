@@ -15,11 +15,13 @@ from services.deployment.gateway.protocol import (
     ChatCompletionRequest,
     EmbeddingRequest,
     RequestBody,
+    ResponsesRequest,
     json_response,
     too_large,
 )
 from services.deployment.gateway.serving_chat import ChatService
 from services.deployment.gateway.serving_embeddings import EmbeddingService
+from services.deployment.gateway.serving_responses import ResponsesService
 
 RequestT = TypeVar("RequestT", bound=RequestBody)
 
@@ -52,6 +54,12 @@ async def create_embeddings(request: Request) -> Response:
     return await embeddings.create(*await read(request, EmbeddingRequest))
 
 
+async def create_response(request: Request) -> Response:
+    """OpenAI Responses API (streamed or not), answered by the workload's route."""
+    responses: ResponsesService = request.app.state.responses
+    return await responses.create(*await read(request, ResponsesRequest))
+
+
 async def list_models(request: Request) -> Response:
     """Every workload alias and workload id, as OpenAI models."""
     settings = request.app.state.settings
@@ -76,6 +84,7 @@ def add_endpoints(app: FastAPI) -> None:
     app.add_api_route("/v1/chat/completions", create_chat_completion, methods=["POST"],
                       openapi_extra=_documented(ChatCompletionRequest))
     app.add_api_route("/v1/embeddings", create_embeddings, methods=["POST"], openapi_extra=_documented(EmbeddingRequest))
+    app.add_api_route("/v1/responses", create_response, methods=["POST"], openapi_extra=_documented(ResponsesRequest))
     app.add_api_route("/v1/models", list_models, methods=["GET"])
     app.add_api_route("/metrics", prometheus, methods=["GET"], response_class=PlainTextResponse)
     app.add_api_route("/health", health, methods=["GET"])

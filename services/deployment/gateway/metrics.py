@@ -23,6 +23,10 @@ class GatewayMetrics:
             "flywheel_gateway_prompt_mismatch_total",
             "Requests whose prompt is not the one the routed student was trained on, answered by the teacher.",
             ["workload"], registry=self.registry)
+        self.responses_not_logged = Counter(
+            "flywheel_gateway_responses_not_logged_total",
+            "Responses API calls answered by the teacher but not logged (reason: previous_response_id, "
+            "not_chat_shaped, not_completed).", ["workload", "reason"], registry=self.registry)
         self.agreement = Counter("flywheel_gateway_agreement_total", "Requests answered by student and teacher.",
                                  ["workload", "phase", "agree"], registry=self.registry)
         self.student_fallbacks = Counter(

@@ -114,6 +114,16 @@ class EmbeddingRequest(RequestBody):
                           "`extra_body`): `query` or `passage`. Forwarded to the teacher and logged.")
 
 
+class ResponsesRequest(RequestBody):
+    """`POST /v1/responses` (OpenAI's Responses API)."""
+
+    input: str | list[Any] = Field(description="A text, or a list of input items (messages, function calls and "
+                                               "their outputs).")
+    stream: bool | None = Field(None, description="Answer as server-sent events.")
+    previous_response_id: str | None = Field(
+        None, description="Continue a conversation the teacher stored: always answered by the teacher, not logged.")
+
+
 class ApiKeys:
     """The gateway's client keys, encoded once; `authenticate` compares in constant time."""
 

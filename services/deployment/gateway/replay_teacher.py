@@ -1,7 +1,8 @@
 """A teacher stand-in that answers from recorded teacher logs: the demo and offline trials need an
 OpenAI-compatible teacher behind the gateway, and the only teacher this project can ship is the one
 already in the logs. A request whose messages match a logged call gets that call's answer (streamed
-too); any other request gets a typed 404 that says the replay holds no answer for it, never an
+too); `/v1/responses` answers a Responses API request whose chat view (services/domain/responses_api.py) has
+a logged call's messages, as a Responses object; any other request gets a typed 404 that says the replay holds no answer for it, never an
 invented one. `flywheel serve replay-teacher LOGS...` runs it.
 
 Its latency is a lookup, not an LLM's: do not read it as the teacher's latency.
@@ -22,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.domain.records import canonical_json
+from services.domain.responses_api import NotChatShaped, as_response, chat_request, response_events
 
 
 def messages_key(messages: Any) -> str:
@@ -84,6 +86,26 @@ def create_replay_teacher(answers: dict[str, dict[str, Any]], *, model: str = "r
                   "created": int(time.time()), "model": body.get("model") or model}
         if body.get("stream"):
             return StreamingResponse(_events(answer), media_type="text/event-stream")
+        return JSONResponse(answer)
+
+    @app.post("/v1/responses")
+    async def responses(request: Request) -> Any:
+        try:
+            body = await request.json()
+            messages = chat_request(body)["messages"] if isinstance(body, dict) else None
+        except ValueError as exc:  # not JSON, or no chat equivalent (NotChatShaped)
+            kind = "has no chat equivalent" if isinstance(exc, NotChatShaped) else "is not valid JSON"
+            return _error(400, f"request body {kind}: {exc}", "invalid_request_error")
+        recorded = answers.get(messages_key(messages)) if messages is not None else None
+        if recorded is None:
+            app.state.misses += 1
+            return _error(404, "the replay teacher holds no recorded answer for this input (it only replays logged "
+                               "calls; point teacher.base_url at a real teacher for new prompts)",
+                          "not_found_error", code="not_recorded")
+        app.state.hits += 1
+        answer = as_response({**recorded, "created": int(time.time()), "model": body.get("model") or model}, body)
+        if body.get("stream"):
+            return StreamingResponse(response_events(answer), media_type="text/event-stream")
         return JSONResponse(answer)
 
     return app

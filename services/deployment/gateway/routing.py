@@ -20,16 +20,17 @@ from services.domain.records import content_text
 from services.domain.settings import WorkloadSettings
 from services.models.students.registry import kind_spec
 
-Endpoint = Literal["chat", "embeddings"]
+Endpoint = Literal["chat", "embeddings", "responses"]
 Fallback = Literal["student_failed", "not_confident"]
 
 
 def serves(route: Route, endpoint: Endpoint) -> bool:
-    """The route names a student whose kind answers this endpoint (the kind registry says which)."""
+    """The route names a student whose kind answers this endpoint (the kind registry says which; a chat
+    student answers the Responses API through its chat view)."""
     if route.candidate is None or route.student_kind is None:
         return False
     try:
-        return kind_spec(route.student_kind).serves == endpoint
+        return kind_spec(route.student_kind).serves == ("chat" if endpoint == "responses" else endpoint)
     except ValueError:  # a kind this build does not know: the teacher answers
         return False
 

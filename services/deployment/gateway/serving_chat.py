@@ -21,6 +21,7 @@ from services.deployment.gateway import routing
 from services.deployment.gateway.limits import Limiter
 from services.deployment.gateway.metrics import GatewayMetrics
 from services.deployment.gateway.protocol import Caller, ChatCompletionRequest, GatewayError, error_body, json_response
+from services.deployment.gateway.routing import Endpoint
 from services.deployment.gateway.serving import Serving, served_headers
 from services.deployment.gateway.streaming import StreamAssembler
 from services.deployment.gateway.upstream import TeacherReply, TeacherUnavailable, TeacherUpstream
@@ -77,12 +78,8 @@ class ChatService(Serving):
                        started: float, failure: TeacherUnavailable | TeacherReply) -> Response:
         """The teacher could not answer: the route's student answers if it can (routing.stands_in), else
         the client gets the teacher's failure (its error as sent, or a 502/504 of ours)."""
-        why = (failure.code or "unavailable") if isinstance(failure, TeacherUnavailable) else f"status_{failure.status}"
-        answer = None
-        if routing.stands_in(route, "chat"):
-            student_body = routing.student_body(route, request.sent, self.static_prompts.of(route))
-            if student_body is not None:
-                answer = await self.ask_student(route, self.backend.chat, student_body)
+        why = failure_reason(failure)
+        answer = await self.stand_in_answer(route, request.sent, "chat")
         if answer is not None:
             self.fell_back(caller, route, why)
             return self.student_response(caller, route, upstream_body, answer, started, stream=bool(request.stream),
@@ -92,6 +89,14 @@ class ChatService(Serving):
             self.metrics.served("chat", caller.workload, "teacher", failure.status, time.perf_counter() - started)
             raise failure
         return self.teacher_response(caller, route, failure, started, lambda _: None)
+
+    async def stand_in_answer(self, route: Route, body: dict[str, Any], endpoint: Endpoint) -> dict[str, Any] | None:
+        """The answer of a deployed student standing in for a failed teacher (routing.stands_in; whatever its
+        confidence), or None when there is no such student, the prompt is not its own, or it failed too."""
+        if not routing.stands_in(route, endpoint):
+            return None
+        student_body = routing.student_body(route, body, self.static_prompts.of(route))
+        return None if student_body is None else await self.ask_student(route, self.backend.chat, student_body)
 
     async def student_answer(self, route: Route, body: dict[str, Any]) -> dict[str, Any] | None:
         """The student's answer, or None when the teacher must answer instead: the prompt is not the one the
@@ -211,6 +216,11 @@ class ChatService(Serving):
         if share is None:
             share = self._monitor_share[workload] = self.settings.promotion_policy(workload).monitor_share
         return share
+
+
+def failure_reason(failure: TeacherUnavailable | TeacherReply) -> str:
+    """Why the teacher did not answer, for the fallback metric: upstream_timeout, upstream_unreachable, status_N."""
+    return (failure.code or "unavailable") if isinstance(failure, TeacherUnavailable) else f"status_{failure.status}"
 
 
 def stream_error(message: str) -> bytes:

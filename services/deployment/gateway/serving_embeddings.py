@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from services.deployment.gateway import routing
 from services.deployment.gateway.protocol import Caller, EmbeddingRequest, json_response
 from services.deployment.gateway.serving import Serving, served_headers
+from services.deployment.gateway.serving_chat import failure_reason
 from services.deployment.gateway.upstream import TeacherReply, TeacherUnavailable
 from services.deployment.routes import Route
 
@@ -55,7 +56,7 @@ class EmbeddingService(Serving):
     async def stand_in(self, caller: Caller, route: Route, request: EmbeddingRequest, started: float,
                        failure: TeacherUnavailable | TeacherReply) -> Response:
         """The teacher could not answer: a deployed student answers if it can, else the teacher's failure."""
-        why = (failure.code or "unavailable") if isinstance(failure, TeacherUnavailable) else f"status_{failure.status}"
+        why = failure_reason(failure)
         answer = await self.student_answer(route, request) if routing.stands_in(route, "embeddings") else None
         if answer is not None:
             self.fell_back(caller, route, why)

@@ -16,8 +16,10 @@ log = logging.getLogger(__name__)
 
 
 def usage_of(answer: dict[str, Any]) -> tuple[int, int]:
+    """(input, output) tokens of a chat/embeddings answer (`prompt_tokens`) or a Responses API one (`input_tokens`)."""
     usage = answer.get("usage") or {}
-    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    return (int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0),
+            int(usage.get("completion_tokens") or usage.get("output_tokens") or 0))
 
 
 class UsageCounter:
