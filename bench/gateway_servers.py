@@ -40,12 +40,16 @@ if not Path(services.__file__).resolve().is_relative_to(root):
     sys.exit(f"services was imported from {services.__file__}, not from {root}")
 import uvicorn
 from services.domain.settings import Settings
-try:
-    from services.deployment.gateway import create_gateway
-except ImportError:
-    from services.deployment.gateway.app import create_gateway
-app = create_gateway(Settings.model_validate_json(settings_file.read_text()))
-uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+settings = Settings.model_validate_json(settings_file.read_text())
+try:  # today's gateway is served as `flywheel serve gateway` serves it
+    from services.deployment.gateway.app import run_gateway
+    run_gateway(settings, host="127.0.0.1", port=port)
+except ImportError:  # a baseline from before run_gateway
+    try:
+        from services.deployment.gateway import create_gateway
+    except ImportError:
+        from services.deployment.gateway.app import create_gateway
+    uvicorn.run(create_gateway(settings), host="127.0.0.1", port=port, log_level="warning")
 """
 
 SERVE_TEACHER = """

@@ -63,15 +63,12 @@ def serve_gateway_command(state: CliState, host: str | None, port: int | None) -
     embedded worker of `flywheel serve api`). While the queue is down, calls spool to
     gateway.spool_path and are sent later.
     """
-    import uvicorn
-
-    from services.deployment.gateway.app import create_gateway
+    from services.deployment.gateway.app import run_gateway
 
     settings = state.settings
-    app = create_gateway(settings)
     click.echo(f"gateway on http://{host or settings.gateway.host}:{port or settings.gateway.port}/v1 -> teacher "
                f"{settings.teacher.base_url}", err=True)
-    uvicorn.run(app, host=host or settings.gateway.host, port=port or settings.gateway.port, log_level="info")
+    run_gateway(settings, host=host, port=port)
 
 
 @serve_group.command("replay-teacher")

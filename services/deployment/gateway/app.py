@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
@@ -40,9 +39,9 @@ log = logging.getLogger(__name__)
 
 
 def create_gateway(settings: Settings, *, celery_app: Any = None, logger: TrafficLogger | None = None,
-                   transport: httpx.AsyncBaseTransport | None = None, backend: ServingBackend | None = None) -> FastAPI:
-    """The gateway app. `logger` (else one over `celery_app`, else the configured queue), `transport` (the
-    teacher's, for tests) and `backend` (else the configured one) are injected; the rest comes from settings."""
+                   backend: ServingBackend | None = None) -> FastAPI:
+    """The gateway app. `logger` (else one over `celery_app`, else the configured queue) and `backend` (else
+    the configured one) are injected; the rest comes from settings."""
     if settings.teacher.base_url is None:
         raise ConfigError("teacher.base_url is not set: the gateway needs the teacher's OpenAI-compatible URL")
     traffic = logger or _traffic_logger(settings, celery_app)
@@ -51,8 +50,8 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        upstream = TeacherUpstream(settings.teacher, transport=transport,
-                                   retried=lambda w, why: metrics.teacher_retries.labels(w, why).inc())
+        upstream = await TeacherUpstream(
+            settings.teacher, retried=lambda w, why: metrics.teacher_retries.labels(w, why).inc()).open()
         limiter = limiter_for(settings, routes)
         app.state.chat, app.state.embeddings = (
             service(settings, routes=routes, backend=app.state.backend, metrics=metrics, usage=usage, traffic=traffic,
@@ -83,6 +82,15 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
     app.exception_handler(Exception)(_unexpected)
     add_endpoints(app)
     return app
+
+
+def run_gateway(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
+    """Serve the gateway until stopped (`flywheel serve gateway`, and the gateway bench): uvicorn, with uvloop
+    and httptools (uvicorn takes them when installed: requirements/base.txt), the access log as configured."""
+    import uvicorn
+
+    uvicorn.run(create_gateway(settings), host=host or settings.gateway.host, port=port or settings.gateway.port,
+                log_level="info", access_log=settings.gateway.access_log)
 
 
 def _traffic_logger(settings: Settings, celery_app: Any) -> TrafficLogger:

@@ -12,7 +12,6 @@ import time
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any
 
-import httpx
 import pydantic_core
 from fastapi.responses import Response, StreamingResponse
 
@@ -24,7 +23,13 @@ from services.deployment.gateway.protocol import Caller, ChatCompletionRequest, 
 from services.deployment.gateway.routing import Endpoint
 from services.deployment.gateway.serving import Serving, served_headers
 from services.deployment.gateway.streaming import StreamAssembler
-from services.deployment.gateway.upstream import TeacherReply, TeacherUnavailable, TeacherUpstream
+from services.deployment.gateway.upstream import (
+    StreamBroken,
+    TeacherReply,
+    TeacherStream,
+    TeacherUnavailable,
+    TeacherUpstream,
+)
 from services.deployment.gateway.usage import UsageCounter
 from services.deployment.routes import Route, RouteStore
 from services.deployment.traffic_log import TrafficLogger
@@ -130,23 +135,23 @@ class ChatService(Serving):
             response = await self.upstream.stream(CHAT, upstream_body, self.policy(caller.workload), caller.workload)
         except TeacherUnavailable as exc:
             return await self.stand_in(caller, route, request, upstream_body, started, exc)
-        if not isinstance(response, httpx.Response):  # the teacher refused: its error, whole (nothing to log)
+        if isinstance(response, TeacherReply):  # the teacher refused: its error, whole (nothing to log)
             if response.failed:
                 return await self.stand_in(caller, route, request, upstream_body, started, response)
             return self.teacher_response(caller, route, response, started, lambda _: None)
         return StreamingResponse(self.relay(response, caller, route, request, upstream_body, started),
                                  media_type="text/event-stream", headers=served_headers(route.phase))
 
-    async def relay(self, response: httpx.Response, caller: Caller, route: Route, request: ChatCompletionRequest,
+    async def relay(self, response: TeacherStream, caller: Caller, route: Route, request: ChatCompletionRequest,
                     upstream_body: dict[str, Any], started: float) -> AsyncIterator[bytes]:
         assembler = StreamAssembler()
         broken: str | None = None
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in response.chunks():
                 assembler.feed(chunk)
                 yield chunk
-        except httpx.HTTPError as exc:  # the teacher broke off (dropped, or silent past the timeout)
-            broken = f"the teacher's stream broke off: {type(exc).__name__}: {exc}".rstrip(": ")
+        except StreamBroken as exc:  # the teacher broke off (dropped, or silent past the timeout)
+            broken = f"the teacher's stream broke off: {exc}"
             log.warning("%s (%s)", broken, caller.workload)
             yield stream_error(broken)
         finally:

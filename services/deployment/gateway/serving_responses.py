@@ -18,7 +18,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pydantic_core
 from fastapi.responses import Response, StreamingResponse
 
@@ -29,7 +28,13 @@ from services.deployment.gateway.metrics import GatewayMetrics
 from services.deployment.gateway.protocol import Caller, GatewayError, ResponsesRequest, error_body, json_response
 from services.deployment.gateway.serving import Serving, served_headers
 from services.deployment.gateway.serving_chat import ChatService, failure_reason
-from services.deployment.gateway.upstream import TeacherReply, TeacherUnavailable, TeacherUpstream
+from services.deployment.gateway.upstream import (
+    StreamBroken,
+    TeacherReply,
+    TeacherStream,
+    TeacherUnavailable,
+    TeacherUpstream,
+)
 from services.deployment.gateway.usage import UsageCounter
 from services.deployment.routes import Route, RouteStore
 from services.deployment.traffic_log import TrafficLogger
@@ -140,24 +145,24 @@ class ResponsesService(Serving):
                                                   caller.workload)
         except TeacherUnavailable as exc:
             return await self.stand_in(caller, route, request, upstream_body, chat_body, started, exc)
-        if not isinstance(response, httpx.Response):  # the teacher refused: its error, whole (nothing to log)
+        if isinstance(response, TeacherReply):  # the teacher refused: its error, whole (nothing to log)
             if response.failed:
                 return await self.stand_in(caller, route, request, upstream_body, chat_body, started, response)
             return self.teacher_response(caller, route, response, started, lambda _: None)
         return StreamingResponse(self.relay(response, caller, route, upstream_body, chat_body, started),
                                  media_type="text/event-stream", headers=served_headers(route.phase))
 
-    async def relay(self, response: httpx.Response, caller: Caller, route: Route, upstream_body: dict[str, Any],
+    async def relay(self, response: TeacherStream, caller: Caller, route: Route, upstream_body: dict[str, Any],
                     chat_body: dict[str, Any] | None, started: float) -> AsyncIterator[bytes]:
         watcher = responses_api.CompletedResponse()
         broken = False
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in response.chunks():
                 watcher.feed(chunk)
                 yield chunk
-        except httpx.HTTPError as exc:  # the teacher broke off (dropped, or silent past the timeout)
+        except StreamBroken as exc:  # the teacher broke off (dropped, or silent past the timeout)
             broken = True
-            message = f"the teacher's stream broke off: {type(exc).__name__}: {exc}".rstrip(": ")
+            message = f"the teacher's stream broke off: {exc}"
             log.warning("%s (%s)", message, caller.workload)
             yield error_event(message)
         finally:

@@ -24,6 +24,9 @@ class GatewayKey(ApiToken):
 class GatewaySettings(_Section):
     host: str = Field("127.0.0.1", description="Bind address of `flywheel serve gateway`.")
     port: int = Field(8001, ge=1, le=65535)
+    access_log: bool = Field(
+        False, description="Log a line per request (uvicorn's access log). Off: it costs each request time, and "
+                           "/metrics counts every request by workload, answerer and status.")
     aliases: dict[str, str] = Field(
         default_factory=dict, description="Model alias -> workload id; every workload id is also its own alias.")
     auth_enabled: bool = Field(False, description="Require a per-client API key (Authorization: Bearer).")
