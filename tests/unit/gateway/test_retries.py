@@ -56,3 +56,16 @@ def test_a_workloads_own_timeout_and_attempts_override_the_teachers() -> None:
 def test_impossible_call_settings_are_refused(field: str) -> None:
     with pytest.raises(ValueError, match=field):
         Settings.model_validate({"teacher": {field: 0}})
+
+
+def test_the_teachers_proxy_comes_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.deployment.gateway.upstream import env_proxy
+
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert env_proxy("https://teacher.example/v1") is None
+    monkeypatch.setenv("https_proxy", "http://proxy.corp:3128")
+    assert env_proxy("https://teacher.example/v1") == "http://proxy.corp:3128"
+    assert env_proxy("http://teacher.example/v1") is None, "only the scheme's own proxy"
+    monkeypatch.setenv("no_proxy", "teacher.example")
+    assert env_proxy("https://teacher.example/v1") is None, "NO_PROXY covers the host"
