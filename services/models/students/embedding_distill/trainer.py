@@ -13,6 +13,8 @@ Matryoshka size d in `matryoshka_dims` (the student's first d values):
 - cosine: 1 - cosine(projected student, teacher);
 - relative similarity: MSE between the student's and the teacher's in-batch cosine matrices
   (needs no projection, so the student's own geometry is what is trained);
+- listwise (when listwise_weight > 0 and the logs hold queries and passages): the teacher's ranking of
+  each query's candidate passages, with hard negatives re-mined by the student each round (`listwise.py`);
 - contrastive (when contrastive_weight > 0): symmetric in-batch InfoNCE with `temperature` over
   query/positive pairs. Convention: a record whose `request.input` is a list of exactly two texts is
   a [query, positive] pair (both texts are also distillation examples). Other records' texts are
@@ -217,9 +219,9 @@ class EmbeddingDistillTrainer:
         settings = request.training
         weights = request.distillation or DistillationSettings()
         seed_everything(settings.seed)
-        train_data = read_distill_data(request.dataset.read_split("train"))
-        val_data = read_distill_data(request.dataset.read_split("val")) if "val" in request.dataset.splits \
-            else DistillData()
+        train_data = read_distill_data(request.dataset.read_split("train"), query_max_words=weights.query_max_words)
+        val_data = read_distill_data(request.dataset.read_split("val"), query_max_words=weights.query_max_words) \
+            if "val" in request.dataset.splits else DistillData()
         if not train_data.items:
             raise TrainingFailed(f"{request.candidate}: the train split has no embedding records with text input",
                                  reason="bad_data")
@@ -266,8 +268,24 @@ class EmbeddingDistillTrainer:
                                     dims=dims, batch_size=settings.batch_size, seed=settings.seed,
                                     grouped=settings.batching == "length_grouped", pad_id=tokenizer.pad_token_id)
         before = evaluate_agreement(task) if val_items else {}
-        result = run_training(task, settings, candidate=request.candidate, work_dir=request.work_dir,
-                              fingerprint=request.fingerprint(), control=control)
+        queries, passages = train_data.with_role("query"), train_data.with_role("passage")
+        ranking: dict[str, Any] | None = None
+        if weights.listwise_weight > 0 and min(len(queries), len(passages)) >= 2:
+            from services.models.students.embedding_distill.listwise import train_rounds
+
+            result, ranking = train_rounds(
+                model, token_ids, teacher, queries=queries, passages=passages,
+                val_queries=[i + offset for i in val_data.with_role("query")],
+                val_passages=[i + offset for i in val_data.with_role("passage")], weights=weights, training=settings,
+                dims=dims, pad_id=tokenizer.pad_token_id, candidate=request.candidate, work_dir=request.work_dir,
+                fingerprint=request.fingerprint(), control=control)
+        else:
+            if weights.listwise_weight > 0:
+                log.warning("%s: listwise_weight > 0 but the train split has %d queries and %d passages (input_type, "
+                            "or the rule in docs/model-plane.md); training on the vector losses only",
+                            request.candidate, len(queries), len(passages))
+            result = run_training(task, settings, candidate=request.candidate, work_dir=request.work_dir,
+                                  fingerprint=request.fingerprint(), control=control)
         after = evaluate_agreement(task) if val_items else {}
 
         metrics = {
@@ -284,6 +302,7 @@ class EmbeddingDistillTrainer:
             "trainable_parameters": trainable,
             "total_parameters": total,
             "distillation": {"before": before, "after": after},
+            "ranking": ranking,
             "val_cosine_to_teacher": after.get("cosine"),
         }
 
@@ -294,6 +313,8 @@ class EmbeddingDistillTrainer:
 
         artifact = artifacts.publish(request, save, metrics=metrics)
         clear_checkpoints(request.work_dir)
+        for folder in request.work_dir.glob("round-*"):  # ranking rounds' weights and lists (listwise.py)
+            shutil.rmtree(folder, ignore_errors=True)
         return artifact
 
     def _teacher_matrix(self, request: TrainRequest, texts: list[str], logged: list[np.ndarray | None]) -> torch.Tensor:
