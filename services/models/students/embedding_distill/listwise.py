@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from services.domain.settings import DistillationSettings, TrainingSettings
-from services.models.students.embedding_distill.trainer import DistillStudent, _student_vectors, distill_losses
+from services.models.students.embedding_distill.model import DistillStudent, distill_losses, student_vectors
 from services.models.training.base import TrainControl
 from services.models.training.loop import LoopResult, run_training
 
@@ -137,7 +137,7 @@ def train_rounds(model: DistillStudent, token_ids: list[list[int]], teacher: tor
         if lists_file.exists():
             lists = {int(q): c for q, c in json.loads(lists_file.read_text("utf-8")).items()}
         else:
-            student = _student_vectors(model, token_ids, queries + passages, pad_id=pad_id, batch_size=batch)
+            student = student_vectors(model, token_ids, queries + passages, pad_id=pad_id, batch_size=batch)
             mined = mine_candidates(teacher[queries], teacher[passages], student[:len(queries)], student[len(queries):],
                                     candidates=weights.listwise_candidates, hard_negatives=weights.hard_negatives)
             lists = {q: [passages[p] for p in found] for q, found in zip(queries, mined, strict=True)}
