@@ -74,7 +74,8 @@ def teacher_vectors(texts: list[str]) -> np.ndarray:
     return embed_with_cache(texts, teacher_path=MODELS / "mpnet-base", cache_dir=cache)
 
 
-def train_student(name: str, corpus: Corpus, companies: set[str], distillation: Any, training: Any) -> tuple[Path, dict[str, Any]]:
+def train_student(name: str, corpus: Corpus, companies: set[str], distillation: Any, training: Any, *,
+                  queries_per_chunk: int = 1) -> tuple[Path, dict[str, Any]]:
     """Distil MiniLM on logs from `companies` (cached by recipe); the artifact's path and its metrics."""
     from services.domain.artifacts import StudentKind
     from services.domain.datasets import DatasetRef
@@ -82,7 +83,8 @@ def train_student(name: str, corpus: Corpus, companies: set[str], distillation: 
     from services.models.students.embedding_distill.trainer import EmbeddingDistillTrainer
     from services.models.training.base import TrainControl, TrainRequest
 
-    logs = training_logs(corpus, companies, teacher_model="sentence-transformers/all-mpnet-base-v2")
+    logs = training_logs(corpus, companies, teacher_model="sentence-transformers/all-mpnet-base-v2",
+                         queries_per_chunk=queries_per_chunk)
     val = [r for r in logs if r["request"]["input_type"] == "query"][:32] + \
         [r for r in logs if r["request"]["input_type"] == "passage"][:2]
     train = [r for r in logs if r not in val]
@@ -164,6 +166,8 @@ def main() -> None:
     parser.add_argument("--search-corpus", type=int, default=50_000, help="0 skips the two-stage search measurement")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--queries-per-chunk", type=int, default=1, help="pseudo-queries cut from each train chunk")
+    parser.add_argument("--out", type=Path, default=RESULTS / "embedding_retrieval.json")
     args = parser.parse_args()
     import logging
 
@@ -189,9 +193,10 @@ def main() -> None:
     ranking_recipe = DistillationSettings(matryoshka_dims=list(DIMS), listwise_weight=args.listwise_weight,
                                           mining_rounds=args.rounds)
     students: dict[str, tuple[Path, dict[str, Any]]] = {
-        "distilled_vector": train_student("distilled-vector", corpus, train_companies, vector_recipe, training),
+        "distilled_vector": train_student("distilled-vector", corpus, train_companies, vector_recipe, training,
+                                          queries_per_chunk=args.queries_per_chunk),
         "distilled": train_student("distilled-listwise", corpus, train_companies, ranking_recipe,
-                                   training.model_copy(update={"batch_size": 8})),
+                                   training.model_copy(update={"batch_size": 8}), queries_per_chunk=args.queries_per_chunk),
     }
     paths = {"teacher": MODELS / "mpnet-base", "base": MODELS / "minilm-l6",
              **{name: path for name, (path, _) in students.items()}}
@@ -232,13 +237,13 @@ def main() -> None:
                            "held_out_questions": len(rows), "held_out_companies": sorted(held_out),
                            "train_companies": sorted(train_companies), "relevance": "MRR/Recall: chunks holding the "
                            "evidence text (gain 2); nDCG: those 2, other chunks of an evidence page 1"},
-                "settings": {**vars(args), "training": training.model_dump(mode="json"),
+                "settings": {**vars(args), "out": str(args.out), "training": training.model_dump(mode="json"),
                              "distillation": ranking_recipe.model_dump(mode="json")},
                 "machine": machine(), "seconds": round(time.perf_counter() - started, 1)}
     with contextlib.redirect_stdout(sys.stderr):
         table(document)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "embedding_retrieval.json").write_text(json.dumps(document, indent=2, default=float) + "\n", "utf-8")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(document, indent=2, default=float) + "\n", "utf-8")
     if args.json:
         print(json.dumps(document, default=float))
 

@@ -109,7 +109,7 @@ def split_companies(corpus: Corpus, *, held_out_share: float = 0.5, seed: int = 
 
 
 def training_logs(corpus: Corpus, companies: set[str], *, teacher_model: str, seed: int = 0,
-                  passage_batch: int = 16, query_words: int = 12) -> list[dict[str, Any]]:
+                  passage_batch: int = 16, query_words: int = 12, queries_per_chunk: int = 1) -> list[dict[str, Any]]:
     """Embedding log records from `companies` only: questions and pseudo-queries (input_type query), chunks
     (batches, input_type passage). Responses carry no vectors: the trainer asks the teacher (cached)."""
     rng = random.Random(seed)
@@ -120,7 +120,8 @@ def training_logs(corpus: Corpus, companies: set[str], *, teacher_model: str, se
         spans = [words[i:i + query_words] for i in range(0, max(1, len(words) - query_words), 4)]
         texty = [s for s in spans if sum(w.isalpha() for w in s) >= 0.6 * len(s)]
         if texty:
-            queries.append(" ".join(rng.choice(texty)))
+            spans = [rng.choice(texty)] if queries_per_chunk == 1 else rng.sample(texty, min(queries_per_chunk, len(texty)))
+            queries += [" ".join(span) for span in spans]
     records: list[dict[str, Any]] = []
 
     def record(text_input: str | list[str], input_type: str) -> dict[str, Any]:
