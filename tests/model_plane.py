@@ -101,3 +101,29 @@ def embedding_logs(n: int, *, dim: int = 16, seed: int = 0, workload_id: str = "
             "response": {"data": [{"index": 0, "embedding": vector}]},
         })
     return records
+
+
+def retrieval_logs(n: int, *, dim: int = 16, seed: int = 0, workload_id: str = "filing_search",
+                   batch: int = 4) -> list[dict[str, Any]]:
+    """Embedding calls as a search client makes them: one query per call (`input_type: query`) and passages in
+    batches (`input_type: passage`); the teacher's vectors depend on the topic, plus noise (a ranking to learn)."""
+    rng = random.Random(seed)
+    centers = {label: [rng.gauss(0, 1) for _ in range(dim)] for label in TOPICS}
+
+    def vector(label: str) -> list[float]:
+        return [c + rng.gauss(0, 0.6) for c in centers[label]]
+
+    records = []
+    for i in range(n):
+        label = list(TOPICS)[i % len(TOPICS)]
+        if i % 3:
+            texts, kind = [f"{rng.choice(TOPICS[label])} {i}"], "query"
+        else:
+            texts = [f"{rng.choice(TOPICS[label])} said the company in filing {i}-{j}" for j in range(batch)]
+            kind = "passage"
+        records.append({
+            "workload_id": workload_id, "client_id": "desk-1", "timestamp": 1_760_000_000 + i,
+            "request": {"model": "teacher-embed", "input": texts if kind == "passage" else texts[0], "input_type": kind},
+            "response": {"data": [{"index": j, "embedding": vector(label)} for j in range(len(texts))]},
+        })
+    return records

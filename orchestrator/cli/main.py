@@ -14,6 +14,7 @@ from orchestrator.cli.commands_jobs import jobs_group
 from orchestrator.cli.commands_logs import ingest_command, logs_group
 from orchestrator.cli.commands_models import models_group
 from orchestrator.cli.commands_schedule import beat_command, schedule_group
+from orchestrator.cli.commands_search import search_command
 from orchestrator.cli.commands_serve import serve_group
 from orchestrator.cli.commands_train import decide_command, evaluate_command, train_command
 from orchestrator.cli.commands_worker import worker_command
@@ -78,6 +79,7 @@ def quiet_libraries() -> None:
 
 cli.add_command(config_group)
 cli.add_command(ingest_command)
+cli.add_command(search_command)
 cli.add_command(logs_group)
 cli.add_command(data_group)
 cli.add_command(models_group)

@@ -53,6 +53,8 @@ def evaluate(
     sha = dataset.splits.get(split, {}).get("sha256", "")
     workload_type = dataset.workload_type
     if kind is not EvalKind.CUSTOMIZED and student.no_baseline is not None:
+        # An embedding dataset has no icl_eval split: the record names the eval split it would have used.
+        sha = sha or dataset.splits.get("eval", {}).get("sha256", "")
         result = EvalResult.not_applicable(candidate, kind, dataset.dataset_id, sha, workload_type,  # type: ignore[arg-type]  # a manifest's workload_type is a record type (checked at build)
                                            f"{kind.value} evaluation does not apply: {student.no_baseline}")
         return _save(root, result)
@@ -124,7 +126,7 @@ def _evaluate_records(settings: Settings, root: Path, dataset: DatasetRef, spec:
         workload_type, references, predictions, settings.evaluation, judge,  # type: ignore[arg-type]  # a manifest's workload_type is a record type
         requests=[r["request"]["messages"] for r in records] if workload_type == "chat" else None,
         matryoshka_dims=settings.distillation.matryoshka_dims if workload_type == "embedding" else (),
-        seed=settings.evaluation.seed,
+        roles=answers.roles, seed=settings.evaluation.seed,
     )
     if confidences is not None and workload_type == "classification":
         extra_metrics["selective"] = _selective(settings, dataset, artifact if kind is EvalKind.CUSTOMIZED else None,

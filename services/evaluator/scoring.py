@@ -17,6 +17,7 @@ from services.domain.settings import EvaluationSettings
 from services.evaluator.judge import JudgeClient, judge_report
 from services.evaluator.metrics.classification import classification_report
 from services.evaluator.metrics.embedding import embedding_report
+from services.evaluator.metrics.retrieval_vs_teacher import retrieval_vs_teacher
 from services.evaluator.metrics.text import text_report
 from services.evaluator.metrics.tool_calling import tool_calling_report
 
@@ -50,13 +51,16 @@ def score_predictions(
     *,
     requests: Sequence[Sequence[Mapping[str, Any]]] | None = None,
     matryoshka_dims: Sequence[int] = (),
+    roles: Sequence[str] | None = None,
     seed: int = 0,
 ) -> Scored:
     """Score predictions against the teacher's references; returns (metric_name, score, ci, metrics, unparseable).
 
     classification: label strings (None = unparseable). tool_calling: lists of OpenAI tool_call
     dicts, or text, or None. chat: strings (None = unparseable), plus `requests` (each record's
-    request messages) when a judge is given. embedding: the teacher and student matrices (n x d).
+    request messages) when a judge is given. embedding: the teacher and student matrices (n x d), and with
+    `roles` (query | passage per row) the headline is retrieval of the logged queries over the logged
+    passages against the teacher's top-k (metrics/retrieval_vs_teacher.py); without, neighbour agreement.
     """
     boot = _Bootstrap(bootstrap_samples=settings.bootstrap_samples, confidence=settings.confidence, seed=seed)
     name = metric_name_for(workload_type)
@@ -72,7 +76,13 @@ def score_predictions(
         report = embedding_report(
             np.asarray(references), np.asarray(predictions), matryoshka_dims=matryoshka_dims, **boot
         )
-        return Scored(name, report["score"], _ci(report["score_ci"]), report, 0)
+        retrieval = retrieval_vs_teacher(np.asarray(references), np.asarray(predictions), roles,
+                                         matryoshka_dims=matryoshka_dims, **boot) if roles is not None else None
+        if retrieval is None:  # no logged queries (or too few passages): neighbour agreement is the headline
+            return Scored(name, report["score"], _ci(report["score_ci"]), {"scorer": "neighbours", **report}, 0)
+        metrics = {"scorer": "retrieval", **report, "neighbour_score": report["score"],
+                   "neighbour_score_ci": report["score_ci"], "score": retrieval["score"], "retrieval": retrieval}
+        return Scored(name, retrieval["score"], _ci(retrieval["score_ci"]), metrics, 0)
     if workload_type == "chat":
         # The lexical metric is cheap, so it is reported even when a judge gives the headline.
         lexical = text_report(list(references), list(predictions), **boot)

@@ -77,11 +77,29 @@ class DistillationSettings(_Section):
     similarity_weight: float = Field(1.0, ge=0, description="MSE between in-batch similarity matrices.")
     contrastive_weight: float = Field(0.0, ge=0, description="In-batch contrastive loss on query/positive pairs.")
     temperature: float = Field(0.05, gt=0, le=1, description="Contrastive softmax temperature.")
+    listwise_weight: float = Field(
+        0.0, ge=0, description="KL from the teacher's to the student's softmax over each logged query's candidate "
+        "passages (ranking distillation; needs queries and passages in the logs, see docs/model-plane.md).")
+    listwise_temperature: float = Field(0.05, gt=0, le=1, description="Temperature of both listwise softmaxes.")
+    listwise_candidates: int = Field(
+        8, ge=2, description="Candidates per query: the teacher's top passages, then the student's hard negatives.")
+    hard_negatives: int = Field(
+        4, ge=0, description="Of the candidates, how many are passages the current student ranks highest "
+        "that the teacher does not (re-mined every round).")
+    mining_rounds: int = Field(
+        1, ge=1, description="Rounds of (mine hard negatives with the current student, train); steps are split "
+        "evenly between rounds.")
+    query_max_words: int = Field(
+        32, ge=1, description="Inputs logged without input_type: a single text of at most this many words is a query.")
 
     @model_validator(mode="after")
     def _dims(self) -> DistillationSettings:
         if any(d < 8 for d in self.matryoshka_dims):
             raise ValueError(f"distillation.matryoshka_dims {self.matryoshka_dims}: every size must be >= 8")
-        if not (self.mse_weight or self.cosine_weight or self.similarity_weight or self.contrastive_weight):
+        if self.hard_negatives >= self.listwise_candidates:
+            raise ValueError("distillation.hard_negatives must be below listwise_candidates (the teacher's top "
+                             "passages fill the rest)")
+        if not (self.mse_weight or self.cosine_weight or self.similarity_weight or self.contrastive_weight
+                or self.listwise_weight):
             raise ValueError("distillation: at least one loss weight must be above 0")
         return self

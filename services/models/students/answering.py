@@ -78,6 +78,7 @@ class Answers:
     confidences: list[float] | None = None  # one per prediction, for selective answering (classification)
     extra: dict[str, Any] = field(default_factory=dict)  # extra metrics
     decoding: str | None = None
+    roles: list[str] | None = None  # embedding: query | passage per text (services.domain.embeddings.input_roles)
 
 
 def answer_of(record: dict[str, Any]) -> dict[str, Any]:
@@ -129,16 +130,20 @@ def embedding_outputs(run: EvalRun) -> Answers:
     """Student vectors against the teacher's, per input text (the model: the artifact's, or the untrained base)."""
     import numpy as np
 
-    from services.domain.embeddings import decode_embedding
+    from services.domain.embeddings import decode_embedding, input_roles
 
-    texts, teacher = [], []
+    texts, teacher, roles = [], [], []
+    query_max_words = run.settings.distillation.query_max_words
     for record in run.records:
         inputs = record["request"]["input"]
         inputs = [inputs] if isinstance(inputs, str) else inputs
+        strings = [t for t in inputs if isinstance(t, str)]
+        record_roles = iter(input_roles(record["request"], strings, query_max_words=query_max_words))
         for text, item in zip(inputs, record["response"]["data"], strict=False):
             if isinstance(text, str):
                 texts.append(text)
                 teacher.append(decode_embedding(item["embedding"]))
+                roles.append(next(record_roles))
     if not texts:
         raise InsufficientData("the eval split holds no text inputs with teacher vectors")
     try:
@@ -148,4 +153,5 @@ def embedding_outputs(run: EvalRun) -> Answers:
         where = run.artifact.path if run.artifact is not None else run.spec.model
         raise ModelUnavailable(f"cannot load embedding student from {where}: {exc}") from exc
     vectors, seconds = timed(texts, lambda text: embedder.encode([text])[0], run.on_progress)
-    return Answers(np.asarray(teacher, dtype=np.float32), np.asarray(vectors, dtype=np.float32), seconds)
+    return Answers(np.asarray(teacher, dtype=np.float32), np.asarray(vectors, dtype=np.float32), seconds,
+                   roles=roles)

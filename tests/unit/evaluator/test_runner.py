@@ -132,6 +132,26 @@ def test_embedding_student_is_scored_on_neighbour_agreement(tmp_path: Path) -> N
     assert not base.applicable and "embedding student" in (base.reason or "")
 
 
+def test_embedding_student_is_scored_on_retrieval_of_the_logged_queries(tmp_path: Path) -> None:
+    """With queries and passages in the logs (input_type), the headline is retrieval against the teacher's top-k,
+    with a CI; the neighbour agreement stays as a secondary figure."""
+    from tests.model_plane import retrieval_logs
+
+    plane = model_plane(tmp_path, logs=retrieval_logs(150), workload_id="filing_search", max_steps=6)
+    settings = plane.settings.model_copy(update={"distillation": plane.settings.distillation.model_copy(
+        update={"matryoshka_dims": [8], "listwise_weight": 1.0, "mining_rounds": 2, "listwise_candidates": 6,
+                "hard_negatives": 2})})
+    artifact = train_candidate(settings, "tiny-emb", plane.dataset.dataset_id)
+    assert [r["round"] for r in artifact.metrics["ranking"]["rounds"]] == [0, 1]
+    result = evaluate(settings, candidate="tiny-emb", dataset_id=plane.dataset.dataset_id, kind=EvalKind.CUSTOMIZED)
+    retrieval = result.metrics["retrieval"]
+    assert result.metrics["scorer"] == "retrieval" and result.metric_name == "score_vs_teacher"
+    assert retrieval["queries"] > 0 and retrieval["passages"] >= 2 and retrieval["reference"].startswith("teacher top-")
+    assert result.score == retrieval["ndcg_at_10"] and result.ci is not None
+    assert result.ci[0] <= result.score <= result.ci[1]
+    assert "8" in retrieval["matryoshka"] and 0 <= result.metrics["neighbour_score"] <= 1
+
+
 def test_max_eval_records_is_a_stratified_random_sample() -> None:
     from collections import Counter
 

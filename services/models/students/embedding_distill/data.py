@@ -3,6 +3,11 @@
 A record's `request.input` is a text or a list of texts; `response.data[i].embedding` holds floats or
 base64 float32. Texts without a usable vector are embedded by the teacher model and cached by text
 hash, so a re-run (or a resumed run) never recomputes them.
+
+Each text also gets a role, `query` or `passage`, for ranking distillation (`listwise.py`): the
+client's `request.input_type` as logged (`query` | `passage`, the gateway passes it through). Without
+it: a list of exactly two texts is a [query, passage] pair (the contrastive convention), a single text
+of at most `query_max_words` words is a query, and anything else (batches, long texts) is passages.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from services.domain.embeddings import QUERY_MAX_WORDS, input_roles
 from services.domain.embeddings import decode_embedding as decode_floats
 from services.models.students.embedding_distill.runtime import Embedder
 
@@ -41,6 +47,7 @@ class DistillData:
     texts: list[str] = field(default_factory=list)
     vectors: list[np.ndarray | None] = field(default_factory=list)  # None until the teacher embeds it
     items: list[tuple[int, ...]] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)  # "query" | "passage", aligned with texts
     skipped_records: int = 0
 
     @property
@@ -50,9 +57,12 @@ class DistillData:
     def missing(self) -> list[int]:
         return [i for i, v in enumerate(self.vectors) if v is None]
 
+    def with_role(self, role: str) -> list[int]:
+        return [i for i, r in enumerate(self.roles) if r == role]
 
-def read_distill_data(records: Iterable[dict[str, Any]]) -> DistillData:
-    """Texts, logged vectors and items from embedding log records (token-id inputs are skipped)."""
+
+def read_distill_data(records: Iterable[dict[str, Any]], *, query_max_words: int = QUERY_MAX_WORDS) -> DistillData:
+    """Texts, logged vectors, roles and items from embedding log records (token-id inputs are skipped)."""
     data = DistillData()
     for record in records:
         raw_input = record.get("request", {}).get("input")
@@ -67,6 +77,7 @@ def read_distill_data(records: Iterable[dict[str, Any]]) -> DistillData:
         first = len(data.texts)
         data.texts.extend(texts)
         data.vectors.extend(vectors)
+        data.roles.extend(input_roles(record.get("request", {}), texts, query_max_words=query_max_words))
         if len(texts) == 2:
             data.items.append((first, first + 1))
         else:

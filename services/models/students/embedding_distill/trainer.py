@@ -13,6 +13,8 @@ Matryoshka size d in `matryoshka_dims` (the student's first d values):
 - cosine: 1 - cosine(projected student, teacher);
 - relative similarity: MSE between the student's and the teacher's in-batch cosine matrices
   (needs no projection, so the student's own geometry is what is trained);
+- listwise (when listwise_weight > 0 and the logs hold queries and passages): the teacher's ranking of
+  each query's candidate passages, with hard negatives re-mined by the student each round (`listwise.py`);
 - contrastive (when contrastive_weight > 0): symmetric in-batch InfoNCE with `temperature` over
   query/positive pairs. Convention: a record whose `request.input` is a list of exactly two texts is
   a [query, positive] pair (both texts are also distillation examples). Other records' texts are
@@ -54,7 +56,8 @@ from services.models.students.embedding_distill.data import (
     read_distill_data,
     teacher_cache_dir,
 )
-from services.models.students.embedding_distill.runtime import Pooling, SentenceTransformerLayout, pool, quiet_loading
+from services.models.students.embedding_distill.model import DistillStudent, distill_losses, student_vectors
+from services.models.students.embedding_distill.runtime import SentenceTransformerLayout, quiet_loading
 from services.models.training import artifacts
 from services.models.training.base import TrainControl, TrainRequest
 from services.models.training.batching import batch_order
@@ -64,65 +67,6 @@ log = logging.getLogger(__name__)
 PROJECTION_DIR = "projection"
 _FIT_TEXTS = 1024  # texts the projection's least-squares start is fitted on
 _ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
-
-
-# --- model and losses -----------------------------------------------------------------------------------
-
-
-class DistillStudent(torch.nn.Module):
-    """Encoder + pooling, with an optional student_dim -> teacher_dim projection for MSE/cosine."""
-
-    def __init__(self, encoder: torch.nn.Module, *, pooling: Pooling, student_dim: int, teacher_dim: int) -> None:
-        super().__init__()
-        self.encoder, self.pooling, self.student_dim = encoder, pooling, student_dim
-        self.projection = torch.nn.Linear(student_dim, teacher_dim) if student_dim != teacher_dim else None
-
-    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return pool(hidden, attention_mask, self.pooling)
-
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, dims: Sequence[int]
-    ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-        """Per size d in `dims`: (student[:, :d], its projection into teacher space or None)."""
-        pooled = self.embed(input_ids, attention_mask)
-        levels: list[tuple[torch.Tensor, torch.Tensor | None]] = []
-        for d in dims:
-            prefix = pooled[:, :d]
-            projected: torch.Tensor | None
-            if self.projection is not None:
-                projected = F.linear(prefix, self.projection.weight[:, :d], self.projection.bias)
-            else:
-                projected = prefix if d == self.student_dim else None
-            levels.append((prefix, projected))
-        return levels
-
-
-def distill_losses(
-    levels: Sequence[tuple[torch.Tensor, torch.Tensor | None]],
-    teacher: torch.Tensor,
-    weights: DistillationSettings,
-    *,
-    pairs: torch.Tensor | None = None,
-) -> dict[str, torch.Tensor]:
-    """Each term averaged over the sizes, and their weighted sum as `loss` (teacher rows are unit vectors)."""
-    teacher_sim = teacher @ teacher.T
-    terms: dict[str, list[torch.Tensor]] = {"mse": [], "cosine": [], "similarity": [], "contrastive": []}
-    for student, projected in levels:
-        unit = F.normalize(student, dim=-1)
-        terms["similarity"].append(F.mse_loss(unit @ unit.T, teacher_sim))
-        if projected is not None:
-            terms["mse"].append(F.mse_loss(projected, teacher))
-            terms["cosine"].append(1 - F.cosine_similarity(projected, teacher, dim=-1).mean())
-        if pairs is not None and pairs.shape[0] >= 2 and weights.contrastive_weight > 0:
-            logits = unit[pairs[:, 0]] @ unit[pairs[:, 1]].T / weights.temperature
-            target = torch.arange(pairs.shape[0], device=logits.device)
-            terms["contrastive"].append((F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2)
-    out = {name: torch.stack(values).mean() for name, values in terms.items() if values}
-    weight = {"mse": weights.mse_weight, "cosine": weights.cosine_weight, "similarity": weights.similarity_weight,
-              "contrastive": weights.contrastive_weight}
-    out["loss"] = sum((weight[name] * value for name, value in out.items()), start=teacher.new_zeros(()))
-    return out
 
 
 # --- the loop's task ----------------------------------------------------------------------------------
@@ -217,9 +161,9 @@ class EmbeddingDistillTrainer:
         settings = request.training
         weights = request.distillation or DistillationSettings()
         seed_everything(settings.seed)
-        train_data = read_distill_data(request.dataset.read_split("train"))
-        val_data = read_distill_data(request.dataset.read_split("val")) if "val" in request.dataset.splits \
-            else DistillData()
+        train_data = read_distill_data(request.dataset.read_split("train"), query_max_words=weights.query_max_words)
+        val_data = read_distill_data(request.dataset.read_split("val"), query_max_words=weights.query_max_words) \
+            if "val" in request.dataset.splits else DistillData()
         if not train_data.items:
             raise TrainingFailed(f"{request.candidate}: the train split has no embedding records with text input",
                                  reason="bad_data")
@@ -242,7 +186,7 @@ class EmbeddingDistillTrainer:
         model = DistillStudent(encoder, pooling=layout.pooling, student_dim=student_dim, teacher_dim=teacher.shape[1])
         if model.projection is not None:
             rows = sorted({i for item in train_data.items[:_FIT_TEXTS] for i in item})
-            student = _student_vectors(model, token_ids, rows, pad_id=tokenizer.pad_token_id,
+            student = student_vectors(model, token_ids, rows, pad_id=tokenizer.pad_token_id,
                                        batch_size=max(settings.batch_size, 32))
             fit_projection(model.projection, student, teacher[rows])
         if settings.finetune == "lora":
@@ -266,8 +210,24 @@ class EmbeddingDistillTrainer:
                                     dims=dims, batch_size=settings.batch_size, seed=settings.seed,
                                     grouped=settings.batching == "length_grouped", pad_id=tokenizer.pad_token_id)
         before = evaluate_agreement(task) if val_items else {}
-        result = run_training(task, settings, candidate=request.candidate, work_dir=request.work_dir,
-                              fingerprint=request.fingerprint(), control=control)
+        queries, passages = train_data.with_role("query"), train_data.with_role("passage")
+        ranking: dict[str, Any] | None = None
+        if weights.listwise_weight > 0 and min(len(queries), len(passages)) >= 2:
+            from services.models.students.embedding_distill.listwise import train_rounds
+
+            result, ranking = train_rounds(
+                model, token_ids, teacher, queries=queries, passages=passages,
+                val_queries=[i + offset for i in val_data.with_role("query")],
+                val_passages=[i + offset for i in val_data.with_role("passage")], weights=weights, training=settings,
+                dims=dims, pad_id=tokenizer.pad_token_id, candidate=request.candidate, work_dir=request.work_dir,
+                fingerprint=request.fingerprint(), control=control)
+        else:
+            if weights.listwise_weight > 0:
+                log.warning("%s: listwise_weight > 0 but the train split has %d queries and %d passages (input_type, "
+                            "or the rule in docs/model-plane.md); training on the vector losses only",
+                            request.candidate, len(queries), len(passages))
+            result = run_training(task, settings, candidate=request.candidate, work_dir=request.work_dir,
+                                  fingerprint=request.fingerprint(), control=control)
         after = evaluate_agreement(task) if val_items else {}
 
         metrics = {
@@ -284,6 +244,7 @@ class EmbeddingDistillTrainer:
             "trainable_parameters": trainable,
             "total_parameters": total,
             "distillation": {"before": before, "after": after},
+            "ranking": ranking,
             "val_cosine_to_teacher": after.get("cosine"),
         }
 
@@ -294,6 +255,8 @@ class EmbeddingDistillTrainer:
 
         artifact = artifacts.publish(request, save, metrics=metrics)
         clear_checkpoints(request.work_dir)
+        for folder in request.work_dir.glob("round-*"):  # ranking rounds' weights and lists (listwise.py)
+            shutil.rmtree(folder, ignore_errors=True)
         return artifact
 
     def _teacher_matrix(self, request: TrainRequest, texts: list[str], logged: list[np.ndarray | None]) -> torch.Tensor:
@@ -322,25 +285,6 @@ def _freeze_unused(model: DistillStudent) -> None:
     for name, parameter in model.named_parameters():
         if ".pooler." in f".{name}":
             parameter.requires_grad_(False)
-
-
-@torch.no_grad()
-def _student_vectors(model: DistillStudent, token_ids: list[list[int]], rows: Sequence[int], *, pad_id: int,
-                     batch_size: int) -> torch.Tensor:
-    was_training = model.training
-    model.eval()
-    out = []
-    device = next(model.parameters()).device
-    for start in range(0, len(rows), batch_size):
-        chunk = [token_ids[i] for i in rows[start:start + batch_size]]
-        width = max(len(t) for t in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, tokens in enumerate(chunk):
-            ids[r, :len(tokens)], mask[r, :len(tokens)] = torch.tensor(tokens), 1
-        out.append(model.embed(ids.to(device), mask.to(device)).float().cpu())
-    model.train(was_training)
-    return torch.cat(out)
 
 
 @torch.no_grad()
