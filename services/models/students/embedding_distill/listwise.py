@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from services.domain.settings import DistillationSettings, TrainingSettings
-from services.models.students.embedding_distill.model import DistillStudent, distill_losses, student_vectors
+from services.models.students.embedding_distill.model import DistillStudent, distill_losses, padded, student_vectors
 from services.models.training.base import TrainControl
 from services.models.training.loop import LoopResult, run_training
 
@@ -78,12 +78,7 @@ class ListwiseDistillTask:
         source = self.lists if lists is None else lists
         passages = list(dict.fromkeys(p for q in queries for p in source[q] if p not in queries))
         rows = list(queries) + passages
-        width = max(len(self.token_ids[i]) for i in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for row, index in enumerate(rows):
-            tokens = self.token_ids[index]
-            ids[row, :len(tokens)], mask[row, :len(tokens)] = torch.tensor(tokens), 1
+        ids, mask = padded(self.token_ids, rows, self.pad_id)
         return {"input_ids": ids, "attention_mask": mask, "teacher": self.teacher[rows], "queries": len(queries)}
 
     def epoch_batches(self, epoch: int) -> Sequence[dict[str, Any]]:

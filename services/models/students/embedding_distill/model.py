@@ -71,6 +71,17 @@ def distill_losses(
 
 
 @torch.no_grad()
+def padded(token_ids: Sequence[Sequence[int]], rows: Sequence[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The token ids of `rows` as one right-padded batch, and its attention mask."""
+    width = max(len(token_ids[i]) for i in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, index in enumerate(rows):
+        tokens = token_ids[index]
+        ids[row, :len(tokens)], mask[row, :len(tokens)] = torch.tensor(tokens), 1
+    return ids, mask
+
+
 def student_vectors(model: DistillStudent, token_ids: list[list[int]], rows: Sequence[int], *, pad_id: int,
                      batch_size: int) -> torch.Tensor:
     was_training = model.training
@@ -78,12 +89,7 @@ def student_vectors(model: DistillStudent, token_ids: list[list[int]], rows: Seq
     out = []
     device = next(model.parameters()).device
     for start in range(0, len(rows), batch_size):
-        chunk = [token_ids[i] for i in rows[start:start + batch_size]]
-        width = max(len(t) for t in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, tokens in enumerate(chunk):
-            ids[r, :len(tokens)], mask[r, :len(tokens)] = torch.tensor(tokens), 1
+        ids, mask = padded(token_ids, rows[start:start + batch_size], pad_id)
         out.append(model.embed(ids.to(device), mask.to(device)).float().cpu())
     model.train(was_training)
     return torch.cat(out)

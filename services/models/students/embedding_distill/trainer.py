@@ -56,7 +56,7 @@ from services.models.students.embedding_distill.data import (
     read_distill_data,
     teacher_cache_dir,
 )
-from services.models.students.embedding_distill.model import DistillStudent, distill_losses, student_vectors
+from services.models.students.embedding_distill.model import DistillStudent, distill_losses, padded, student_vectors
 from services.models.students.embedding_distill.runtime import SentenceTransformerLayout, quiet_loading
 from services.models.training import artifacts
 from services.models.training.base import TrainControl, TrainRequest
@@ -99,13 +99,7 @@ class EmbeddingDistillTask:
 
     def collate(self, items: Sequence[tuple[int, ...]]) -> dict[str, torch.Tensor]:
         rows = [i for item in items for i in item]
-        width = max(len(self.token_ids[i]) for i in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for row, index in enumerate(rows):
-            tokens = self.token_ids[index]
-            ids[row, :len(tokens)] = torch.tensor(tokens)
-            mask[row, :len(tokens)] = 1
+        ids, mask = padded(self.token_ids, rows, self.pad_id)
         pairs, position = [], 0
         for item in items:
             if len(item) == 2:
