@@ -69,6 +69,12 @@ def create_replay_teacher(answers: dict[str, dict[str, Any]], *, model: str = "r
     async def health() -> dict[str, Any]:
         return {"status": "ok", "answers": len(answers), "hits": app.state.hits, "misses": app.state.misses}
 
+    def missed(what: str) -> JSONResponse:
+        app.state.misses += 1
+        return _error(404, f"the replay teacher holds no recorded answer for {what} (it only replays logged calls; "
+                           "point teacher.base_url at a real teacher for new prompts)", "not_found_error",
+                      code="not_recorded")
+
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:
         try:
@@ -77,10 +83,7 @@ def create_replay_teacher(answers: dict[str, dict[str, Any]], *, model: str = "r
             return _error(400, "request body is not valid JSON", "invalid_request_error")
         recorded = answers.get(messages_key(body.get("messages"))) if isinstance(body, dict) else None
         if recorded is None:
-            app.state.misses += 1
-            return _error(404, "the replay teacher holds no recorded answer for these messages (it only replays "
-                               "logged calls; point teacher.base_url at a real teacher for new prompts)",
-                          "not_found_error", code="not_recorded")
+            return missed("these messages")
         app.state.hits += 1
         answer = {**recorded, "id": f"chatcmpl-replay-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
                   "created": int(time.time()), "model": body.get("model") or model}
@@ -98,10 +101,7 @@ def create_replay_teacher(answers: dict[str, dict[str, Any]], *, model: str = "r
             return _error(400, f"request body {kind}: {exc}", "invalid_request_error")
         recorded = answers.get(messages_key(messages)) if messages is not None else None
         if recorded is None:
-            app.state.misses += 1
-            return _error(404, "the replay teacher holds no recorded answer for this input (it only replays logged "
-                               "calls; point teacher.base_url at a real teacher for new prompts)",
-                          "not_found_error", code="not_recorded")
+            return missed("this input")
         app.state.hits += 1
         answer = as_response({**recorded, "created": int(time.time()), "model": body.get("model") or model}, body)
         if body.get("stream"):

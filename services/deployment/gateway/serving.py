@@ -22,7 +22,7 @@ from services.deployment.gateway.metrics import GatewayMetrics
 from services.deployment.gateway.protocol import JSON, Caller, GatewayError
 from services.deployment.gateway.retries import CallPolicy
 from services.deployment.gateway.routing import Endpoint
-from services.deployment.gateway.upstream import TeacherReply, TeacherUpstream
+from services.deployment.gateway.upstream import TeacherReply, TeacherUnavailable, TeacherUpstream
 from services.deployment.gateway.usage import UsageCounter, usage_of
 from services.deployment.routes import Route, RouteStore
 from services.deployment.traffic_log import TrafficLogger
@@ -94,6 +94,16 @@ class Serving:
             self.metrics.fallbacks.labels(route.workload_id).inc()
             return None
 
+    def teacher_failed(self, caller: Caller, route: Route, failure: TeacherUnavailable | TeacherReply,
+                       started: float) -> Response:
+        """No student could stand in for the failed teacher: the client gets the teacher's error as it sent it,
+        or our 502/504 (raised)."""
+        self.metrics.unavailable.labels(caller.workload, self.endpoint).inc()
+        if isinstance(failure, TeacherUnavailable):
+            self.metrics.served(self.endpoint, caller.workload, "teacher", failure.status, time.perf_counter() - started)
+            raise failure
+        return self.teacher_response(caller, route, failure, started, lambda _: None)
+
     def student_served(self, caller: Caller, answer: dict[str, Any], started: float,
                        served_by: str = "student") -> None:
         self.counted(caller, "student", answer)
@@ -119,3 +129,8 @@ class Serving:
         if reply.retry_after is not None:
             headers["Retry-After"] = reply.retry_after
         return Response(reply.body_bytes(), reply.status, headers, media_type=JSON, background=BackgroundTask(after))
+
+
+def failure_reason(failure: TeacherUnavailable | TeacherReply) -> str:
+    """Why the teacher did not answer, for the fallback metric: upstream_timeout, upstream_unreachable, status_N."""
+    return (failure.code or "unavailable") if isinstance(failure, TeacherUnavailable) else f"status_{failure.status}"

@@ -21,7 +21,7 @@ from services.deployment.gateway.limits import Limiter
 from services.deployment.gateway.metrics import GatewayMetrics
 from services.deployment.gateway.protocol import Caller, ChatCompletionRequest, GatewayError, error_body, json_response
 from services.deployment.gateway.routing import Endpoint
-from services.deployment.gateway.serving import Serving, served_headers
+from services.deployment.gateway.serving import Serving, failure_reason, served_headers
 from services.deployment.gateway.streaming import StreamAssembler
 from services.deployment.gateway.upstream import (
     StreamBroken,
@@ -89,11 +89,7 @@ class ChatService(Serving):
             self.fell_back(caller, route, why)
             return self.student_response(caller, route, upstream_body, answer, started, stream=bool(request.stream),
                                          served_by="student-fallback")
-        self.metrics.unavailable.labels(caller.workload, "chat").inc()
-        if isinstance(failure, TeacherUnavailable):
-            self.metrics.served("chat", caller.workload, "teacher", failure.status, time.perf_counter() - started)
-            raise failure
-        return self.teacher_response(caller, route, failure, started, lambda _: None)
+        return self.teacher_failed(caller, route, failure, started)
 
     async def stand_in_answer(self, route: Route, body: dict[str, Any], endpoint: Endpoint) -> dict[str, Any] | None:
         """The answer of a deployed student standing in for a failed teacher (routing.stands_in; whatever its
@@ -221,11 +217,6 @@ class ChatService(Serving):
         if share is None:
             share = self._monitor_share[workload] = self.settings.promotion_policy(workload).monitor_share
         return share
-
-
-def failure_reason(failure: TeacherUnavailable | TeacherReply) -> str:
-    """Why the teacher did not answer, for the fallback metric: upstream_timeout, upstream_unreachable, status_N."""
-    return (failure.code or "unavailable") if isinstance(failure, TeacherUnavailable) else f"status_{failure.status}"
 
 
 def stream_error(message: str) -> bytes:

@@ -11,8 +11,7 @@ from fastapi.responses import Response
 
 from services.deployment.gateway import routing
 from services.deployment.gateway.protocol import Caller, EmbeddingRequest, json_response
-from services.deployment.gateway.serving import Serving, served_headers
-from services.deployment.gateway.serving_chat import failure_reason
+from services.deployment.gateway.serving import Serving, failure_reason, served_headers
 from services.deployment.gateway.upstream import TeacherReply, TeacherUnavailable
 from services.deployment.routes import Route
 
@@ -62,8 +61,4 @@ class EmbeddingService(Serving):
             self.fell_back(caller, route, why)
             self.student_served(caller, answer, started, "student-fallback")
             return json_response(answer, 200, served_headers(route.phase, "student-fallback"))
-        self.metrics.unavailable.labels(caller.workload, "embeddings").inc()
-        if isinstance(failure, TeacherUnavailable):
-            self.metrics.served("embeddings", caller.workload, "teacher", failure.status, time.perf_counter() - started)
-            raise failure
-        return self.teacher_response(caller, route, failure, started, lambda _: None)
+        return self.teacher_failed(caller, route, failure, started)

@@ -26,8 +26,8 @@ from services.deployment.gateway import routing
 from services.deployment.gateway.limits import Limiter
 from services.deployment.gateway.metrics import GatewayMetrics
 from services.deployment.gateway.protocol import Caller, GatewayError, ResponsesRequest, error_body, json_response
-from services.deployment.gateway.serving import Serving, served_headers
-from services.deployment.gateway.serving_chat import ChatService, failure_reason
+from services.deployment.gateway.serving import Serving, failure_reason, served_headers
+from services.deployment.gateway.serving_chat import ChatService
 from services.deployment.gateway.upstream import (
     StreamBroken,
     TeacherReply,
@@ -88,11 +88,7 @@ class ResponsesService(Serving):
             self.fell_back(caller, route, failure_reason(failure))
             return self.student_response(caller, route, request, upstream_body, chat_body or {}, answer, started,
                                          served_by="student-fallback")
-        self.metrics.unavailable.labels(caller.workload, self.endpoint).inc()
-        if isinstance(failure, TeacherUnavailable):
-            self.metrics.served(self.endpoint, caller.workload, "teacher", failure.status, time.perf_counter() - started)
-            raise failure
-        return self.teacher_response(caller, route, failure, started, lambda _: None)
+        return self.teacher_failed(caller, route, failure, started)
 
     def chat_view(self, request: ResponsesRequest, caller: Caller) -> dict[str, Any] | None:
         """The request as a chat completion request, or None (counted) when it is not one we log or route."""
