@@ -5,13 +5,52 @@ dependency, and a cycle through one still means neither module can be understood
 `import a.b` and `from a import b` point at the module `a.b` when it is in the tree, else at `a`;
 the parents' `__init__` modules are not added (they hold no code here). Relative imports resolve
 against the importing module's package. Imports of names outside the tree are ignored.
+
+The files are parsed in a child process (`import_statements`): CPython 3.11 keeps the parser's recursion
+counter in state shared by all threads (gh-106905), and 3.11 parses source lines to underline tracebacks,
+so a parse here beside any thread formatting a traceback (a Celery client retrying a stopped Redis in an
+earlier test) failed once in CI with "SystemError: AST constructor recursion depth mismatch".
 """
 
 from __future__ import annotations
 
-import ast
-from collections.abc import Iterable
+import json
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import NamedTuple
+
+_PARSE = """
+import ast, json, sys
+out = {}
+for path in json.load(sys.stdin):
+    found = []
+    with open(path, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.append([False, None, [a.name for a in node.names], 0])
+        elif isinstance(node, ast.ImportFrom):
+            found.append([True, node.module, [a.name for a in node.names], node.level])
+    out[path] = found
+json.dump(out, sys.stdout)
+"""
+
+
+class ImportStatement(NamedTuple):
+    is_from: bool  # `from module import names` (else `import names`)
+    module: str | None
+    names: list[str]
+    level: int  # leading dots of a relative `from` import
+
+
+def import_statements(paths: Sequence[Path]) -> dict[Path, list[ImportStatement]]:
+    """Every import statement of each file (module level or nested), parsed in one child process."""
+    done = subprocess.run([sys.executable, "-c", _PARSE], input=json.dumps([str(p) for p in paths]),
+                          capture_output=True, text=True, check=True)
+    parsed = json.loads(done.stdout)
+    return {Path(path): [ImportStatement(*statement) for statement in statements] for path, statements in parsed.items()}
 
 
 def module_name(root: Path, path: Path) -> str:
@@ -30,27 +69,26 @@ def modules_under(root: Path, packages: Iterable[str]) -> dict[str, Path]:
     return found
 
 
-def _targets(node: ast.Import | ast.ImportFrom, importer: str, is_package: bool) -> list[str]:
-    if isinstance(node, ast.Import):
-        return [alias.name for alias in node.names]
+def _targets(node: ImportStatement, importer: str, is_package: bool) -> list[str]:
+    if not node.is_from:
+        return list(node.names)
     base = node.module or ""
     if node.level:
         package = importer.split(".") if is_package else importer.split(".")[:-1]
         package = package[: len(package) - (node.level - 1)]
         base = ".".join([*package, base] if base else package)
-    return [f"{base}.{alias.name}" if base else alias.name for alias in node.names] + [base]
+    return [f"{base}.{name}" if base else name for name in node.names] + [base]
 
 
 def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
     """Module -> the modules of the tree it imports (anywhere in its body)."""
     graph: dict[str, set[str]] = {}
+    statements = import_statements(list(modules.values()))
     for name, path in modules.items():
         edges: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if not isinstance(node, ast.Import | ast.ImportFrom):
-                continue
+        for node in statements[path]:
             targets = _targets(node, name, path.name == "__init__.py")
-            if isinstance(node, ast.ImportFrom):
+            if node.is_from:
                 base = targets.pop()
                 # `from pkg import mod` names the submodule; `from mod import func` names the module.
                 hits = [t for t in targets if t in modules]

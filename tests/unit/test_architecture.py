@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import ast
+from functools import cache
 from pathlib import Path
 
 from tests.conftest import REPO
-from tests.import_graph import cycles, import_graph, modules_under
+from tests.import_graph import cycles, import_graph, import_statements, modules_under
 
 SERVICES = {"datastore", "customizer", "evaluator", "deployment", "models"}
 
 
+@cache
+def _all_statements() -> dict[Path, list]:
+    return import_statements(_modules("orchestrator") + _modules("services"))
+
+
 def _imports(path: Path) -> set[str]:
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+    for node in _all_statements()[path]:
+        if not node.is_from:
+            names.update(node.names)
+        elif node.module and node.level == 0:
             names.add(node.module)
     return names
 
