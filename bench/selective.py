@@ -11,9 +11,12 @@ out-of-fold predictions (simulated reports) and the threshold confirmed on the e
 agreement with its lower bound are reported on the eval split, and the truth is measured on the new traffic.
 
 The guarantee's failure rate: over `--splits` random draws of `--eval-size` report records from the new traffic
-(the rest standing for what comes after), a selective promotion happens when the report's lower bound is
+(the population the report is a sample of), a selective promotion happens when the report's lower bound is
 at or above min_agreement and coverage at or above min_coverage; it fails when the served share's agreement
-on the rest is below min_agreement. A rate at or below delta = 0.05 is what the method promises.
+over the whole new traffic is below min_agreement. A rate at or below delta = 0.05 is what the method
+promises. (Measuring the truth on the records left out of each draw instead adds that remainder's own
+sampling noise, about +/-0.008 at ~1,300 served records, and counts walks that stop just above the target as
+failures; that rate is kept in the JSON as `... failure rate (rest)`.)
 Prints tables; writes bench/results/selective.json.
 """
 
@@ -143,7 +146,7 @@ def _failure_rate(pred: dict[str, Any], args: Any, choose_threshold: Any, measur
     from services.evaluator.metrics.selective import selective_report
 
     rng = np.random.default_rng(args.seed)
-    counts = {"planned walk": [0, 0], "walk from the top": [0, 0]}
+    counts = {"planned walk": [0, 0, 0], "walk from the top": [0, 0, 0]}
     for _ in range(args.splits):
         order = rng.permutation(len(conf))
         report, rest = order[:args.eval_size], order[args.eval_size:]
@@ -157,11 +160,14 @@ def _failure_rate(pred: dict[str, Any], args: Any, choose_threshold: Any, measur
                         and shown.agreement_ci_low >= args.min_agreement and shown.coverage >= args.min_coverage)
             if promoted:
                 counts[method][0] += 1
-                truth = measure(conf[rest], ok[rest], threshold, 0.95)
-                counts[method][1] += truth.agreement is not None and truth.agreement < args.min_agreement
-    return {"recipe": recipe, "splits": args.splits,
+                population = measure(conf, ok, threshold, 0.95)
+                counts[method][1] += population.agreement is not None and population.agreement < args.min_agreement
+                rest_truth = measure(conf[rest], ok[rest], threshold, 0.95)
+                counts[method][2] += rest_truth.agreement is not None and rest_truth.agreement < args.min_agreement
+    return {"recipe": recipe, "eval size": args.eval_size, "splits": args.splits,
             **{f"{m} promoted": c[0] for m, c in counts.items()},
-            **{f"{m} failure rate": round(c[1] / args.splits, 4) for m, c in counts.items()}}
+            **{f"{m} failure rate": round(c[1] / args.splits, 4) for m, c in counts.items()},
+            **{f"{m} failure rate (rest)": round(c[2] / args.splits, 4) for m, c in counts.items()}}
 
 
 if __name__ == "__main__":

@@ -77,6 +77,8 @@ def plan_training(
     teacher_path = None
     if spec.serves == "embeddings" and candidate.teacher_model is not None:
         teacher_path = cache.path(candidate.teacher_model)
+    # Settings refuse judge_relevance without an enabled evaluation.judge.
+    judge = settings.evaluation.judge if spec.serves == "embeddings" and settings.distillation.judge_relevance else None
     static = StaticPrompt.model_validate(dataset.manifest["static_prompt"]) if dataset.manifest.get("static_prompt") else None
     pruned = spec.prompt == "prunable" and resolve_pruning(
         candidate.prune_static_prompt, static, min_ratio=candidate.prune_min_ratio)
@@ -90,6 +92,7 @@ def plan_training(
         teacher_model_path=teacher_path, base_model_sha256=base_sha,
         distillation=settings.distillation if spec.serves == "embeddings" else None,
         static_prompt=trained_without, prompt_tag=task_tag(str(dataset.manifest.get("workload_id"))) if pruned else None,
+        relevance_judge=judge,
     )
     run = probe.fingerprint()[:16]
     layout = ArtifactLayout(settings.artifacts.root)

@@ -1,32 +1,25 @@
 """LLM-as-judge for chat workloads, through any OpenAI-compatible endpoint.
 
 The judge reads the user's request, the teacher's answer (the reference) and the candidate's
-answer, and rates the candidate 1-10 against a fixed rubric. Retries are ours, not the client's:
-timeouts, connection errors, 408/409/429 and 5xx are retried with exponential backoff; any other
-4xx is a mistake on our side (bad model name, bad key) and fails at once.
+answer, and rates the candidate 1-10 against a fixed rubric. The endpoint and its retries are
+`services/models/runtime/llm_endpoint.py`'s.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import openai
 from openai.types.chat import ChatCompletionMessageParam
 
-from services.domain.errors import ConfigError, ExternalServiceError
-from services.domain.settings import JudgeSettings
 from services.evaluator.metrics.bootstrap import bootstrap_mean
+from services.models.runtime.llm_endpoint import ChatEndpoint
 
 MIN_SCORE, MAX_SCORE = 1, 10
-_RETRYABLE_STATUS = frozenset({408, 409, 429})
-_MAX_BACKOFF_S = 30.0
 
 RUBRIC = """You are grading an AI assistant's answer against a reference answer written by a stronger model.
 Judge the candidate on: correctness and faithfulness to the reference; completeness (does it cover
@@ -117,76 +110,8 @@ def build_judge_messages(
     return [{"role": "system", "content": RUBRIC}, {"role": "user", "content": user}]
 
 
-def _retryable(exc: Exception) -> bool:
-    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
-        return True
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in _RETRYABLE_STATUS or exc.status_code >= 500
-    return False
-
-
-def _retry_after(exc: Exception) -> float | None:
-    """Seconds the server asked us to wait (Retry-After), if it said so."""
-    response = getattr(exc, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-class JudgeClient:
-    """Scores candidate answers with an LLM judge; the `openai.OpenAI` client is injected."""
-
-    def __init__(
-        self,
-        client: openai.OpenAI,
-        *,
-        model: str,
-        max_attempts: int = 4,
-        backoff_s: float = 1.0,
-        concurrency: int = 4,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if max_attempts < 1 or concurrency < 1:
-            raise ValueError("max_attempts and concurrency must be at least 1")
-        self.client = client
-        self.model = model
-        self.max_attempts = max_attempts
-        self.backoff_s = backoff_s
-        self.concurrency = concurrency
-        self._sleep = sleep
-
-    @classmethod
-    def from_settings(cls, settings: JudgeSettings, **kwargs: Any) -> JudgeClient:
-        """A judge for the configured endpoint; the client's own retries are off (this class retries)."""
-        if not (settings.base_url and settings.model):
-            raise ConfigError("evaluation.judge needs base_url and model")
-        # Local OpenAI-compatible servers often need no key, but the client insists on one.
-        api_key = settings.api_key.get_secret_value() if settings.api_key else "not-needed"
-        client = openai.OpenAI(base_url=settings.base_url, api_key=api_key, timeout=settings.timeout_s, max_retries=0)
-        return cls(client, model=settings.model, **kwargs)
-
-    def complete(self, messages: list[ChatCompletionMessageParam]) -> str:
-        """One judge completion with retries; raises ExternalServiceError(retryable=...) when it gives up."""
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                response = self.client.chat.completions.create(model=self.model, messages=messages, temperature=0)
-                if not response.choices:
-                    return ""
-                return response.choices[0].message.content or ""
-            except openai.APIError as exc:
-                if not _retryable(exc):
-                    raise ExternalServiceError(
-                        f"judge {self.model!r} refused the request: {exc}", retryable=False
-                    ) from exc
-                if attempt == self.max_attempts:
-                    raise ExternalServiceError(
-                        f"judge {self.model!r} failed after {attempt} attempts: {exc}", retryable=True
-                    ) from exc
-                delay = min(self.backoff_s * 2 ** (attempt - 1), _MAX_BACKOFF_S)
-                self._sleep(max(delay, min(_retry_after(exc) or 0.0, _MAX_BACKOFF_S)))
-        raise AssertionError("unreachable")  # pragma: no cover - the loop always returns or raises
+class JudgeClient(ChatEndpoint):
+    """Scores candidate answers with an LLM judge (retries and concurrency: `ChatEndpoint`)."""
 
     def judge(self, request_messages: Sequence[Mapping[str, Any]], reference: str, candidate: str) -> Judgement:
         """Ask the judge to rate one candidate answer against the teacher's reference."""
@@ -202,8 +127,7 @@ class JudgeClient:
         """Judge each (request, reference, candidate) triple, `concurrency` at a time, results in input order."""
         if not len(requests) == len(references) == len(candidates):
             raise ValueError("requests, references and candidates must have the same length")
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(self.judge, requests, references, candidates))
+        return self.map(self.judge, requests, references, candidates)
 
 
 def normalise_score(score: float) -> float:

@@ -61,6 +61,7 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
         ("icl: {min_examples: 5, max_examples: 2}\n", ["icl.min_examples (5) exceeds icl.max_examples (2)"]),
         ("- just\n- a list\n", ["top level must be a mapping"]),
         ("lora: {rank: [\n", ["not valid YAML"]),
+        ("distillation: {judge_relevance: true}\n", ["distillation.judge_relevance", "evaluation.judge.enabled"]),
     ],
 )
 def test_invalid_files_fail_with_key_value_and_what_is_allowed(

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
             self.lora_for(candidate)
         if self.icl.example_selection == "semantic_similarity" and self.icl.embedding_model not in self.models.registry:
             raise ValueError(f"icl.embedding_model = {self.icl.embedding_model!r} is not in models.registry")
+        if self.distillation.judge_relevance and not self.evaluation.judge.enabled:
+            raise ValueError("distillation.judge_relevance grades with the LLM judge of evaluation.judge: enable it "
+                             "(evaluation.judge.enabled, base_url, model) or set judge_relevance to false")
         return self
 
     def training_for(self, candidate: CandidateSettings) -> TrainingSettings:

@@ -91,6 +91,10 @@ class DistillationSettings(_Section):
         "evenly between rounds.")
     query_max_words: int = Field(
         32, ge=1, description="Inputs logged without input_type: a single text of at most this many words is a query.")
+    judge_relevance: bool = Field(
+        False, description="Grade each round's query-candidate pairs 0-3 with the LLM judge of evaluation.judge "
+        "(which must be enabled) and train toward the grades beside the teacher's ranking (listwise rounds only).")
+    judge_weight: float = Field(1.0, ge=0, description="Weight of the judged-relevance term (judge_relevance).")
 
     @model_validator(mode="after")
     def _dims(self) -> DistillationSettings:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from services.domain.artifacts import StudentArtifact, TrainingProgress
 from services.domain.datasets import DatasetRef
 from services.domain.prompts import StaticPrompt
-from services.domain.settings import DistillationSettings, LoraSettings, TrainingSettings
+from services.domain.settings import DistillationSettings, JudgeSettings, LoraSettings, TrainingSettings
 
 
 @dataclass(frozen=True)
@@ -40,11 +40,14 @@ class TrainRequest:
     distillation: DistillationSettings | None = None  # embedding distillation losses and Matryoshka dims
     static_prompt: StaticPrompt | None = None  # trained without it (pruned causal LMs; encoder classifiers)
     prompt_tag: str | None = None  # what replaces the pruned system prompt (causal LMs)
+    relevance_judge: JudgeSettings | None = None  # embedding distillation with distillation.judge_relevance
 
     def hyperparameters(self) -> dict[str, Any]:
         params = {"training": self.training.model_dump(mode="json"), "lora": self.lora.model_dump(mode="json")}
         if self.distillation is not None:
             params["distillation"] = self.distillation.model_dump(mode="json")
+        if self.relevance_judge is not None:  # which judge graded the lists (never its key)
+            params["relevance_judge"] = {"base_url": self.relevance_judge.base_url, "model": self.relevance_judge.model}
         if self.prompt_tag is not None and self.static_prompt is not None:
             params["prune_static_prompt"] = {"static_sha256": self.static_prompt.sha256, "tag": self.prompt_tag}
         return params

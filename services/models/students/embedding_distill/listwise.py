@@ -9,6 +9,8 @@ and the union of their candidates; each query is scored against every passage of
 candidates plus the others', as in-batch negatives). The listwise term is KL(teacher || student)
 between the softmaxes of the cosine similarities at `listwise_temperature`, averaged over the full
 size and every Matryoshka size; the vector losses (`distill_losses`) apply to every row beside it.
+With a relevance judge (`relevance.py`), each round's lists are graded too and a second term pulls the
+student's softmax toward the judged grades (`judge_weight`).
 
 Rounds run the training loop one after another (steps split evenly, a fresh schedule each); a
 finished round leaves its weights and candidates in `<work_dir>/round-<r>/`, so a resumed run skips
@@ -30,6 +32,7 @@ import torch.nn.functional as F
 
 from services.domain.settings import DistillationSettings, TrainingSettings
 from services.models.students.embedding_distill.model import DistillStudent, distill_losses, padded, student_vectors
+from services.models.students.embedding_distill.relevance import RelevanceJudge, judged_listwise
 from services.models.training.base import TrainControl
 from services.models.training.loop import LoopResult, run_training
 
@@ -68,8 +71,10 @@ class ListwiseDistillTask:
 
     def __init__(self, model: DistillStudent, token_ids: list[list[int]], teacher: torch.Tensor, *,
                  lists: dict[int, list[int]], val_lists: dict[int, list[int]], weights: DistillationSettings,
-                 dims: Sequence[int], batch_size: int, seed: int, pad_id: int) -> None:
+                 dims: Sequence[int], batch_size: int, seed: int, pad_id: int,
+                 grades: dict[int, dict[int, int]] | None = None) -> None:
         self.model, self.token_ids, self.teacher, self.lists = model, token_ids, teacher, lists
+        self.grades = grades or {}  # query -> passage -> the relevance judge's grade (relevance.py)
         self.weights, self.dims, self.batch_size, self.seed, self.pad_id = weights, tuple(dims), batch_size, seed, pad_id
         queries = sorted(val_lists)
         self._val = [self.collate(queries[i:i + batch_size], val_lists) for i in range(0, len(queries), batch_size)]
@@ -79,7 +84,11 @@ class ListwiseDistillTask:
         passages = list(dict.fromkeys(p for q in queries for p in source[q] if p not in queries))
         rows = list(queries) + passages
         ids, mask = padded(self.token_ids, rows, self.pad_id)
-        return {"input_ids": ids, "attention_mask": mask, "teacher": self.teacher[rows], "queries": len(queries)}
+        batch = {"input_ids": ids, "attention_mask": mask, "teacher": self.teacher[rows], "queries": len(queries)}
+        if lists is None and any(q in self.grades for q in queries):
+            batch["judged"] = torch.tensor([[float(self.grades.get(q, {}).get(p) or 0) for p in passages]
+                                            for q in queries])
+        return batch
 
     def epoch_batches(self, epoch: int) -> Sequence[dict[str, Any]]:
         order = sorted(self.lists)
@@ -100,6 +109,12 @@ class ListwiseDistillTask:
                                  temperature=self.weights.listwise_temperature) for student, _ in levels]
             out["listwise"] = torch.stack(terms).mean()
             out["loss"] = out["loss"] + self.weights.listwise_weight * out["listwise"]
+        if "judged" in batch and self.weights.judge_weight > 0:
+            judged = batch["judged"].to(device)
+            terms = [judged_listwise(student[:n], student[n:], judged, temperature=self.weights.listwise_temperature)
+                     for student, _ in levels]
+            out["judged"] = torch.stack(terms).mean()
+            out["loss"] = out["loss"] + self.weights.judge_weight * out["judged"]
         return out
 
     def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
@@ -112,8 +127,10 @@ class ListwiseDistillTask:
 def train_rounds(model: DistillStudent, token_ids: list[list[int]], teacher: torch.Tensor, *,
                  queries: list[int], passages: list[int], val_queries: list[int], val_passages: list[int],
                  weights: DistillationSettings, training: TrainingSettings, dims: Sequence[int], pad_id: int,
-                 candidate: str, work_dir: Path, fingerprint: str, control: TrainControl) -> tuple[LoopResult, dict[str, Any]]:
-    """Mine, train, repeat `weights.mining_rounds` times; returns the last round's loop result and mining stats."""
+                 candidate: str, work_dir: Path, fingerprint: str, control: TrainControl,
+                 texts: Sequence[str] = (), judge: RelevanceJudge | None = None) -> tuple[LoopResult, dict[str, Any]]:
+    """Mine, (grade with the relevance judge,) train, repeat `weights.mining_rounds` times; returns the last
+    round's loop result and mining stats."""
     rounds = weights.mining_rounds
     per_round = training.model_copy(update={"max_steps": math.ceil(training.max_steps / rounds)}) \
         if training.max_steps else training
@@ -140,15 +157,34 @@ def train_rounds(model: DistillStudent, token_ids: list[list[int]], teacher: tor
         hard = weights.listwise_candidates - weights.hard_negatives
         stats.append({"round": r, "queries": len(lists),
                       "hard_negatives": sum(len(c) - min(hard, len(c)) for c in lists.values())})
+        grades = None
+        if judge is not None:
+            grades, stats[-1]["judged"] = _judge_lists(judge, texts, lists)
         log.info("%s: round %d of %d, %d queries over %d passages", candidate, r + 1, rounds, len(lists), len(passages))
         task = ListwiseDistillTask(model, token_ids, teacher, lists=lists, val_lists=val_lists, weights=weights,
-                                   dims=dims, batch_size=training.batch_size, seed=training.seed + r, pad_id=pad_id)
+                                   dims=dims, batch_size=training.batch_size, seed=training.seed + r, pad_id=pad_id,
+                                   grades=grades)
         result = run_training(task, per_round, candidate=candidate, work_dir=folder,
                               fingerprint=f"{fingerprint}-round{r}", control=control)
         torch.save(model.state_dict(), folder / _DONE)
         (folder / _RESULT).write_text(json.dumps(result.to_json()), encoding="utf-8")
     assert result is not None  # mining_rounds >= 1
     return result, {"rounds": stats, "queries": len(queries), "passages": len(passages)}
+
+
+def _judge_lists(judge: RelevanceJudge, texts: Sequence[str],
+                 lists: dict[int, list[int]]) -> tuple[dict[int, dict[int, int]], dict[str, Any]]:
+    """The judge's grade of every (query, candidate) pair of the round, and counts for the artifact."""
+    pairs = [(q, p) for q, candidates in lists.items() for p in candidates]
+    found = judge.grade([(texts[q], texts[p]) for q, p in pairs])
+    grades: dict[int, dict[int, int]] = {}
+    for (q, p), grade in zip(pairs, found, strict=True):
+        if grade is not None:
+            grades.setdefault(q, {})[p] = grade
+    graded = [g for g in found if g is not None]
+    return grades, {"pairs": len(pairs), "unreadable": len(pairs) - len(graded),
+                    "relevant": sum(g >= 2 for g in graded),
+                    "queries_with_a_relevant_passage": sum(any(g >= 2 for g in row.values()) for row in grades.values())}
 
 
 def _teacher_lists(teacher: torch.Tensor, queries: list[int], passages: list[int], k: int) -> dict[int, list[int]]:

@@ -206,7 +206,8 @@ class EmbeddingDistillTrainer:
         before = evaluate_agreement(task) if val_items else {}
         queries, passages = train_data.with_role("query"), train_data.with_role("passage")
         ranking: dict[str, Any] | None = None
-        if weights.listwise_weight > 0 and min(len(queries), len(passages)) >= 2:
+        ranked = weights.listwise_weight > 0 or request.relevance_judge is not None
+        if ranked and min(len(queries), len(passages)) >= 2:
             from services.models.students.embedding_distill.listwise import train_rounds
 
             result, ranking = train_rounds(
@@ -214,10 +215,10 @@ class EmbeddingDistillTrainer:
                 val_queries=[i + offset for i in val_data.with_role("query")],
                 val_passages=[i + offset for i in val_data.with_role("passage")], weights=weights, training=settings,
                 dims=dims, pad_id=tokenizer.pad_token_id, candidate=request.candidate, work_dir=request.work_dir,
-                fingerprint=request.fingerprint(), control=control)
+                fingerprint=request.fingerprint(), control=control, texts=texts, judge=_relevance_judge(request))
         else:
-            if weights.listwise_weight > 0:
-                log.warning("%s: listwise_weight > 0 but the train split has %d queries and %d passages (input_type, "
+            if ranked:
+                log.warning("%s: ranking distillation is on but the train split has %d queries and %d passages (input_type, "
                             "or the rule in docs/model-plane.md); training on the vector losses only",
                             request.candidate, len(queries), len(passages))
             result = run_training(task, settings, candidate=request.candidate, work_dir=request.work_dir,
@@ -272,6 +273,18 @@ class EmbeddingDistillTrainer:
                                  "a workload must use one embedding model", reason="bad_data")
         matrix = torch.from_numpy(np.stack(vectors).astype(np.float32))  # type: ignore[arg-type]  # no None left: missing vectors were computed above
         return F.normalize(matrix, dim=-1)
+
+
+def _relevance_judge(request: TrainRequest) -> Any:
+    """The LLM relevance judge of `distillation.judge_relevance` (relevance.py), its grades cached beside the
+    teacher's vectors so every run on the same logs shares them; None when off."""
+    if request.relevance_judge is None:
+        return None
+    from services.models.runtime.llm_endpoint import ChatEndpoint
+    from services.models.students.embedding_distill.relevance import RelevanceJudge
+
+    return RelevanceJudge(ChatEndpoint.from_settings(request.relevance_judge),
+                          cache_dir=request.work_dir.parent / "relevance-grades")
 
 
 def _freeze_unused(model: DistillStudent) -> None:
