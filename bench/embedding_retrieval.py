@@ -6,7 +6,8 @@ Corpus, relevance and the company split: bench/retrieval_corpus.py. Evaluated on
 companies' questions against the whole chunked corpus (every company's evidence pages). Two students
 are distilled from train-company logs only, through the customizer's trainer: `distilled_vector`
 (the current recipe: vector losses) and `distilled` (vector losses + the listwise ranking loss with
-hard negatives mined each round). Per model and Matryoshka size: MRR@5, nDCG@10, Recall@10 with
+hard negatives mined each round); with `--judge oracle` a third, `distilled_judged`, adds the relevance
+judge's term, the judge being a stand-in that grades from the benchmark's own labels (an upper bound). Per model and Matryoshka size: MRR@5, nDCG@10, Recall@10 with
 bootstrap CIs, top-10 agreement with the teacher, encode speed (texts/s) and index size; a paired
 bootstrap of (distilled - base) MRR@5. Then the two-stage search (128-d prefilter + full rerank) on
 the distilled student's vectors over >= 50k chunks (FinanceBench chunks + filler, stated).
@@ -75,7 +76,7 @@ def teacher_vectors(texts: list[str]) -> np.ndarray:
 
 
 def train_student(name: str, corpus: Corpus, companies: set[str], distillation: Any, training: Any, *,
-                  queries_per_chunk: int = 1) -> tuple[Path, dict[str, Any]]:
+                  queries_per_chunk: int = 1, judge: Any = None) -> tuple[Path, dict[str, Any]]:
     """Distil MiniLM on logs from `companies` (cached by recipe); the artifact's path and its metrics."""
     from services.domain.artifacts import StudentKind
     from services.domain.datasets import DatasetRef
@@ -105,7 +106,7 @@ def train_student(name: str, corpus: Corpus, companies: set[str], distillation: 
     request = TrainRequest(
         candidate=name, kind=StudentKind.EMBEDDING_DISTILL, base_model="minilm-l6", base_model_path=MODELS / "minilm-l6",
         dataset=dataset, training=training, lora=LoraSettings(), output_dir=out, work_dir=CACHE / "train" / "work" / key,
-        teacher_model_path=MODELS / "mpnet-base", distillation=distillation)
+        teacher_model_path=MODELS / "mpnet-base", distillation=distillation, relevance_judge=judge)
     say(f"training {name}: {len(train)} train / {len(val)} val log records (train companies only)")
     artifact = EmbeddingDistillTrainer().train(request, TrainControl(report_every_s=60))
     return Path(artifact.path), artifact.metrics
@@ -167,6 +168,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--queries-per-chunk", type=int, default=1, help="pseudo-queries cut from each train chunk")
+    parser.add_argument("--judge", choices=["none", "oracle"], default="none",
+                        help="oracle: also train `distilled_judged` (the listwise recipe + distillation.judge_relevance) "
+                             "against a stand-in judge that grades from FinanceBench's labels (bench/oracle_judge.py)")
     parser.add_argument("--out", type=Path, default=RESULTS / "embedding_retrieval.json")
     args = parser.parse_args()
     import logging
@@ -198,6 +202,20 @@ def main() -> None:
         "distilled": train_student("distilled-listwise", corpus, train_companies, ranking_recipe,
                                    training.model_copy(update={"batch_size": 8}), queries_per_chunk=args.queries_per_chunk),
     }
+    judge_calls = None
+    if args.judge == "oracle":
+        from bench.oracle_judge import OracleJudge
+        from bench.retrieval_corpus import oracle_grades
+        from services.domain.settings import JudgeSettings
+
+        oracle = OracleJudge(oracle_grades(corpus, train_companies, queries_per_chunk=args.queries_per_chunk))
+        with oracle as url:
+            students["distilled_judged"] = train_student(
+                "distilled-judged", corpus, train_companies,
+                ranking_recipe.model_copy(update={"judge_relevance": True}), training.model_copy(update={"batch_size": 8}),
+                queries_per_chunk=args.queries_per_chunk,
+                judge=JudgeSettings(enabled=True, base_url=url, model="financebench-oracle"))
+        judge_calls = {"requests": oracle.requests, "unmatched": oracle.unmatched, "graded_pairs": len(oracle.grades)}
     paths = {"teacher": MODELS / "mpnet-base", "base": MODELS / "minilm-l6",
              **{name: path for name, (path, _) in students.items()}}
     texts = corpus.chunks + questions
@@ -218,7 +236,8 @@ def main() -> None:
         results[name]["training"] = {k: metrics.get(k) for k in ("steps", "train_seconds", "best_val_loss", "ranking")}
     paired = {f"{a}-{b}": {metric: paired_bootstrap(per_query[a][metric], per_query[b][metric], samples=args.bootstrap)
                            for metric in ("mrr_at_5", "ndcg_at_10")}
-              for a, b in (("distilled", "base"), ("distilled", "distilled_vector"), ("distilled_vector", "base"))}
+              for a, b in (("distilled", "base"), ("distilled", "distilled_vector"), ("distilled_vector", "base"),
+                           ("distilled_judged", "base"), ("distilled_judged", "distilled")) if a in per_query}
     search = search_bench(corpus, paths["distilled"], args.search_corpus) if args.search_corpus else None
     speedup = results["distilled"]["encode_texts_per_s"] / results["teacher"]["encode_texts_per_s"]
     goals = {
@@ -227,6 +246,12 @@ def main() -> None:
         "mrr_at_5_paired_lower_bound": paired["distilled-base"]["mrr_at_5"]["ci"][0],
         "speedup": speedup,
     }
+    if "distilled_judged" in results:  # the same figures for the judged recipe (a stand-in judge: stated)
+        goals["judged"] = {
+            "ndcg_at_10_vs_teacher": results["distilled_judged"]["ndcg_at_10"] / results["teacher"]["ndcg_at_10"],
+            "mrr_at_5_gain_over_base": results["distilled_judged"]["mrr_at_5"] / results["base"]["mrr_at_5"] - 1,
+            "mrr_at_5_paired_lower_bound": paired["distilled_judged-base"]["mrr_at_5"]["ci"][0],
+            "judge": "oracle: graded from FinanceBench's labels (bench/oracle_judge.py)", "calls": judge_calls}
     goals["met"] = {"ndcg_95pct_of_teacher_at_5x": goals["ndcg_at_10_vs_teacher"] >= 0.95 and speedup >= 5,
                     "mrr_plus_15pct_with_lower_bound_above_0": goals["mrr_at_5_gain_over_base"] >= 0.15
                     and goals["mrr_at_5_paired_lower_bound"] > 0}
@@ -280,7 +305,9 @@ def search_bench(corpus: Corpus, student: Path, size: int) -> dict[str, Any]:
 
 def table(doc: dict[str, Any]) -> None:
     rows = []
-    for name in ("teacher", "base", "distilled_vector", "distilled"):
+    for name in ("teacher", "base", "distilled_vector", "distilled", "distilled_judged"):
+        if name not in doc:
+            continue
         r = doc[name]
         rows.append({"model": name, "dim": r["dim"], "MRR@5": r["mrr_at_5"], "CI": r["mrr_at_5_ci"],
                      "nDCG@10": r["ndcg_at_10"], "nDCG CI": r["ndcg_at_10_ci"], "R@10": r["recall_at_10"],

@@ -115,13 +115,8 @@ def training_logs(corpus: Corpus, companies: set[str], *, teacher_model: str, se
     rng = random.Random(seed)
     chunks = [c for c, company in zip(corpus.chunks, corpus.chunk_company, strict=True) if company in companies]
     queries = [q for q, company in zip(corpus.questions, corpus.question_company, strict=True) if company in companies]
-    for chunk in chunks:  # a span of mostly words (not a row of figures) from each chunk, as the question it answers
-        words = chunk.split()
-        spans = [words[i:i + query_words] for i in range(0, max(1, len(words) - query_words), 4)]
-        texty = [s for s in spans if sum(w.isalpha() for w in s) >= 0.6 * len(s)]
-        if texty:
-            spans = [rng.choice(texty)] if queries_per_chunk == 1 else rng.sample(texty, min(queries_per_chunk, len(texty)))
-            queries += [" ".join(span) for span in spans]
+    queries += [q for q, _ in pseudo_queries(corpus, companies, rng, query_words=query_words,
+                                             queries_per_chunk=queries_per_chunk)]
     records: list[dict[str, Any]] = []
 
     def record(text_input: str | list[str], input_type: str) -> dict[str, Any]:
@@ -133,6 +128,40 @@ def training_logs(corpus: Corpus, companies: set[str], *, teacher_model: str, se
     records += [record(chunks[i:i + passage_batch], "passage") for i in range(0, len(chunks), passage_batch)]
     rng.shuffle(records)
     return records
+
+
+def pseudo_queries(corpus: Corpus, companies: set[str], rng: random.Random, *, query_words: int = 12,
+                   queries_per_chunk: int = 1) -> list[tuple[str, int]]:
+    """(query, the chunk it was cut from): a span of mostly words (not a row of figures) from each chunk of
+    `companies`, as the question that chunk answers."""
+    found: list[tuple[str, int]] = []
+    for index, (chunk, company) in enumerate(zip(corpus.chunks, corpus.chunk_company, strict=True)):
+        if company not in companies:
+            continue
+        words = chunk.split()
+        spans = [words[i:i + query_words] for i in range(0, max(1, len(words) - query_words), 4)]
+        texty = [s for s in spans if sum(w.isalpha() for w in s) >= 0.6 * len(s)]
+        if texty:
+            spans = [rng.choice(texty)] if queries_per_chunk == 1 else rng.sample(texty, min(queries_per_chunk, len(texty)))
+            found += [(" ".join(span), index) for span in spans]
+    return found
+
+
+def oracle_grades(corpus: Corpus, companies: set[str], *, seed: int = 0, query_words: int = 12,
+                  queries_per_chunk: int = 1) -> dict[tuple[str, str], int]:
+    """What a perfect relevance judge would answer (0-3) for the train companies' queries, from FinanceBench's
+    labels: a question's evidence chunk 3, the other chunks of its evidence page 1; a pseudo-query's own
+    chunk 3. Every other pair is 0 (the bench's stand-in judge; an upper bound on what an LLM judge adds)."""
+    grades: dict[tuple[str, str], int] = {}
+    for question, company, labels in zip(corpus.questions, corpus.question_company, corpus.qrels, strict=True):
+        if company in companies:
+            for chunk, gain in labels.items():
+                grades[(question, corpus.chunks[chunk])] = 3 if gain >= EVIDENCE_GAIN else 1
+    # the same draw as training_logs (same seed, same order), so the queries are the logged ones
+    for query, chunk in pseudo_queries(corpus, companies, random.Random(seed), query_words=query_words,
+                                       queries_per_chunk=queries_per_chunk):
+        grades[(query, corpus.chunks[chunk])] = 3
+    return grades
 
 
 def _read_csv_texts(path: Path) -> Iterator[str]:

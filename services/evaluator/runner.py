@@ -126,7 +126,7 @@ def _evaluate_records(settings: Settings, root: Path, dataset: DatasetRef, spec:
         workload_type, references, predictions, settings.evaluation, judge,  # type: ignore[arg-type]  # a manifest's workload_type is a record type
         requests=[r["request"]["messages"] for r in records] if workload_type == "chat" else None,
         matryoshka_dims=settings.distillation.matryoshka_dims if workload_type == "embedding" else (),
-        roles=answers.roles, seed=settings.evaluation.seed,
+        roles=answers.roles, texts=answers.texts, seed=settings.evaluation.seed,
     )
     if confidences is not None and workload_type == "classification":
         extra_metrics["selective"] = _selective(settings, dataset, artifact if kind is EvalKind.CUSTOMIZED else None,

@@ -17,6 +17,7 @@ from services.domain.settings import EvaluationSettings
 from services.evaluator.judge import JudgeClient, judge_report
 from services.evaluator.metrics.classification import classification_report
 from services.evaluator.metrics.embedding import embedding_report
+from services.evaluator.metrics.retrieval_judged import judged_retrieval
 from services.evaluator.metrics.retrieval_vs_teacher import retrieval_vs_teacher
 from services.evaluator.metrics.text import text_report
 from services.evaluator.metrics.tool_calling import tool_calling_report
@@ -52,6 +53,7 @@ def score_predictions(
     requests: Sequence[Sequence[Mapping[str, Any]]] | None = None,
     matryoshka_dims: Sequence[int] = (),
     roles: Sequence[str] | None = None,
+    texts: Sequence[str] | None = None,
     seed: int = 0,
 ) -> Scored:
     """Score predictions against the teacher's references; returns (metric_name, score, ci, metrics, unparseable).
@@ -60,7 +62,9 @@ def score_predictions(
     dicts, or text, or None. chat: strings (None = unparseable), plus `requests` (each record's
     request messages) when a judge is given. embedding: the teacher and student matrices (n x d), and with
     `roles` (query | passage per row) the headline is retrieval of the logged queries over the logged
-    passages against the teacher's top-k (metrics/retrieval_vs_teacher.py); without, neighbour agreement.
+    passages against the teacher's top-k (metrics/retrieval_vs_teacher.py); without, neighbour agreement. With
+    a judge and the `texts` too, the headline is retrieval on the judge's grades of the pooled top-10s, relative
+    to the teacher's (metrics/retrieval_judged.py); the teacher-reference figures stay beside it.
     """
     boot = _Bootstrap(bootstrap_samples=settings.bootstrap_samples, confidence=settings.confidence, seed=seed)
     name = metric_name_for(workload_type)
@@ -82,6 +86,10 @@ def score_predictions(
             return Scored(name, report["score"], _ci(report["score_ci"]), {"scorer": "neighbours", **report}, 0)
         metrics = {"scorer": "retrieval", **report, "neighbour_score": report["score"],
                    "neighbour_score_ci": report["score_ci"], "score": retrieval["score"], "retrieval": retrieval}
+        judged = _judged(judge, references, predictions, roles, texts, boot) if judge is not None else None
+        if judged is not None and judged["score"] is not None:
+            metrics.update(scorer="retrieval_judged", score=judged["score"], judged_retrieval=judged)
+            return Scored(name, judged["score"], _ci(judged["score_ci"]), metrics, 0)
         return Scored(name, retrieval["score"], _ci(retrieval["score_ci"]), metrics, 0)
     if workload_type == "chat":
         # The lexical metric is cheap, so it is reported even when a judge gives the headline.
@@ -105,6 +113,17 @@ def score_predictions(
             judged["unparseable"],
         )
     raise ValueError(f"unknown workload type {workload_type!r}")
+
+
+def _judged(judge: JudgeClient, references: Any, predictions: Any, roles: Sequence[str] | None,
+            texts: Sequence[str] | None, boot: _Bootstrap) -> dict[str, Any] | None:
+    """Retrieval on the relevance judge's grades (the judge's endpoint, graded 0-3), when the texts are known."""
+    if roles is None or texts is None:
+        return None
+    from services.models.students.embedding_distill.relevance import RelevanceJudge
+
+    return judged_retrieval(np.asarray(references), np.asarray(predictions), roles, texts,
+                            RelevanceJudge(judge).grade, **boot)
 
 
 def judge_from_settings(settings: EvaluationSettings) -> JudgeClient | None:

@@ -79,6 +79,7 @@ class Answers:
     extra: dict[str, Any] = field(default_factory=dict)  # extra metrics
     decoding: str | None = None
     roles: list[str] | None = None  # embedding: query | passage per text (services.domain.embeddings.input_roles)
+    texts: list[str] | None = None  # embedding: the input texts (graded by a relevance judge when configured)
 
 
 def answer_of(record: dict[str, Any]) -> dict[str, Any]:
@@ -154,4 +155,4 @@ def embedding_outputs(run: EvalRun) -> Answers:
         raise ModelUnavailable(f"cannot load embedding student from {where}: {exc}") from exc
     vectors, seconds = timed(texts, lambda text: embedder.encode([text])[0], run.on_progress)
     return Answers(np.asarray(teacher, dtype=np.float32), np.asarray(vectors, dtype=np.float32), seconds,
-                   roles=roles)
+                   roles=roles, texts=texts)

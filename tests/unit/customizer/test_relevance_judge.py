@@ -21,11 +21,8 @@ from pydantic import SecretStr
 from services.domain.errors import ExternalServiceError
 from services.domain.settings import DistillationSettings, JudgeSettings
 from services.models.runtime.llm_endpoint import ChatEndpoint
-from services.models.students.embedding_distill.relevance import (
-    RelevanceJudge,
-    judged_listwise,
-    parse_relevance,
-)
+from services.models.students.embedding_distill.listwise import judged_listwise
+from services.models.students.embedding_distill.relevance import RelevanceJudge, parse_relevance
 from services.models.students.embedding_distill.trainer import EmbeddingDistillTrainer
 from services.models.training.base import TrainControl
 from tests.unit.customizer.test_embedding_distill import (

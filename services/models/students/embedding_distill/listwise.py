@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from services.domain.settings import DistillationSettings, TrainingSettings
 from services.models.students.embedding_distill.model import DistillStudent, distill_losses, padded, student_vectors
-from services.models.students.embedding_distill.relevance import RelevanceJudge, judged_listwise
+from services.models.students.embedding_distill.relevance import RelevanceJudge
 from services.models.training.base import TrainControl
 from services.models.training.loop import LoopResult, run_training
 
@@ -49,6 +49,23 @@ def listwise_kl(student_q: torch.Tensor, student_p: torch.Tensor, teacher_q: tor
     teacher = teacher_q @ teacher_p.T / temperature
     return F.kl_div(F.log_softmax(student, dim=-1), F.log_softmax(teacher, dim=-1), log_target=True,
                     reduction="batchmean")
+
+
+def judged_listwise(student_q: torch.Tensor, student_p: torch.Tensor, targets: torch.Tensor, *,
+                    temperature: float) -> torch.Tensor:
+    """Cross-entropy from the judged grades to the student's softmax over the batch's passages.
+
+    `targets[i, j]` is query i's grade of passage j (0 where ungraded or unrelated); each query's target
+    distribution is its grades normalised to sum 1. Queries with no passage graded above 0 are left out;
+    with none left the term is 0.
+    """
+    mass = targets.sum(dim=-1)
+    rows = mass > 0
+    if not bool(rows.any()):
+        return student_q.new_zeros(())
+    logits = F.normalize(student_q[rows], dim=-1) @ F.normalize(student_p, dim=-1).T / temperature
+    target = targets[rows] / mass[rows, None]
+    return -(target * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
 
 
 @torch.no_grad()

@@ -7,7 +7,8 @@ labels where a teacher's similarity alone would mislead. With `distillation.judg
     0 unrelated, 1 on the topic but not answering, 2 partly answering, 3 answering the query.
 
 The listwise trainer then adds a term that pulls the student's softmax toward the judged grades
-(`judged_listwise`), beside the teacher's ranking. Grades are cached on disk by (judge model, query,
+(`listwise.judged_listwise`), beside the teacher's ranking; the evaluator scores retrieval on the judge's
+grades (`services/evaluator/metrics/retrieval_judged.py`). Grades are cached on disk by (judge model, query,
 passage), so a resumed or repeated run never pays for a pair twice. A reply without a readable grade is
 left out and counted, never guessed.
 """
@@ -22,8 +23,6 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
 from openai.types.chat import ChatCompletionMessageParam
 
 from services.models.runtime.llm_endpoint import ChatEndpoint
@@ -63,13 +62,14 @@ def relevance_messages(query: str, passage: str) -> list[ChatCompletionMessagePa
 class RelevanceJudge:
     """Grades (query, passage) pairs through a `ChatEndpoint`, with an on-disk cache (JSON Lines, append-only)."""
 
-    def __init__(self, endpoint: ChatEndpoint, cache_dir: Path) -> None:
+    def __init__(self, endpoint: ChatEndpoint, cache_dir: Path | None = None) -> None:
         self.endpoint = endpoint
-        self.path = cache_dir / hashlib.sha256(endpoint.model.encode()).hexdigest()[:16] / "grades.jsonl"
+        self.path = cache_dir / hashlib.sha256(endpoint.model.encode()).hexdigest()[:16] / "grades.jsonl" \
+            if cache_dir is not None else None  # None: grades kept in memory only
         self._grades: dict[str, int | None] = {}
         self._lock = threading.Lock()
         self.asked = self.unparsed = 0
-        if self.path.exists():
+        if self.path is not None and self.path.exists():
             for line in self.path.read_text("utf-8").splitlines():
                 try:
                     entry = json.loads(line)
@@ -89,7 +89,8 @@ class RelevanceJudge:
         if todo:
             log.info("relevance judge %r: grading %d pairs (%d cached)", self.endpoint.model, len(todo),
                      len(keys) - len(todo))
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             self.endpoint.map(lambda k: self._ask(k, *by_key[k]), todo)
         return [self._grades[k] for k in keys]
 
@@ -99,22 +100,6 @@ class RelevanceJudge:
             self._grades[key] = grade
             self.asked += 1
             self.unparsed += grade is None
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps({"key": key, "grade": grade}) + "\n")
-
-
-def judged_listwise(student_q: torch.Tensor, student_p: torch.Tensor, targets: torch.Tensor, *,
-                    temperature: float) -> torch.Tensor:
-    """Cross-entropy from the judged grades to the student's softmax over the batch's passages.
-
-    `targets[i, j]` is query i's grade of passage j (0 where ungraded or unrelated); each query's target
-    distribution is its grades normalised to sum 1. Queries with no passage graded above 0 are left out;
-    with none left the term is 0.
-    """
-    mass = targets.sum(dim=-1)
-    rows = mass > 0
-    if not bool(rows.any()):
-        return student_q.new_zeros(())
-    logits = F.normalize(student_q[rows], dim=-1) @ F.normalize(student_p, dim=-1).T / temperature
-    target = targets[rows] / mass[rows, None]
-    return -(target * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+            if self.path is not None:
+                with self.path.open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps({"key": key, "grade": grade}) + "\n")
