@@ -102,3 +102,23 @@ def test_listwise_rounds_train_the_teachers_ranking(tmp_path: Path, student_dir:
     assert before is not None and after is not None
     assert after["ndcg_at_10"] > before["ndcg_at_10"] + 0.05, (before["ndcg_at_10"], after["ndcg_at_10"])
     assert np.isfinite(after["mrr_at_5"])
+
+
+def test_student_vectors_keep_no_autograd_graph(student_dir: Path) -> None:  # noqa: F811
+    """Mining and the projection fit read the student's vectors of every train text: with a graph kept per
+    batch, the bench's 900 texts grew the process past 22 GB (a decorator once slipped onto `padded`)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from services.models.students.embedding_distill.model import DistillStudent, student_vectors
+    from services.models.students.embedding_distill.runtime import SentenceTransformerLayout
+
+    layout = SentenceTransformerLayout(student_dir)
+    encoder = AutoModel.from_pretrained(str(layout.transformer_path))
+    tokenizer = AutoTokenizer.from_pretrained(str(layout.transformer_path))
+    model = DistillStudent(encoder, pooling=layout.pooling, student_dim=encoder.config.hidden_size, teacher_dim=48)
+    model.train()
+    token_ids = tokenizer(random_texts(5, seed=3))["input_ids"]
+    vectors = student_vectors(model, token_ids, [0, 1, 2, 3, 4], pad_id=tokenizer.pad_token_id, batch_size=2)
+    assert vectors.shape == (5, encoder.config.hidden_size)
+    assert vectors.grad_fn is None and not vectors.requires_grad
+    assert model.training, "the model goes back to training mode"

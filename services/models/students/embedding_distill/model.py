@@ -70,7 +70,6 @@ def distill_losses(
     return out
 
 
-@torch.no_grad()
 def padded(token_ids: Sequence[Sequence[int]], rows: Sequence[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The token ids of `rows` as one right-padded batch, and its attention mask."""
     width = max(len(token_ids[i]) for i in rows)
@@ -82,8 +81,10 @@ def padded(token_ids: Sequence[Sequence[int]], rows: Sequence[int], pad_id: int)
     return ids, mask
 
 
+@torch.no_grad()
 def student_vectors(model: DistillStudent, token_ids: list[list[int]], rows: Sequence[int], *, pad_id: int,
                      batch_size: int) -> torch.Tensor:
+    """The student's vectors of `rows`, without autograd (mining and the projection fit only read them)."""
     was_training = model.training
     model.eval()
     out = []
