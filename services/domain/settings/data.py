@@ -14,7 +14,7 @@ class DataSplitSettings(_Section):
     eval_size: int = Field(200, ge=1, description="Records held out for evaluation: the least with eval_ratio, "
                                                   "exactly this many when set without it.")
     eval_ratio: float | None = Field(
-        0.2, ge=0, lt=1, description="Hold out this share of the records for evaluation when it is more than "
+        0.25, ge=0, lt=1, description="Hold out this share of the records for evaluation when it is more than "
                                       "eval_size (up to eval_max): more report records, tighter bounds (selective).")
     eval_max: int = Field(1000, ge=1, description="The most records eval_ratio holds out.")
     val_ratio: float = Field(0.1, ge=0, lt=1, description="Share of the rest used for validation.")

@@ -63,6 +63,6 @@ def test_eval_ratio_holds_out_a_share_between_eval_size_and_eval_max() -> None:
     assert [settings.eval_count(n) for n in (500, 1000, 2000, 10_000)] == [200, 200, 400, 1000]
     assert DataSplitSettings(eval_size=200, eval_ratio=None, limit=None).eval_count(2000) == 200  # exactly
     assert DataSplitSettings(eval_size=150, limit=None).eval_count(2000) == 150  # set alone: exactly
-    assert DataSplitSettings(limit=None).eval_count(2000) == 400  # the defaults: 20%
+    assert DataSplitSettings(limit=None).eval_count(2000) == 500  # the defaults: 25%
     splits = split_examples(_examples({"a": 1200, "b": 800}), settings)
     assert splits.counts()["eval"] == 400
