@@ -19,6 +19,7 @@ How the threshold is chosen (docs/selective.md):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -129,7 +130,12 @@ def plan_start(confidences: Sequence[float], agrees: Sequence[bool], *, n_report
         return Plan(n_report, 1.0, 0.0, 0.0, 0)
     from scipy.stats import beta
 
-    starts = np.unique(np.linspace(needed, n_report, min(60, n_report - needed + 1)).round().astype(int))
+    # The smallest start the decision can use is a candidate too: a walk from below it must pass every
+    # threshold on the way, so starting there reaches every final coverage >= min_coverage that a lower start
+    # reaches, on every report (never worse); the grid alone could miss it by a step.
+    floor = math.ceil(min_coverage * n_report - 1e-9)
+    grid = np.linspace(needed, n_report, min(60, n_report - needed + 1)).round().astype(int)
+    starts = np.unique(np.append(grid, [floor] if needed <= floor <= n_report else []).astype(int))
     served = np.arange(1, n_report + 1)
     finals = np.zeros((draws, len(starts)))
     rng = np.random.default_rng(seed)
@@ -145,7 +151,11 @@ def plan_start(confidences: Sequence[float], agrees: Sequence[bool], *, n_report
         finals[b] = np.where(passes[at], first_fail[at] - 1, 0) / n_report
     reaching = finals >= min_coverage
     gain = np.where(reaching, finals, 0.0).mean(axis=0)
-    best = int(np.argmax(gain + 1e-9 * finals.mean(axis=0))) if gain.max() > 0 else int(np.argmax(finals.mean(axis=0)))
+    if gain.max() > 0:  # starts below the floor are dominated by the floor (above): only those at or above it
+        score = np.where(starts >= min(floor, int(starts.max())), gain + 1e-9 * finals.mean(axis=0), -1.0)
+        best = int(np.argmax(score))
+    else:
+        best = int(np.argmax(finals.mean(axis=0)))
     return Plan(int(starts[best]), round(float(starts[best]) / n_report, 4), round(float(finals[:, best].mean()), 4),
                 round(float(reaching[:, best].mean()), 4), draws)
 
