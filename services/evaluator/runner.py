@@ -127,6 +127,7 @@ def _evaluate_records(settings: Settings, root: Path, dataset: DatasetRef, spec:
         requests=[r["request"]["messages"] for r in records] if workload_type == "chat" else None,
         matryoshka_dims=settings.distillation.matryoshka_dims if workload_type == "embedding" else (),
         roles=answers.roles, texts=answers.texts, seed=settings.evaluation.seed,
+        grades_dir=ArtifactLayout(settings.artifacts.root).evaluations(dataset.dataset_id) / "relevance-grades",
     )
     if confidences is not None and workload_type == "classification":
         extra_metrics["selective"] = _selective(settings, dataset, artifact if kind is EvalKind.CUSTOMIZED else None,

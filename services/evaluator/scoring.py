@@ -8,6 +8,7 @@ headline, is decided here and nowhere else.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple, TypedDict
 
 import numpy as np
@@ -54,6 +55,7 @@ def score_predictions(
     matryoshka_dims: Sequence[int] = (),
     roles: Sequence[str] | None = None,
     texts: Sequence[str] | None = None,
+    grades_dir: Path | None = None,
     seed: int = 0,
 ) -> Scored:
     """Score predictions against the teacher's references; returns (metric_name, score, ci, metrics, unparseable).
@@ -86,7 +88,7 @@ def score_predictions(
             return Scored(name, report["score"], _ci(report["score_ci"]), {"scorer": "neighbours", **report}, 0)
         metrics = {"scorer": "retrieval", **report, "neighbour_score": report["score"],
                    "neighbour_score_ci": report["score_ci"], "score": retrieval["score"], "retrieval": retrieval}
-        judged = _judged(judge, references, predictions, roles, texts, boot) if judge is not None else None
+        judged = _judged(judge, references, predictions, roles, texts, boot, grades_dir) if judge is not None else None
         if judged is not None and judged["score"] is not None:
             metrics.update(scorer="retrieval_judged", score=judged["score"], judged_retrieval=judged)
             return Scored(name, judged["score"], _ci(judged["score_ci"]), metrics, 0)
@@ -116,14 +118,15 @@ def score_predictions(
 
 
 def _judged(judge: JudgeClient, references: Any, predictions: Any, roles: Sequence[str] | None,
-            texts: Sequence[str] | None, boot: _Bootstrap) -> dict[str, Any] | None:
-    """Retrieval on the relevance judge's grades (the judge's endpoint, graded 0-3), when the texts are known."""
+            texts: Sequence[str] | None, boot: _Bootstrap, grades_dir: Path | None) -> dict[str, Any] | None:
+    """Retrieval on the relevance judge's grades (the judge's endpoint, graded 0-3), when the texts are known;
+    grades kept in `grades_dir` when given, so every candidate evaluated on the split shares them."""
     if roles is None or texts is None:
         return None
     from services.models.students.embedding_distill.relevance import RelevanceJudge
 
     return judged_retrieval(np.asarray(references), np.asarray(predictions), roles, texts,
-                            RelevanceJudge(judge).grade, **boot)
+                            RelevanceJudge(judge, cache_dir=grades_dir).grade, **boot)
 
 
 def judge_from_settings(settings: EvaluationSettings) -> JudgeClient | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,7 @@ def test_nothing_to_judge_gives_no_report() -> None:
     assert unreadable is not None and unreadable["unreadable"] == 1
 
 
-def test_an_embedding_evaluation_with_a_judge_scores_on_its_grades(server: JudgeServer) -> None:  # noqa: F811
+def test_an_embedding_evaluation_with_a_judge_scores_on_its_grades(server: JudgeServer, tmp_path: Path) -> None:  # noqa: F811
     def reply(body: dict[str, Any]) -> str:
         found = re.search(r"## Query\n(.*?)\n\n## Passage\n(.*?)\n\n", body["messages"][-1]["content"], re.S)
         assert found is not None
@@ -77,3 +78,12 @@ def test_an_embedding_evaluation_with_a_judge_scores_on_its_grades(server: Judge
     assert len(server.requests) == 24
     without = score_predictions("embedding", teacher, student, settings, None, roles=ROLES, texts=TEXTS)
     assert without.metrics["scorer"] == "retrieval"
+
+    # With a grades folder (the runner's, beside the split's evaluations) a second candidate pays only for new pairs.
+    first = score_predictions("embedding", teacher, student, settings, judge, roles=ROLES, texts=TEXTS,
+                              grades_dir=tmp_path)
+    asked = len(server.requests)
+    again = score_predictions("embedding", teacher, teacher, settings, judge, roles=ROLES, texts=TEXTS,
+                              grades_dir=tmp_path)
+    assert len(server.requests) == asked, "every pair of the teacher's pool was graded already"
+    assert again.score == pytest.approx(1.0) and first.score == pytest.approx(scored.score)
