@@ -25,6 +25,7 @@ from services.deployment.gateway.endpoints import add_endpoints
 from services.deployment.gateway.limits import limiter_for
 from services.deployment.gateway.metrics import GatewayMetrics
 from services.deployment.gateway.protocol import ApiKeys, GatewayError
+from services.deployment.gateway.serving import ServingParts
 from services.deployment.gateway.serving_chat import ChatService
 from services.deployment.gateway.serving_embeddings import EmbeddingService
 from services.deployment.gateway.serving_responses import ResponsesService
@@ -53,12 +54,10 @@ def create_gateway(settings: Settings, *, celery_app: Any = None, logger: Traffi
         upstream = await TeacherUpstream(
             settings.teacher, retried=lambda w, why: metrics.teacher_retries.labels(w, why).inc()).open()
         limiter = limiter_for(settings, routes)
-        app.state.chat, app.state.embeddings = (
-            service(settings, routes=routes, backend=app.state.backend, metrics=metrics, usage=usage, traffic=traffic,
-                    upstream=upstream, limiter=limiter) for service in (ChatService, EmbeddingService))
-        app.state.responses = ResponsesService(settings, chat=app.state.chat, routes=routes, backend=app.state.backend,
-                                               metrics=metrics, usage=usage, traffic=traffic, upstream=upstream,
-                                               limiter=limiter)
+        parts = ServingParts(settings, routes=routes, backend=app.state.backend, metrics=metrics, usage=usage,
+                             traffic=traffic, upstream=upstream, limiter=limiter)
+        app.state.chat, app.state.embeddings = ChatService(parts), EmbeddingService(parts)
+        app.state.responses = ResponsesService(parts, chat=app.state.chat)
         usage.start()
         if limiter is not None:
             limiter.start()  # reads today's counts before the first request: a restart resets nobody's limits

@@ -10,6 +10,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from fastapi.concurrency import run_in_threadpool
@@ -36,17 +37,30 @@ def served_headers(phase: str = "teacher", served_by: str = "teacher") -> dict[s
     return {"X-Flywheel-Served-By": served_by, "X-Flywheel-Route-Phase": phase}
 
 
+@dataclass(frozen=True)
+class ServingParts:
+    """Everything a service talks to, built once at start-up (app.py) and shared by the endpoints' services."""
+
+    settings: Settings
+    routes: RouteStore
+    backend: ServingBackend
+    metrics: GatewayMetrics
+    usage: UsageCounter
+    traffic: TrafficLogger
+    upstream: TeacherUpstream
+    limiter: Limiter | None = None
+    rng: random.Random | None = None  # canary and monitor draws; None: each service seeds its own
+
+
 class Serving:
     """One endpoint's service: built once at start-up with everything it talks to."""
 
     endpoint: ClassVar[Endpoint]
 
-    def __init__(self, settings: Settings, *, routes: RouteStore, backend: ServingBackend, metrics: GatewayMetrics,
-                 usage: UsageCounter, traffic: TrafficLogger, upstream: TeacherUpstream, limiter: Limiter | None = None,
-                 rng: random.Random | None = None) -> None:
-        self.settings, self.routes, self.backend, self.metrics = settings, routes, backend, metrics
-        self.usage, self.traffic, self.upstream, self.limiter = usage, traffic, upstream, limiter
-        self.rng = rng or random.Random()
+    def __init__(self, parts: ServingParts) -> None:
+        self.settings, self.routes, self.backend, self.metrics = parts.settings, parts.routes, parts.backend, parts.metrics
+        self.usage, self.traffic, self.upstream, self.limiter = parts.usage, parts.traffic, parts.upstream, parts.limiter
+        self.rng = parts.rng or random.Random()
         self._policies: dict[str, CallPolicy] = {}
 
     def admit(self, caller: Caller) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any
@@ -15,26 +14,19 @@ from typing import Any
 import pydantic_core
 from fastapi.responses import Response, StreamingResponse
 
-from services.deployment.backends.base import ServingBackend
 from services.deployment.gateway import routing
-from services.deployment.gateway.limits import Limiter
-from services.deployment.gateway.metrics import GatewayMetrics
 from services.deployment.gateway.protocol import Caller, ChatCompletionRequest, GatewayError, error_body, json_response
 from services.deployment.gateway.routing import Endpoint
-from services.deployment.gateway.serving import Serving, failure_reason, served_headers
+from services.deployment.gateway.serving import Serving, ServingParts, failure_reason, served_headers
 from services.deployment.gateway.streaming import StreamAssembler
 from services.deployment.gateway.upstream import (
     StreamBroken,
     TeacherReply,
     TeacherStream,
     TeacherUnavailable,
-    TeacherUpstream,
 )
-from services.deployment.gateway.usage import UsageCounter
-from services.deployment.routes import Route, RouteStore
-from services.deployment.traffic_log import TrafficLogger
+from services.deployment.routes import Route
 from services.domain.labels import LabelParser
-from services.domain.settings import Settings
 
 log = logging.getLogger(__name__)
 CHAT = "/chat/completions"
@@ -43,11 +35,8 @@ CHAT = "/chat/completions"
 class ChatService(Serving):
     endpoint = "chat"
 
-    def __init__(self, settings: Settings, *, routes: RouteStore, backend: ServingBackend, metrics: GatewayMetrics,
-                 usage: UsageCounter, traffic: TrafficLogger, upstream: TeacherUpstream, limiter: Limiter | None = None,
-                 rng: random.Random | None = None) -> None:
-        super().__init__(settings, routes=routes, backend=backend, metrics=metrics, usage=usage, traffic=traffic,
-                         upstream=upstream, limiter=limiter, rng=rng)
+    def __init__(self, parts: ServingParts) -> None:
+        super().__init__(parts)
         self.static_prompts = routing.StaticPrompts()
         self._monitor_share: dict[str, float] = {}
         self._parsers: dict[str, LabelParser | None] = {}

@@ -13,7 +13,6 @@ with no chat equivalent (built-in tools, item references), an answer that did no
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,26 +20,19 @@ from typing import Any
 import pydantic_core
 from fastapi.responses import Response, StreamingResponse
 
-from services.deployment.backends.base import ServingBackend
 from services.deployment.gateway import routing
-from services.deployment.gateway.limits import Limiter
-from services.deployment.gateway.metrics import GatewayMetrics
 from services.deployment.gateway.protocol import Caller, GatewayError, ResponsesRequest, error_body, json_response
-from services.deployment.gateway.serving import Serving, failure_reason, served_headers
+from services.deployment.gateway.serving import Serving, ServingParts, failure_reason, served_headers
 from services.deployment.gateway.serving_chat import ChatService
 from services.deployment.gateway.upstream import (
     StreamBroken,
     TeacherReply,
     TeacherStream,
     TeacherUnavailable,
-    TeacherUpstream,
 )
-from services.deployment.gateway.usage import UsageCounter
-from services.deployment.routes import Route, RouteStore
-from services.deployment.traffic_log import TrafficLogger
+from services.deployment.routes import Route
 from services.domain import responses_api
 from services.domain.responses_api import NotChatShaped
-from services.domain.settings import Settings
 
 log = logging.getLogger(__name__)
 RESPONSES = "/responses"
@@ -49,11 +41,8 @@ RESPONSES = "/responses"
 class ResponsesService(Serving):
     endpoint = "responses"
 
-    def __init__(self, settings: Settings, *, chat: ChatService, routes: RouteStore, backend: ServingBackend,
-                 metrics: GatewayMetrics, usage: UsageCounter, traffic: TrafficLogger, upstream: TeacherUpstream,
-                 limiter: Limiter | None = None, rng: random.Random | None = None) -> None:
-        super().__init__(settings, routes=routes, backend=backend, metrics=metrics, usage=usage, traffic=traffic,
-                         upstream=upstream, limiter=limiter, rng=rng)
+    def __init__(self, parts: ServingParts, *, chat: ChatService) -> None:
+        super().__init__(parts)
         self.chat = chat  # the student answers, and answers are compared, as for chat completions
 
     async def create(self, request: ResponsesRequest, caller: Caller) -> Response:
