@@ -48,3 +48,12 @@ def finished_job(client: Any, job_id: str, timeout: float = 600) -> dict[str, An
             return dict(view)
         time.sleep(0.25)
     raise AssertionError(f"job {job_id} did not finish: {view['status']}")
+
+
+def wait_until(predicate: Any, timeout: float = 15.0, what: str = "the gateway's background work") -> None:
+    """Poll `predicate` every 0.1 s until it holds; an AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)

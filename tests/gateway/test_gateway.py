@@ -5,7 +5,10 @@ answers reassembled); with the queue down they spool to a file and arrive later,
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from openai import OpenAI
@@ -33,6 +36,15 @@ def settings_for(tmp_path: Path, teacher_url: str, **gateway: object) -> Setting
     })
 
 
+@contextmanager
+def logging_gateway(settings: Settings, **gateway: Any) -> Iterator[tuple[str, OpenAI]]:
+    """The gateway (its URL) with an in-process worker logging its traffic, and the official client for it
+    (its own retries off, so the gateway's are what a test sees)."""
+    with embedded_worker(settings, JobStore(settings.job_store.url)) as worker_app, \
+            serve(create_gateway(settings, celery_app=worker_app, **gateway)) as gateway_url:
+        yield gateway_url, OpenAI(base_url=f"{gateway_url}/v1", api_key="unused", max_retries=0, timeout=30)
+
+
 def stored(settings: Settings, workload: str, count: int, timeout: float = 30) -> list:
     deadline = time.monotonic() + timeout
     while True:
@@ -47,9 +59,7 @@ def test_openai_client_through_the_gateway_is_answered_and_logged(tmp_path: Path
     teacher = fake_teacher()
     with serve(teacher) as teacher_url:
         settings = settings_for(tmp_path, teacher_url)
-        with embedded_worker(settings, JobStore(settings.job_store.url)) as worker_app, \
-                serve(create_gateway(settings, celery_app=worker_app)) as gateway_url:
-            client = OpenAI(base_url=f"{gateway_url}/v1", api_key="unused", max_retries=0)
+        with logging_gateway(settings) as (gateway_url, client):
             raw = client.chat.completions.with_raw_response.create(
                 model="news", messages=[{"role": "user", "content": "Acme quarterly profit beats"}],
                 extra_headers={"X-Flywheel-Client": "desk-7"})

@@ -15,17 +15,14 @@ import httpx
 import openai
 import pytest
 
-from orchestrator.jobs.store import JobStore
-from orchestrator.pipeline.embedded import embedded_worker
 from services.customizer.service import train_candidate
-from services.deployment.gateway.app import create_gateway
 from services.deployment.routes import Route, RouteStore
 from services.domain.artifacts import find_artifacts
 from services.domain.settings import Settings
 from tests.gateway.fake_teacher import behind_teacher
-from tests.gateway.test_gateway import settings_for, stored
+from tests.gateway.test_gateway import logging_gateway, settings_for, stored
 from tests.model_plane import SYSTEM, embedding_logs, model_plane
-from tests.servers import free_port, serve
+from tests.servers import free_port
 
 # Short waits so the tests are quick; a 1-second timeout on the workload the slow cases use.
 CALLS = {"max_attempts": 3, "retry_backoff_s": 0.05, "retry_backoff_max_s": 0.2, "retry_after_max_s": 2.0,
@@ -81,9 +78,7 @@ def metric(gateway_url: str, prefix: str) -> float:
 
 def test_retries_timeouts_and_broken_streams(tmp_path: Path, teacher_url: str) -> None:
     settings = resilient(settings_for(tmp_path, teacher_url))
-    with embedded_worker(settings, JobStore(settings.job_store.url)) as worker_app, \
-            serve(create_gateway(settings, celery_app=worker_app)) as gateway_url:
-        client = openai.OpenAI(base_url=f"{gateway_url}/v1", api_key="unused", max_retries=0, timeout=30)
+    with logging_gateway(settings) as (gateway_url, client):
 
         # 5xx twice, then an answer: the client sees one answer, the teacher three calls.
         raw = ask(client, "fail:503:2")
@@ -164,9 +159,7 @@ def test_a_deployed_student_stands_in_for_a_failing_teacher(tmp_path: Path, teac
         settings = resilient(behind_teacher(plane_settings, url, tmp_path / failing.replace(":", "-")))
         routes = RouteStore(settings.job_store.url)
         routes.set(route, action="test", detail={"reason": "test: a shadow student"})
-        with embedded_worker(settings, JobStore(settings.job_store.url)) as worker_app, \
-                serve(create_gateway(settings, celery_app=worker_app)) as gateway_url:
-            client = openai.OpenAI(base_url=f"{gateway_url}/v1", api_key="unused", max_retries=0, timeout=30)
+        with logging_gateway(settings) as (gateway_url, client):
             raw = ask(client, failing, workload="news_topic")
             assert raw.headers["x-flywheel-served-by"] == "student-fallback"
             assert raw.parse().choices[0].message.content.startswith("[[["), "the student answers in the label format"
@@ -196,9 +189,7 @@ def test_an_embedding_student_stands_in_too(tmp_path: Path, teacher_url: str) ->
     routes.set(Route(workload_id="filing_search", phase="canary", canary_percent=0, candidate="tiny-emb",
                      artifact_id=found.artifact_id, artifact_path=found.path, student_kind=found.kind,
                      base_model=found.base_model), action="test", detail={"reason": "test: a canary at 0%"})
-    with embedded_worker(settings, JobStore(settings.job_store.url)) as worker_app, \
-            serve(create_gateway(settings, celery_app=worker_app)) as gateway_url:
-        client = openai.OpenAI(base_url=f"{gateway_url}/v1", api_key="unused", max_retries=0, timeout=30)
+    with logging_gateway(settings) as (gateway_url, client):
         teacher = client.embeddings.with_raw_response.create(model="filing_search", input="10-K risk factors")
         assert teacher.headers["x-flywheel-served-by"] == "teacher", "a 0% canary: the teacher answers"
         raw = client.embeddings.with_raw_response.create(model="filing_search", input=["fail:503:8", "8-K"])

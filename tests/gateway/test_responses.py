@@ -13,36 +13,24 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from openai import OpenAI
 
-from orchestrator.jobs.store import JobStore
-from orchestrator.pipeline.embedded import embedded_worker
-from services.deployment.gateway.app import create_gateway
 from services.deployment.routes import Route, RouteStore
 from services.domain.records import LogRecord
 from services.domain.settings import Settings
 from tests.gateway.fake_teacher import fake_teacher
-from tests.gateway.test_gateway import settings_for, stored
-from tests.servers import serve
+from tests.gateway.test_gateway import logging_gateway, settings_for, stored
+from tests.servers import serve, wait_until
 
 QUOTE_TOOL = {"type": "function", "name": "get_quote", "description": "A stock quote.",
               "parameters": {"type": "object", "properties": {"ticker": {"type": "string"}}}}
 
-
-def _wait(predicate: Any, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting for the gateway's background work"
-        time.sleep(0.1)
 
 
 def test_responses_are_answered_by_the_teacher_streamed_or_not_and_logged(tmp_path: Path) -> None:
     teacher = fake_teacher()
     with serve(teacher) as teacher_url:
         settings = settings_for(tmp_path, teacher_url)
-        with embedded_worker(settings, JobStore(settings.job_store.url)) as worker_app, \
-                serve(create_gateway(settings, celery_app=worker_app)) as gateway_url:
-            client = OpenAI(base_url=f"{gateway_url}/v1", api_key="unused", max_retries=0)
+        with logging_gateway(settings) as (gateway_url, client):
             raw = client.responses.with_raw_response.create(
                 model="news", instructions="Label the topic.", input="Acme quarterly profit beats",
                 temperature=0.0, max_output_tokens=16, extra_headers={"X-Flywheel-Client": "desk-7"})
@@ -132,9 +120,7 @@ def test_a_promoted_student_answers_responses_and_is_compared_with_the_teacher(t
         routes = RouteStore(settings.job_store.url)
         routes.set(Route(workload_id="news_topic", phase="full", candidate="tiny-clf",
                          student_kind="encoder_classifier"), action="deploy")
-        with embedded_worker(settings, JobStore(settings.job_store.url)) as worker_app, \
-                serve(create_gateway(settings, celery_app=worker_app, backend=student)) as gateway_url:
-            client = OpenAI(base_url=f"{gateway_url}/v1", api_key="unused", max_retries=0)
+        with logging_gateway(settings, backend=student) as (gateway_url, client):
             raw = client.responses.with_raw_response.create(model="news", instructions="Label the topic.",
                                                            input="Fed holds rates")
             answer = raw.parse()
@@ -153,10 +139,10 @@ def test_a_promoted_student_answers_responses_and_is_compared_with_the_teacher(t
             assert final.output_text == "[[[Macro]]]" and final.model == "tiny-clf"
 
             # Every student answer was also sent to the teacher in the background (monitor_share 1.0): logged and compared.
-            _wait(lambda: len(teacher.state.received) == 3)
+            wait_until(lambda: len(teacher.state.received) == 3)
             assert all(body["stream"] is False for body in teacher.state.received)
             records = stored(settings, "news_topic", 3)
-            _wait(lambda: routes.agreement(routes.get("news_topic", fresh=True))[0] == 3)
+            wait_until(lambda: routes.agreement(routes.get("news_topic", fresh=True))[0] == 3)
             monitored = routes.agreement(routes.get("news_topic", fresh=True))
 
             # Shadow: the teacher answers (and is logged), the student answers the chat view in the background.
@@ -164,7 +150,7 @@ def test_a_promoted_student_answers_responses_and_is_compared_with_the_teacher(t
             time.sleep(1.1)  # the gateway caches a route for a second
             raw = client.responses.with_raw_response.create(model="news", input="Acme profit beats")
             assert raw.headers["x-flywheel-served-by"] == "teacher" and raw.parse().output_text == "[[[Earnings]]]"
-            _wait(lambda: routes.agreement(routes.get("news_topic", fresh=True)) == (1, 0.0))  # student: Macro
+            wait_until(lambda: routes.agreement(routes.get("news_topic", fresh=True)) == (1, 0.0))  # student: Macro
             assert student.asked[-1]["messages"] == [{"role": "user", "content": "Acme profit beats"}]
     assert len(records) == 3 and all(r.responses_api is not None for r in records)  # the shadow's comes after
     assert {r.answer_text for r in records} == {"[[[Macro]]]"}

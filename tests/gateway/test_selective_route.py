@@ -23,7 +23,7 @@ from services.domain.settings import PromotionPolicy, Settings
 from services.evaluator.runner import evaluate
 from tests.gateway.fake_teacher import behind_teacher, fake_teacher
 from tests.model_plane import SYSTEM, model_plane
-from tests.servers import serve
+from tests.servers import serve, wait_until
 
 POLICY = {"min_score": 0.999, "min_eval_size": 10, "min_coverage": 0.2, "min_agreement": 0.5, "rollout": "direct",
           "live_min_requests": 6, "monitor_share": 1.0}
@@ -34,13 +34,6 @@ def _ask(client: openai.OpenAI, text: str) -> tuple[str, str]:
         model="news_topic", messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}])
     return raw.headers["x-flywheel-served-by"], raw.parse().choices[0].message.content or ""
 
-
-def _wait(predicate: Any, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the gateway's background work")
-        time.sleep(0.1)
 
 
 @pytest.fixture()
@@ -88,7 +81,7 @@ def test_gateway_routes_by_confidence_and_controller_rolls_back(selective: Any, 
             served = [_ask(client, f"Acme dividend increase {i}") for i in range(8)]
             assert all(by == "student" for by, _ in served)
             assert sum(text == "[[[Dividend]]]" for _, text in served) >= 6, served
-            _wait(lambda: routes.agreement(routes.get("news_topic", fresh=True))[0] >= 8)
+            wait_until(lambda: routes.agreement(routes.get("news_topic", fresh=True))[0] >= 8)
             (action,) = control_routes(routes, settings.promotion_policy)
             assert action["action"] == "rollback" and "live agreement on the served share" in action["reason"]
             assert routes.get("news_topic", fresh=True).phase == "teacher"

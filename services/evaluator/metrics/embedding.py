@@ -16,6 +16,7 @@ from scipy.stats import spearmanr
 
 from services.domain.errors import InsufficientData
 from services.evaluator.metrics.bootstrap import bootstrap_mean
+from services.evaluator.metrics.retrieval import unit_rows
 
 RECALL_KS = (1, 5, 10)
 SCORE_K = 10  # the headline: recall@10 at full dimension
@@ -24,11 +25,6 @@ NDCG_K = 10
 MAX_PAIRS = 200_000
 # Query rows per similarity block: bounds memory to _CHUNK x n floats.
 _CHUNK = 512
-
-
-def _unit_rows(matrix: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.where(norms > 0, norms, 1.0)
 
 
 def _similarity_block(unit: np.ndarray, start: int, stop: int) -> np.ndarray:
@@ -124,11 +120,11 @@ def embedding_report(
     if n < 2:
         raise InsufficientData("need at least 2 texts to compare neighbourhoods")
     ks = sorted(set(ks) | {SCORE_K})
-    t_unit = _unit_rows(teacher)
+    t_unit = unit_rows(teacher)
     pairs = _pairs(n, seed=seed)
-    full, per_query_recall = _summary(t_unit, _unit_rows(student), ks, pairs)
+    full, per_query_recall = _summary(t_unit, unit_rows(student), ks, pairs)
     truncated = {
-        str(d): _summary(t_unit, _unit_rows(student[:, :d]), ks, pairs)[0]
+        str(d): _summary(t_unit, unit_rows(student[:, :d]), ks, pairs)[0]
         for d in sorted(set(matryoshka_dims))
         if 0 < d < dim
     }

@@ -99,6 +99,13 @@ def paired_bootstrap(
             "p_not_above_zero": float((replicates <= 0).mean()) if replicates.size else None, "n": int(diff.size)}
 
 
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1 (an all-zero row stays zero), for cosine similarity as a dot product."""
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    unit: np.ndarray = matrix / np.where(norms > 0, norms, 1.0)
+    return unit
+
+
 def top_k(queries: np.ndarray, corpus: np.ndarray, k: int, *, chunk: int = 256) -> np.ndarray:
     """Indices of the k most similar corpus rows per query (dot product: pass unit rows for cosine), best first."""
     k = min(k, corpus.shape[0])

@@ -18,20 +18,13 @@ from typing import Any
 import numpy as np
 
 from services.evaluator.metrics.bootstrap import bootstrap_statistic
-from services.evaluator.metrics.retrieval import per_query, top_k
+from services.evaluator.metrics.retrieval import per_query, top_k, unit_rows
 
 K = 10
 KS = {"mrr": 5, "ndcg": K, "recall": K}
 RELEVANT = 2  # the grade from which a passage counts for MRR and recall ("partly answers")
 
 Grader = Callable[[Sequence[tuple[str, str]]], list[int | None]]
-
-
-def _unit(matrix: np.ndarray) -> np.ndarray:
-    matrix = np.asarray(matrix, dtype=np.float64)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    unit: np.ndarray = matrix / np.where(norms > 0, norms, 1.0)
-    return unit
 
 
 def judged_retrieval(teacher: np.ndarray, student: np.ndarray, roles: Sequence[str], texts: Sequence[str],
@@ -47,7 +40,7 @@ def judged_retrieval(teacher: np.ndarray, student: np.ndarray, roles: Sequence[s
     passages = [i for i, role in enumerate(roles) if role == "passage"]
     if not queries or len(passages) < 2:
         return None
-    t, s = _unit(teacher), _unit(student)
+    t, s = (unit_rows(np.asarray(m, dtype=np.float64)) for m in (teacher, student))
     rankings = {name: [list(map(int, row)) for row in top_k(m[queries], m[passages], K)] for name, m in
                 (("teacher", t), ("student", s))}
     pools = [list(dict.fromkeys(a + b)) for a, b in zip(rankings["teacher"], rankings["student"], strict=True)]
@@ -57,10 +50,10 @@ def judged_retrieval(teacher: np.ndarray, student: np.ndarray, roles: Sequence[s
     for (q, p), g in zip(pairs, grades, strict=True):
         if g:
             qrels[q][p] = float(g)
-    labelled = [q for q in queries if qrels[q]]
+    rows = [r for r, q in enumerate(queries) if qrels[q]]  # the queries the judge found something for
+    labelled = [queries[r] for r in rows]
     if not labelled:
         return None
-    rows = [queries.index(q) for q in labelled]
     labels = [qrels[q] for q in labelled]
     values = {name: per_query([rankings[name][r] for r in rows], labels, ks=KS, min_gain=RELEVANT)
               for name in rankings}  # nDCG takes every grade as gain; min_gain decides MRR and recall hits

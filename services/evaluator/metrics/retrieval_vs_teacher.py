@@ -15,15 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from services.evaluator.metrics.retrieval import reference_qrels, retrieval_report, top_k
+from services.evaluator.metrics.retrieval import reference_qrels, retrieval_report, top_k, unit_rows
 
 K = 10
-
-
-def _unit(matrix: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    unit: np.ndarray = matrix / np.where(norms > 0, norms, 1.0)
-    return unit
 
 
 def retrieval_vs_teacher(
@@ -39,13 +33,13 @@ def retrieval_vs_teacher(
     if not queries or len(passages) < 2:
         return None
     k_ref = min(K, max(1, len(passages) // 2))
-    t = _unit(np.asarray(teacher, dtype=np.float64))
+    t = unit_rows(np.asarray(teacher, dtype=np.float64))
     qrels = reference_qrels(top_k(t[queries], t[passages], k_ref))
     ks = {"mrr": 5, "ndcg": K, "recall": K}
 
     def report_at(dims: int | None, samples: int) -> dict[str, Any]:
         s = np.asarray(student, dtype=np.float64)[:, :dims] if dims else np.asarray(student, dtype=np.float64)
-        s = _unit(s)
+        s = unit_rows(s)
         rankings = [list(map(int, row)) for row in top_k(s[queries], s[passages], K)]
         return retrieval_report(rankings, qrels, ks=ks, bootstrap_samples=samples, confidence=confidence, seed=seed)
 

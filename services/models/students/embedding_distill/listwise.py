@@ -121,7 +121,7 @@ class ListwiseDistillTask:
         levels = model(batch["input_ids"].to(device), batch["attention_mask"].to(device), self.dims)
         teacher, n = batch["teacher"].to(device), int(batch["queries"])
         out = distill_losses(levels, teacher, self.weights)
-        if n and teacher.shape[0] > n:
+        if n and teacher.shape[0] > n and self.weights.listwise_weight > 0:  # 0 when only the judge ranks
             terms = [listwise_kl(student[:n], student[n:], teacher[:n], teacher[n:],
                                  temperature=self.weights.listwise_temperature) for student, _ in levels]
             out["listwise"] = torch.stack(terms).mean()
