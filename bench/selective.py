@@ -1,6 +1,7 @@
 """Selective answering on the stand-in: coverage vs agreement per recipe, and how often the guarantee fails.
 
     python -m bench.selective [--records 2000] [--new-traffic 3000] [--splits 300] [--recipes minilm-l6 mpnet-base]
+                              [--confidence margin probability]
 
 The stand-in (services/datastore/standin.py) gives `--records` logged records plus `--new-traffic` later
 records from the same simulated teacher. Per recipe (a frozen encoder + the cross-fitted
@@ -34,7 +35,8 @@ from bench.common import REPO, machine, print_table, write_results
 
 
 def recipe_predictions(model_name: str, logs: list[dict[str, Any]], traffic: list[dict[str, Any]],
-                       seed: int, lexical_mix: float, cache: dict[str, Any], eval_size: int) -> dict[str, Any]:
+                       seed: int, lexical_mix: float, cache: dict[str, Any], eval_size: int,
+                       confidence_kind: str = "margin") -> dict[str, Any]:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
@@ -42,6 +44,7 @@ def recipe_predictions(model_name: str, logs: list[dict[str, Any]], traffic: lis
     from services.domain.settings import default_models_dir
     from services.models.runtime.chat_format import last_user_text
     from services.models.students.encoder_classifier.head import encode, fit_head
+    from services.models.students.encoder_classifier.runtime import confidence_of
 
     parser = LabelParser(r"\[\[\[\s*(.+?)\s*\]\]\]")
     texts = [last_user_text(r["request"]["messages"]) for r in logs + traffic]
@@ -75,11 +78,14 @@ def recipe_predictions(model_name: str, logs: list[dict[str, Any]], traffic: lis
     probs /= probs.sum(axis=1, keepdims=True)
     if "lexical" in fitted:
         probs = (1 - lexical_mix) * probs + lexical_mix * fitted["lexical"].probabilities(texts)
-    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == y
+    confidence, correct = confidence_of(probs, confidence_kind), probs.argmax(axis=1) == y
     new = np.arange(len(logs), len(logs) + len(traffic))
     from sklearn.metrics import f1_score
 
-    return {"oof": (np.array(fitted["oof_confidence"]), np.array(fitted["oof_correct"])),
+    oof = np.array(fitted["oof_confidence"])  # margins (the head's default); the top probability on request:
+    if confidence_kind == "probability":
+        oof = np.array(fitted["oof_probability"])
+    return {"oof": (oof, np.array(fitted["oof_correct"])),
             "f1_new": float(f1_score(y[new], probs[new].argmax(axis=1), average="macro")),
             "eval": (confidence[eval_rows], correct[eval_rows]), "new": (confidence[new], correct[new]),
             "encode_s": encode_s, "C": fitted["C"]}
@@ -95,6 +101,9 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=300)
     parser.add_argument("--recipes", nargs="+", default=["minilm-l6", "minilm-l6+tfidf", "mpnet-base+tfidf"],
                         help="MODEL or MODEL+tfidf (the encoder head averaged with a TF-IDF head, lexical_mix 0.5).")
+    parser.add_argument("--confidence", nargs="+", choices=["margin", "probability"], default=["margin", "probability"],
+                        help="What the threshold is set on: the lead of the top class over the runner-up (the "
+                             "default since issue 16's last turn) or the top probability (before); a row per kind.")
     parser.add_argument("--noise-focus", type=float, default=3.0,
                         help="How strongly the simulated teacher's errors fall on ambiguous texts (0: uniformly).")
     parser.add_argument("--eval-size", type=int, default=200,
@@ -110,21 +119,25 @@ def main() -> None:
     print(f"stand-in: {summary}", flush=True)
     rows, curves, failures, cache = [], {}, [], {}
     for recipe in args.recipes:
-        model_name, _, lexical = recipe.partition("+")
-        pred = recipe_predictions(model_name, logs, traffic, args.seed, 0.5 if lexical else 0.0, cache, args.eval_size)
-        block = selective_report(pred["oof"], pred["eval"], min_agreement=args.min_agreement,
-                                 min_coverage=args.min_coverage)
-        truth = measure(*pred["new"], block["threshold"], 0.95)
-        rows.append({"recipe": f"{recipe} head", "C": pred["C"], "f1_new": round(pred["f1_new"], 4),
-                     "threshold": block["threshold"],
-                     "eval_coverage": block["coverage"], "eval_agreement": block["agreement"],
-                     "eval_agreement_low": block["agreement_ci_low"], "new_coverage": round(truth.coverage, 4),
-                     "new_agreement": None if truth.agreement is None else round(truth.agreement, 4),
-                     "accuracy_all_new": round(float(pred["new"][1].mean()), 4), "encode_s": round(pred["encode_s"], 1)})
-        print(rows[-1], flush=True)
-        curves[recipe] = coverage_curve(*pred["new"], points=10)
-        failures.append(_failure_rate(pred, args, choose_threshold, measure, recipe))
-        print(failures[-1], flush=True)
+        for kind in args.confidence:
+            model_name, _, lexical = recipe.partition("+")
+            pred = recipe_predictions(model_name, logs, traffic, args.seed, 0.5 if lexical else 0.0, cache,
+                                      args.eval_size, kind)
+            name = f"{recipe} ({kind})"
+            block = selective_report(pred["oof"], pred["eval"], min_agreement=args.min_agreement,
+                                     min_coverage=args.min_coverage)
+            truth = measure(*pred["new"], block["threshold"], 0.95)
+            rows.append({"recipe": f"{name} head", "C": pred["C"], "f1_new": round(pred["f1_new"], 4),
+                         "threshold": block["threshold"],
+                         "eval_coverage": block["coverage"], "eval_agreement": block["agreement"],
+                         "eval_agreement_low": block["agreement_ci_low"], "new_coverage": round(truth.coverage, 4),
+                         "new_agreement": None if truth.agreement is None else round(truth.agreement, 4),
+                         "accuracy_all_new": round(float(pred["new"][1].mean()), 4),
+                         "encode_s": round(pred["encode_s"], 1)})
+            print(rows[-1], flush=True)
+            curves[name] = coverage_curve(*pred["new"], points=10)
+            failures.append(_failure_rate(pred, args, choose_threshold, measure, name))
+            print(failures[-1], flush=True)
     print()
     print_table(rows)
     print()

@@ -103,7 +103,43 @@ def test_head_on_a_frozen_encoder_learns_and_keeps_out_of_fold_calibration(tmp_p
     answers = runner.answer([r["request"] for r in eval_records])
     hits = sum(a == r["response"]["choices"][0]["message"]["content"] for (a, _), r in zip(answers, eval_records, strict=True))
     assert hits / len(eval_records) > 0.6, "keyword topics are learnable from a random encoder's mean vectors"
-    assert all(0 < p <= 1 for _, p in answers)
+    assert all(0 <= p <= 1 for _, p in answers)
+
+
+def test_a_students_confidence_is_the_margin_and_an_older_student_keeps_its_top_probability(tmp_path: Path) -> None:
+    """New students answer with the top class's lead over the runner-up, the number their out-of-fold calibration
+    holds; a student saved before that (no `confidence` in classifier.json) keeps the top probability, the scale its
+    route's threshold was chosen on."""
+    import json
+
+    import numpy as np
+
+    from services.models.students.encoder_classifier.runtime import META_FILE, ClassifierRunner
+
+    plane = model_plane(tmp_path, records=200, finetune="head")
+    model_dir = Path(train_candidate(plane.settings, "tiny-clf", plane.dataset.dataset_id).path) / "model"
+    texts = [r["request"]["messages"][-1]["content"] for r in plane.dataset.read_split("eval")]
+    runner = ClassifierRunner(model_dir)
+    probs = np.sort(runner.probabilities(texts).numpy(), axis=1)
+    np.testing.assert_allclose([c for _, c in runner.classify(texts)], probs[:, -1] - probs[:, -2], atol=1e-6)
+
+    meta = json.loads((model_dir / META_FILE).read_text("utf-8"))
+    assert meta.pop("confidence") == "margin"
+    (model_dir / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    np.testing.assert_allclose([c for _, c in ClassifierRunner(model_dir).classify(texts)], probs[:, -1], atol=1e-6)
+
+
+def test_confidence_of_known_probabilities() -> None:
+    import numpy as np
+
+    from services.models.students.encoder_classifier.runtime import confidence_of
+
+    probs = np.array([[0.6, 0.3, 0.1], [0.4, 0.4, 0.2], [0.05, 0.05, 0.9]])
+    np.testing.assert_allclose(confidence_of(probs), [0.3, 0.0, 0.85])
+    np.testing.assert_allclose(confidence_of(probs, "probability"), [0.6, 0.4, 0.9])
+    np.testing.assert_allclose(confidence_of(np.array([[1.0], [1.0]])), [1.0, 1.0])  # one class: always sure
+    with pytest.raises(ValueError, match="unknown confidence 'entropy'"):
+        confidence_of(probs, "entropy")
 
 
 def test_the_tfidf_half_is_saved_without_pickle_and_serves_as_fitted(tmp_path: Path) -> None:

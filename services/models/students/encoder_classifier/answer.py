@@ -8,7 +8,7 @@ from services.models.students.answering import Answers, EvalRun, reference, time
 
 
 def answer(run: EvalRun) -> Answers:
-    """It reads the last user turn; its head's probability is the confidence."""
+    """It reads the last user turn; its confidence is `runtime.confidence_of` its head's probabilities."""
     parser = run.parser()
     runner = run.runtime(StudentKind.ENCODER_CLASSIFIER)
     texts = [last_user_text(r["request"]["messages"]) for r in run.records]

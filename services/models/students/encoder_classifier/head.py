@@ -28,7 +28,7 @@ import torch
 from services.domain.artifacts import TrainingProgress
 from services.domain.errors import TrainingCancelled
 from services.models.runtime.threads import rebalance
-from services.models.students.encoder_classifier.runtime import mean_pool
+from services.models.students.encoder_classifier.runtime import confidence_of, mean_pool
 
 log = logging.getLogger(__name__)
 C_GRID = (1.0, 4.0, 16.0)
@@ -120,7 +120,8 @@ def fit_head(vectors: np.ndarray, targets: np.ndarray, num_labels: int, *, seed:
         out["lexical_oof_macro_f1"] = f1(lexical_oof)
         out["oof_macro_f1"] = f1(oof)
         out["vocabulary"] = len(features.vocabulary_)
-    out["oof_confidence"] = oof.max(axis=1).tolist()
+    out["oof_confidence"] = confidence_of(oof).tolist()
+    out["oof_probability"] = oof.max(axis=1).tolist()  # the confidence of students saved before the margin
     out["oof_correct"] = (oof.argmax(axis=1) == targets).tolist()
     return out
 

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from services.domain.labels import render_label
@@ -25,6 +26,20 @@ from services.models.students.encoder_classifier.lexical import LexicalHead
 HEAD_FILE = "classifier_head.safetensors"
 CALIBRATION_FILE = "calibration.json"  # in the artifact root: out-of-fold (confidence, correct) of training records
 META_FILE = "classifier.json"
+# What a new student's confidence is (`confidence` in classifier.json); a student saved without the key used
+# "probability". The margin ranks answers the teacher agrees with better (bench/selective, docs/selective.md).
+CONFIDENCE = "margin"
+
+
+def confidence_of(probs: np.ndarray, kind: str = CONFIDENCE) -> np.ndarray:
+    """Per row of class probabilities, the number a selective threshold is set on: the top probability
+    ("probability"), or its lead over the runner-up ("margin", in [0, 1]; 1 for a single class)."""
+    if kind == "probability" or probs.shape[1] < 2:
+        return np.asarray(probs.max(axis=1))
+    if kind != "margin":
+        raise ValueError(f"unknown confidence {kind!r}: 'margin' or 'probability'")
+    top_two = np.partition(probs, probs.shape[1] - 2, axis=1)[:, -2:]
+    return np.asarray(top_two[:, 1] - top_two[:, 0])
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -91,6 +106,7 @@ class ClassifierRunner:
         self.answer_template: str = meta.get("answer_template") or "{label}"
         self.max_length: int = int(meta.get("max_length", 256))
         self.lexical = LexicalHead.load(Path(model_dir))  # an ensemble student's TF-IDF half, if it has one
+        self.confidence: str = meta.get("confidence", "probability")
         self._lock = threading.Lock()
 
     @torch.inference_mode()
@@ -106,10 +122,10 @@ class ClassifierRunner:
         return probs
 
     def classify(self, texts: list[str]) -> list[tuple[str, float]]:
-        """(label, probability) per text."""
-        probs = self.probabilities(texts)
-        best = probs.argmax(dim=-1)
-        return [(self.labels[int(i)], float(probs[row, i])) for row, i in enumerate(best)]
+        """(label, confidence) per text: the most probable label, and `confidence_of` its probabilities."""
+        probs = self.probabilities(texts).numpy()
+        scores = confidence_of(probs, self.confidence)
+        return [(self.labels[int(i)], float(scores[row])) for row, i in enumerate(probs.argmax(axis=1))]
 
     def answer(self, requests: list[dict[str, Any]]) -> list[tuple[str, float]]:
         """Chat requests -> (assistant text in the teacher's label format, confidence)."""

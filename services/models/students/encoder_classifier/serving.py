@@ -8,6 +8,6 @@ from services.models.students.kind import ChatRoute
 
 
 def chat(runner: Any, route: ChatRoute, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The head's answer and its top probability."""
+    """The head's answer and its confidence (`runtime.confidence_of`)."""
     (text, confidence), = runner.answer([{"messages": body["messages"], "tools": body.get("tools")}])
     return str(text), {"confidence": round(confidence, 6)}

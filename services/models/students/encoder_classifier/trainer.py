@@ -25,7 +25,12 @@ from services.domain.labels import LabelParser
 from services.domain.settings import DEFAULT_LABEL_PATTERN
 from services.models.locks import MODEL_LOAD_LOCK
 from services.models.runtime.chat_format import content_text, last_user_text
-from services.models.students.encoder_classifier.runtime import MeanPoolClassifier, save_calibration
+from services.models.students.encoder_classifier.runtime import (
+    CONFIDENCE,
+    MeanPoolClassifier,
+    confidence_of,
+    save_calibration,
+)
 from services.models.training import artifacts
 from services.models.training.base import TrainControl, TrainRequest
 from services.models.training.batching import TokenizedExample, batch_order, collate
@@ -123,7 +128,8 @@ class EncoderClassifierTrainer:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         if settings.finetune == "lora":
             model.encoder = model.encoder.merge_and_unload()  # type: ignore[operator]  # a peft model held as a Module
-        meta = {"labels": labels, "answer_template": template or "{label}", "max_length": max_length}
+        meta = {"labels": labels, "answer_template": template or "{label}", "max_length": max_length,
+                "confidence": CONFIDENCE}
         calibration = _val_calibration(model, val, pad_id) if val else None
 
         def save(staged: Path) -> None:
@@ -167,7 +173,8 @@ class EncoderClassifierTrainer:
                              lexical_mix=settings.lexical_mix, extra=extra)
         calibration = metrics.pop("calibration")
         lexical = metrics.pop("lexical")
-        meta = {"labels": labels, "answer_template": template or "{label}", "max_length": max_length, "normalize": True}
+        meta = {"labels": labels, "answer_template": template or "{label}", "max_length": max_length, "normalize": True,
+                "confidence": CONFIDENCE}
 
         def save(staged: Path) -> None:
             model.save(staged / "model", tokenizer, meta)
@@ -194,9 +201,9 @@ def _val_calibration(model: MeanPoolClassifier, val: list[TokenizedExample], pad
     for start in range(0, len(val), 64):
         batch = collate(val[start:start + 64], pad_id=pad_id)
         probs = torch.softmax(model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float(), -1)
-        best = probs.max(dim=-1)
-        confidence += [round(float(x), 6) for x in best.values.cpu()]
-        correct += [bool(x) for x in (best.indices.cpu() == batch["targets"])]
+        probs_np = probs.cpu().numpy()
+        confidence += [round(float(x), 6) for x in confidence_of(probs_np)]
+        correct += [bool(x) for x in (probs_np.argmax(axis=1) == batch["targets"].numpy())]
     return {"confidence": confidence, "correct": correct, "source": "val split"}
 
 
