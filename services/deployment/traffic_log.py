@@ -17,11 +17,41 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from services.domain.tasks import INGEST_RECORDS, QUEUE_OF
 
 log = logging.getLogger(__name__)
+
+
+class TrafficSink(Protocol):
+    """What the gateway logs through: `TrafficLogger` (a thread of its own process, what tests inject) or
+    `log_shipper.LogShipper` (a child process, what `flywheel serve gateway` uses)."""
+
+    def log(self, record: dict[str, Any]) -> None: ...
+
+    def close(self, timeout: float = ...) -> None: ...
+
+    @property
+    def spool_depth(self) -> int: ...
+
+
+def append_to_spool(path: Path, records: list[dict[str, Any]]) -> None:
+    """Append records to a spool file as JSON lines, fsynced (the caller holds its process's spool lock)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def spool_depth(path: Path) -> int:
+    """Records waiting in a spool file."""
+    if not path.exists():
+        return 0
+    with path.open("rb") as handle:
+        return sum(1 for line in handle if line.strip())
 
 
 class TrafficLogger:
@@ -47,10 +77,7 @@ class TrafficLogger:
 
     @property
     def spool_depth(self) -> int:
-        if not self.spool_path.exists():
-            return 0
-        with self.spool_path.open("rb") as handle:
-            return sum(1 for line in handle if line.strip())
+        return spool_depth(self.spool_path)
 
     def close(self, timeout: float = 10.0) -> None:
         """Send (or spool) everything pending, then stop."""
@@ -95,12 +122,7 @@ class TrafficLogger:
 
     def _spool(self, batch: list[dict[str, Any]]) -> None:
         with self._spool_lock:
-            self.spool_path.parent.mkdir(parents=True, exist_ok=True)
-            with self.spool_path.open("a", encoding="utf-8") as handle:
-                for record in batch:
-                    handle.write(json.dumps(record, separators=(",", ":")) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
+            append_to_spool(self.spool_path, batch)
             self.spooled += len(batch)
 
     def _flush_spool(self) -> bool:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.deployment.traffic_log import TrafficLogger
+from services.deployment.traffic_log import TrafficSink
 
 
 class GatewayMetrics:
-    def __init__(self, logger: TrafficLogger) -> None:
+    def __init__(self, logger: TrafficSink) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("flywheel_gateway_requests_total", "Gateway requests.",
                                 ["endpoint", "workload", "served_by", "status"], registry=self.registry)

@@ -26,7 +26,7 @@ from services.deployment.gateway.routing import Endpoint
 from services.deployment.gateway.upstream import TeacherReply, TeacherUnavailable, TeacherUpstream
 from services.deployment.gateway.usage import UsageCounter, usage_of
 from services.deployment.routes import Route, RouteStore
-from services.deployment.traffic_log import TrafficLogger
+from services.deployment.traffic_log import TrafficSink
 from services.domain.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class ServingParts:
     backend: ServingBackend
     metrics: GatewayMetrics
     usage: UsageCounter
-    traffic: TrafficLogger
+    traffic: TrafficSink
     upstream: TeacherUpstream
     limiter: Limiter | None = None
     rng: random.Random | None = None  # canary and monitor draws; None: each service seeds its own
@@ -94,7 +94,7 @@ class Serving:
         self.metrics.student_fallbacks.labels(caller.workload, self.endpoint, why).inc()
 
     def record(self, caller: Caller, request: dict[str, Any], response: dict[str, Any]) -> None:
-        """Log one teacher call for the flywheel (queued; `TrafficLogger` sends it from its own thread)."""
+        """Log one teacher call for the flywheel (queued; sent from a child process or a thread: traffic_log.TrafficSink)."""
         self.traffic.log({"workload_id": caller.workload, "client_id": caller.client, "timestamp": time.time(),
                           "request": request, "response": response})
 
