@@ -32,8 +32,8 @@ from services.deployment.gateway.serving_embeddings import EmbeddingService
 from services.deployment.gateway.serving_responses import ResponsesService
 from services.deployment.gateway.upstream import TeacherUpstream
 from services.deployment.gateway.usage import UsageCounter
-from services.deployment.routes import RouteStore
 from services.deployment.log_shipper import LogShipper
+from services.deployment.routes import RouteStore
 from services.deployment.traffic_log import TrafficLogger, TrafficSink
 from services.domain.errors import ConfigError
 from services.domain.settings import Settings
