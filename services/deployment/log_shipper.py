@@ -35,7 +35,7 @@ from typing import IO, Any
 
 import pydantic_core
 
-from services.deployment.traffic_log import append_to_spool, spool_depth
+from services.deployment.traffic_log import QueuedRecords
 from services.domain.settings import GatewaySettings, QueueSettings
 
 log = logging.getLogger(__name__)
@@ -47,34 +47,22 @@ HANDOVER_WAIT_S = 0.05
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 
 
-class LogShipper:
+class LogShipper(QueuedRecords):
     """Same use as `TrafficLogger` (`start`, `log`, `close`, `spool_depth`); the sending runs in a child process."""
 
     def __init__(self, queue_settings: QueueSettings, gateway: GatewaySettings, *, max_pending: int = 100_000) -> None:
-        self.spool_path = Path(gateway.spool_path)
+        super().__init__(gateway.spool_path, max_pending)
         self._config = json.dumps({"queue": queue_settings.model_dump(mode="json"), "spool_path": str(self.spool_path),
                                    "batch_size": gateway.log_batch_size,
                                    "flush_interval_s": gateway.log_flush_interval_s})
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
-        self._spool_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="traffic-log-writer", daemon=True)
         self._child: subprocess.Popen[bytes] | None = None
-        self.handed_over = self.spooled = self.restarts = 0
+        self.handed_over = self.restarts = 0
 
     def start(self) -> LogShipper:
         self._child = self._spawn()
         self._thread.start()
         return self
-
-    def log(self, record: dict[str, Any]) -> None:
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:  # memory bound reached: spool directly rather than block the request
-            self._spool([record])
-
-    @property
-    def spool_depth(self) -> int:
-        return spool_depth(self.spool_path)
 
     def close(self, timeout: float = 30.0) -> None:
         """Hand over everything pending, then let the child send (or spool) it and exit."""
@@ -155,11 +143,6 @@ class LogShipper:
         except OSError as exc:
             log.error("cannot start the traffic log shipper (%s); calls go to the spool until it starts", exc)
             self._child = None
-
-    def _spool(self, batch: list[dict[str, Any]]) -> None:
-        with self._spool_lock:
-            append_to_spool(self.spool_path, batch)
-            self.spooled += len(batch)
 
 
 def _serve(stdin: IO[bytes]) -> int:

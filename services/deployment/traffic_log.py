@@ -54,20 +54,15 @@ def spool_depth(path: Path) -> int:
         return sum(1 for line in handle if line.strip())
 
 
-class TrafficLogger:
-    def __init__(self, celery_app: Any, spool_path: Path, *, batch_size: int = 200, flush_interval_s: float = 1.0,
-                 max_pending: int = 100_000) -> None:
-        self.app, self.spool_path = celery_app, Path(spool_path)
-        self.batch_size, self.flush_interval_s = batch_size, flush_interval_s
-        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=max_pending)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="traffic-logger", daemon=True)
-        self.sent = self.spooled = 0
-        self._spool_lock = threading.Lock()
+class QueuedRecords:
+    """The request path's side of a traffic log: `log` queues a record in memory (bounded; past the bound it goes
+    to the spool file at once, never blocking the request), `spool_depth` counts what waits in the spool."""
 
-    def start(self) -> TrafficLogger:
-        self._thread.start()
-        return self
+    def __init__(self, spool_path: Path, max_pending: int) -> None:
+        self.spool_path = Path(spool_path)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
+        self._spool_lock = threading.Lock()
+        self.spooled = 0
 
     def log(self, record: dict[str, Any]) -> None:
         try:
@@ -78,6 +73,26 @@ class TrafficLogger:
     @property
     def spool_depth(self) -> int:
         return spool_depth(self.spool_path)
+
+    def _spool(self, batch: list[dict[str, Any]]) -> None:
+        with self._spool_lock:
+            append_to_spool(self.spool_path, batch)
+            self.spooled += len(batch)
+
+
+class TrafficLogger(QueuedRecords):
+    def __init__(self, celery_app: Any, spool_path: Path, *, batch_size: int = 200, flush_interval_s: float = 1.0,
+                 max_pending: int = 100_000) -> None:
+        super().__init__(spool_path, max_pending)
+        self.app = celery_app
+        self.batch_size, self.flush_interval_s = batch_size, flush_interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="traffic-logger", daemon=True)
+        self.sent = 0
+
+    def start(self) -> TrafficLogger:
+        self._thread.start()
+        return self
 
     def close(self, timeout: float = 10.0) -> None:
         """Send (or spool) everything pending, then stop."""
@@ -119,11 +134,6 @@ class TrafficLogger:
             return False
         self.sent += len(batch)
         return True
-
-    def _spool(self, batch: list[dict[str, Any]]) -> None:
-        with self._spool_lock:
-            append_to_spool(self.spool_path, batch)
-            self.spooled += len(batch)
 
     def _flush_spool(self) -> bool:
         """Re-send spooled records in batches; keep the spool if sending still fails."""
