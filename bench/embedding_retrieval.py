@@ -1,6 +1,7 @@
 """Benchmark: retrieval on FinanceBench filings for the base MiniLM, the mpnet teacher and distilled MiniLMs.
 
-    python -m bench.embedding_retrieval [--json] [--steps N] [--rounds R] [--search-corpus N] [--threads T]
+    python -m bench.embedding_retrieval [--json] [--steps N] [--rounds R] [--listwise-temperature T]
+                                        [--search-corpus N] [--threads T]
 
 Corpus, relevance and the company split: bench/retrieval_corpus.py. Evaluated on the held-out
 companies' questions against the whole chunked corpus (every company's evidence pages). Two students
@@ -162,6 +163,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--rounds", type=int, default=2, help="distillation.mining_rounds of the listwise student")
     parser.add_argument("--listwise-weight", type=float, default=1.0)
+    parser.add_argument("--listwise-temperature", type=float, default=0.05,
+                        help="distillation.listwise_temperature of the listwise student (both softmaxes)")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--chunk-words", type=int, default=80)
     parser.add_argument("--search-corpus", type=int, default=50_000, help="0 skips the two-stage search measurement")
@@ -195,7 +198,7 @@ def main() -> None:
                                 checkpoint_every_steps=50, seed=42)
     vector_recipe = DistillationSettings(matryoshka_dims=list(DIMS))
     ranking_recipe = DistillationSettings(matryoshka_dims=list(DIMS), listwise_weight=args.listwise_weight,
-                                          mining_rounds=args.rounds)
+                                          listwise_temperature=args.listwise_temperature, mining_rounds=args.rounds)
     students: dict[str, tuple[Path, dict[str, Any]]] = {
         "distilled_vector": train_student("distilled-vector", corpus, train_companies, vector_recipe, training,
                                           queries_per_chunk=args.queries_per_chunk),
