@@ -118,15 +118,16 @@ class LogShipper(QueuedRecords):
     def _hand_over(self, batch: list[dict[str, Any]]) -> None:
         lines = b"".join(pydantic_core.to_json(record) + b"\n" for record in batch)  # Rust, no GIL-heavy Python
         child = self._child
-        try:
-            assert child is not None and child.stdin is not None
-            child.stdin.write(lines)
-            child.stdin.flush()
-            self.handed_over += len(batch)
-            return
-        except (OSError, ValueError, AssertionError) as exc:  # the child is gone: keep the records, start another
-            log.warning("the traffic log shipper exited (%s, code %s); spooling %d calls and starting a new one",
-                        exc, None if child is None else child.poll(), len(batch))
+        why = "not running"
+        if child is not None and child.stdin is not None:
+            try:
+                child.stdin.write(lines)
+                child.stdin.flush()
+                self.handed_over += len(batch)
+                return
+            except (OSError, ValueError) as exc:  # the child is gone (a closed pipe): keep the records, start another
+                why = f"{exc}, exit code {child.poll()}"
+        log.warning("the traffic log shipper is gone (%s); spooling %d calls and starting a new one", why, len(batch))
         self._spool(batch)
         self._restart()
 
