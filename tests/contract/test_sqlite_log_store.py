@@ -42,3 +42,27 @@ def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "dir.sqlite").mkdir()
     with pytest.raises(StoreError, match="cannot open"):
         SqliteLogStore(tmp_path / "dir.sqlite")
+
+
+def _open_store(path: str, barrier: object) -> None:
+    barrier.wait()  # type: ignore[attr-defined]  # a multiprocessing Barrier
+    SqliteLogStore(path).close()
+
+
+def test_processes_opening_a_fresh_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """The datastore worker and a reader (CLI, test, gateway bench) open a new store together: each found no
+    schema-version row and inserted one, and the second failed (UNIQUE constraint failed: meta.key)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for attempt in range(8):
+        path = str(tmp_path / f"logs-{attempt}.sqlite")
+        barrier = context.Barrier(6)
+        workers = [context.Process(target=_open_store, args=(path, barrier)) for _ in range(6)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        assert [w.exitcode for w in workers] == [0] * 6, f"attempt {attempt}: a process failed to open the store"
+        with SqliteLogStore(path) as store:
+            assert store._conn.execute("SELECT count(*) FROM meta").fetchone()[0] == 1

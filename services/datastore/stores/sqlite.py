@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import suppress
 from itertools import islice
@@ -59,23 +60,35 @@ class SqliteLogStore:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30.0)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA wal_autocheckpoint=20000")
-            self._conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: random-key index pages stay hot
-            self._conn.executescript(_SCHEMA)
-            self._check_schema_version()
+            deadline = time.monotonic() + 30.0
+            while True:  # switching a fresh file to WAL while another process does is refused at once, not waited on
+                try:
+                    self._prepare()
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
         except (sqlite3.Error, OSError) as exc:  # OSError: the folder cannot be made (a file there, read-only disk)
             raise StoreError(f"cannot open the SQLite log store at {path}: {exc}") from exc
 
+    def _prepare(self) -> None:
+        """Pragmas, tables and the schema version: every step idempotent, so a refused attempt is simply retried."""
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA wal_autocheckpoint=20000")
+        self._conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: random-key index pages stay hot
+        self._conn.executescript(_SCHEMA)
+        self._check_schema_version()
+
     def _check_schema_version(self) -> None:
         row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is None:
+        if row is None:  # a fresh store; OR IGNORE: another process opening it at the same moment may write it first
             with self._conn:
-                self._conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
-        elif int(row[0]) != SCHEMA_VERSION:
+                self._conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                                   (str(SCHEMA_VERSION),))
+            row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if int(row[0]) != SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} has log-store schema version {row[0]}, this code expects {SCHEMA_VERSION}"
             )
