@@ -36,7 +36,9 @@ from bench.common import REPO, machine, print_table, write_results
 
 def recipe_predictions(model_name: str, logs: list[dict[str, Any]], traffic: list[dict[str, Any]],
                        seed: int, lexical_mix: float, cache: dict[str, Any], eval_size: int,
-                       confidence_kind: str = "margin") -> dict[str, Any]:
+                       confidence_kinds: list[str]) -> dict[str, dict[str, Any]]:
+    """One fit of the recipe's head; per confidence kind, its (confidence, agreed) on the out-of-fold records, the
+    eval split and the new traffic."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
@@ -78,17 +80,18 @@ def recipe_predictions(model_name: str, logs: list[dict[str, Any]], traffic: lis
     probs /= probs.sum(axis=1, keepdims=True)
     if "lexical" in fitted:
         probs = (1 - lexical_mix) * probs + lexical_mix * fitted["lexical"].probabilities(texts)
-    confidence, correct = confidence_of(probs, confidence_kind), probs.argmax(axis=1) == y
+    correct, oof_correct = probs.argmax(axis=1) == y, np.array(fitted["oof_correct"])
     new = np.arange(len(logs), len(logs) + len(traffic))
     from sklearn.metrics import f1_score
 
-    oof = np.array(fitted["oof_confidence"])  # margins (the head's default); the top probability on request:
-    if confidence_kind == "probability":
-        oof = np.array(fitted["oof_probability"])
-    return {"oof": (oof, np.array(fitted["oof_correct"])),
-            "f1_new": float(f1_score(y[new], probs[new].argmax(axis=1), average="macro")),
-            "eval": (confidence[eval_rows], correct[eval_rows]), "new": (confidence[new], correct[new]),
-            "encode_s": encode_s, "C": fitted["C"]}
+    f1_new = float(f1_score(y[new], probs[new].argmax(axis=1), average="macro"))
+    by_kind = {}
+    for kind in confidence_kinds:
+        confidence = confidence_of(probs, kind)
+        by_kind[kind] = {"oof": (confidence_of(fitted["oof_probs"], kind), oof_correct), "f1_new": f1_new,
+                         "eval": (confidence[eval_rows], correct[eval_rows]), "new": (confidence[new], correct[new]),
+                         "encode_s": encode_s, "C": fitted["C"]}
+    return by_kind
 
 
 def main() -> None:
@@ -119,10 +122,10 @@ def main() -> None:
     print(f"stand-in: {summary}", flush=True)
     rows, curves, failures, cache = [], {}, [], {}
     for recipe in args.recipes:
-        for kind in args.confidence:
-            model_name, _, lexical = recipe.partition("+")
-            pred = recipe_predictions(model_name, logs, traffic, args.seed, 0.5 if lexical else 0.0, cache,
-                                      args.eval_size, kind)
+        model_name, _, lexical = recipe.partition("+")
+        by_kind = recipe_predictions(model_name, logs, traffic, args.seed, 0.5 if lexical else 0.0, cache,
+                                     args.eval_size, args.confidence)
+        for kind, pred in by_kind.items():
             name = f"{recipe} ({kind})"
             block = selective_report(pred["oof"], pred["eval"], min_agreement=args.min_agreement,
                                      min_coverage=args.min_coverage)

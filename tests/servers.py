@@ -1,13 +1,17 @@
-"""Real HTTP servers for tests: an ASGI app under uvicorn on a free localhost port, in a thread; and waiting
-for a job through the API."""
+"""Real HTTP servers for tests: an ASGI app under uvicorn on a free localhost port, in a thread; the gateway as
+its own process (`flywheel serve gateway`); and waiting for a job through the API."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 
@@ -57,3 +61,30 @@ def wait_until(predicate: Any, timeout: float = 15.0, what: str = "the gateway's
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+def start_gateway_process(config: Path, timeout: float = 60) -> tuple[subprocess.Popen[str], str]:
+    """`flywheel serve gateway --config CONFIG` as a user starts it (offline, no FLYWHEEL_* overrides), on a free
+    port; returns once it answers /health: the process (stderr piped, text) and its base URL. The caller stops it."""
+    import httpx
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL")} | {"HF_HUB_OFFLINE": "1"}
+    gateway = subprocess.Popen([sys.executable, "-m", "orchestrator.cli.main", "--config", str(config), "serve",
+                                "gateway", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        assert gateway.poll() is None, "the gateway exited"
+        try:
+            return httpx.get(f"{base}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(healthy, timeout=timeout, what="the gateway to start")
+    except AssertionError:
+        gateway.kill()
+        raise AssertionError(f"the gateway did not start: {gateway.communicate(timeout=10)[1][-2000:]}") from None
+    return gateway, base

@@ -4,12 +4,13 @@ gateway's interpreter lock with the requests it serves.
 Why a process: `TrafficLogger` sends a batch to the queue in tens of milliseconds of Python (Celery
 message, JSON, the broker's client). In a thread of the gateway's process that work holds the GIL
 in turns with the event loop, so the requests that arrive during a send wait: measured at 1
-sequential client, p99 of a request through the gateway was 3.0-3.6 ms with the thread, 1.1 ms with
-no logging at all, and 1.8-2.2 ms with this shipper (docs/benchmarks.md, issue 19). A smaller GIL
-switch interval or smaller batches did not help: the work has to leave the process.
+sequential client, p99 of a request through the gateway was 3.0-3.6 ms with the thread and 1.1 ms with
+no logging at all; with this shipper the gateway's added p99 is 0.77-0.84 ms (docs/benchmarks.md, issue 19).
+A smaller GIL switch interval or smaller batches did not help: the work has to leave the process.
 
-How: `log(record)` only puts the record on an in-memory queue (as before). A writer thread serializes
-records (one C call each, microseconds) and writes them as JSON lines to the child's stdin; the child
+How: `log(record)` only puts the record on an in-memory queue (as before). Every `HANDOVER_WAIT_S` a writer
+thread serializes what is queued (pydantic-core, about a microsecond a record) and writes it as JSON lines
+to the child's stdin; the child
 (`python -m services.deployment.log_shipper`) feeds them to a `TrafficLogger`, which batches, sends,
 and spools to `gateway.spool_path` while the queue is down, as it did in the gateway's process. The
 child's settings arrive on the first line of its stdin, never on its command line (a broker URL may

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import yaml
 
@@ -21,7 +18,7 @@ from orchestrator.pipeline.embedded import embedded_worker
 from services.deployment.log_shipper import LogShipper
 from tests.gateway.fake_teacher import fake_teacher
 from tests.gateway.test_gateway import settings_for, stored
-from tests.servers import free_port, serve, wait_until
+from tests.servers import serve, start_gateway_process, wait_until
 
 
 def record(i: int) -> dict[str, Any]:
@@ -71,22 +68,8 @@ def test_flywheel_serve_gateway_logs_through_its_shipper(tmp_path: Path) -> None
         settings = settings_for(tmp_path, teacher_url, log_flush_interval_s=30)  # the stop, not the timer, sends
         config = tmp_path / "gateway.yaml"
         config.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude={"workloads"})))
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL")} | {"HF_HUB_OFFLINE": "1"}
-        gateway = subprocess.Popen([sys.executable, "-m", "orchestrator.cli.main", "--config", str(config), "serve",
-                                    "gateway", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE, text=True)
+        gateway, base = start_gateway_process(config)
         try:
-            base = f"http://127.0.0.1:{port}"
-
-            def healthy() -> bool:
-                assert gateway.poll() is None, "the gateway exited"
-                try:
-                    return httpx.get(f"{base}/health", timeout=1).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            wait_until(healthy, timeout=60, what="the gateway")
             client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
             for i in range(20):
                 answer = client.chat.completions.create(model="news", messages=[

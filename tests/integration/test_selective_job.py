@@ -4,13 +4,9 @@ client, and the route controller rolls the route back when live agreement falls.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 import openai
 import yaml
 from fastapi.testclient import TestClient
@@ -23,7 +19,7 @@ from services.deployment.routes import RouteStore
 from services.domain.settings import Settings
 from tests.gateway.fake_teacher import fake_teacher
 from tests.model_plane import SYSTEM, model_plane
-from tests.servers import finished_job, free_port, serve
+from tests.servers import finished_job, serve, start_gateway_process
 
 POLICY = {"min_score": 0.999, "min_eval_size": 10, "min_coverage": 0.2, "min_agreement": 0.5, "rollout": "direct",
           "live_min_requests": 6, "monitor_share": 1.0}
@@ -53,22 +49,8 @@ def test_a_selective_job_deploys_and_a_gateway_process_routes_by_confidence(tmp_
             **settings.model_dump(mode="json", exclude={"workloads"}),
             "teacher": {"model": "big-teacher", "base_url": f"{teacher_url}/v1"},
             "gateway": {"spool_path": str(tmp_path / "spool.jsonl")}}))
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL")} | {"HF_HUB_OFFLINE": "1"}
-        gateway = subprocess.Popen([sys.executable, "-m", "orchestrator.cli.main", "--config", str(config), "serve",
-                                    "gateway", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE, text=True)
+        gateway, base = start_gateway_process(config)
         try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert gateway.poll() is None and time.monotonic() < deadline, "the gateway did not start"
-                time.sleep(0.2)
             client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
 
             def ask(text: str) -> tuple[str, str]:
