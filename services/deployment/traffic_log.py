@@ -10,12 +10,15 @@ and the store ignores an id it already holds.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import queue
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,8 +39,27 @@ class TrafficSink(Protocol):
     def spool_depth(self) -> int: ...
 
 
+class SpoolLock:
+    """Who may touch a spool file: one thread of this process (a thread lock) and one process (an exclusive
+    `flock` on `<spool>.lock`). The gateway appends on queue overflow while its log shipper, a child process,
+    renames the spool to re-send it or writes back what it could not send: without the file lock an append could
+    land in a file already read (and be dropped with it) or be overwritten by the write-back."""
+
+    def __init__(self, spool_path: Path) -> None:
+        self.path = spool_path.with_name(spool_path.name + ".lock")
+        self._thread_lock = threading.Lock()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._thread_lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)  # released when the handle closes
+                yield
+
+
 def append_to_spool(path: Path, records: list[dict[str, Any]]) -> None:
-    """Append records to a spool file as JSON lines, fsynced (the caller holds its process's spool lock)."""
+    """Append records to a spool file as JSON lines, fsynced (the caller holds the spool's `SpoolLock`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as handle:
         for record in records:
@@ -61,7 +83,7 @@ class QueuedRecords:
     def __init__(self, spool_path: Path, max_pending: int) -> None:
         self.spool_path = Path(spool_path)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
-        self._spool_lock = threading.Lock()
+        self._spool_lock = SpoolLock(self.spool_path)
         self.spooled = 0
 
     def log(self, record: dict[str, Any]) -> None:
@@ -75,7 +97,7 @@ class QueuedRecords:
         return spool_depth(self.spool_path)
 
     def _spool(self, batch: list[dict[str, Any]]) -> None:
-        with self._spool_lock:
+        with self._spool_lock.held():
             append_to_spool(self.spool_path, batch)
             self.spooled += len(batch)
 
@@ -137,7 +159,7 @@ class TrafficLogger(QueuedRecords):
 
     def _flush_spool(self) -> bool:
         """Re-send spooled records in batches; keep the spool if sending still fails."""
-        with self._spool_lock:
+        with self._spool_lock.held():
             sending = self.spool_path.with_suffix(".sending")
             if not sending.exists():
                 self.spool_path.replace(sending)
@@ -149,7 +171,7 @@ class TrafficLogger(QueuedRecords):
                 self.app.send_task(INGEST_RECORDS, kwargs={"payload": {"records": chunk, "source": "gateway-spool"}},
                                    queue=QUEUE_OF[INGEST_RECORDS], retry=False, ignore_result=True)
             except Exception:  # noqa: BLE001 - still down: put the unsent rest back in front of the spool
-                with self._spool_lock:
+                with self._spool_lock.held():
                     rest = records[start:]
                     newer = self.spool_path.read_text("utf-8") if self.spool_path.exists() else ""
                     self.spool_path.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rest)

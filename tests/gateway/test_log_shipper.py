@@ -5,6 +5,7 @@ killed between batches too."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 from pathlib import Path
@@ -16,6 +17,7 @@ import yaml
 from orchestrator.jobs.store import JobStore
 from orchestrator.pipeline.embedded import embedded_worker
 from services.deployment.log_shipper import LogShipper
+from services.deployment.traffic_log import QueuedRecords, TrafficLogger
 from tests.gateway.fake_teacher import fake_teacher
 from tests.gateway.test_gateway import settings_for, stored
 from tests.servers import serve, start_gateway_process, wait_until
@@ -85,3 +87,38 @@ def test_flywheel_serve_gateway_logs_through_its_shipper(tmp_path: Path) -> None
         logged = stored(settings, "news_topic", 20)
     assert sorted(r.request.model_dump(mode="json")["messages"][0]["content"] for r in logged) == sorted(
         f"Acme profit beats {i}" for i in range(20))
+
+
+class _Collect:
+    """A Celery app stand-in that keeps what `send_task` is given (the broker is not the subject here)."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def send_task(self, name: str, kwargs: dict[str, Any], **_: Any) -> None:
+        self.records += kwargs["payload"]["records"]
+
+
+def _append_forever(spool: Path, count: int) -> None:
+    appender = QueuedRecords(spool, max_pending=1)
+    for i in range(count):
+        appender._spool([record(i)])  # what the gateway does when its queue is full
+
+
+def test_appends_from_another_process_while_the_spool_is_resent_are_never_lost(tmp_path: Path) -> None:
+    """The gateway appends on queue overflow while its shipper child renames the spool to re-send it: with the
+    spool's file lock every append lands either in the file being re-sent, before it is read, or in the next one."""
+    spool = tmp_path / "spool.jsonl"
+    app = _Collect()
+    sender = TrafficLogger(app, spool, batch_size=7)
+    appender = multiprocessing.get_context("fork").Process(target=_append_forever, args=(spool, 1500))
+    appender.start()
+    while appender.is_alive():
+        if spool.exists():
+            assert sender._flush_spool()
+    appender.join()
+    assert appender.exitcode == 0
+    if spool.exists():
+        assert sender._flush_spool()
+    contents = [r["request"]["messages"][0]["content"] for r in app.records]
+    assert sorted(contents) == sorted(f"headline {i}" for i in range(1500)), "every append re-sent exactly once"
