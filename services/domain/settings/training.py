@@ -36,16 +36,17 @@ class TrainingSettings(_Section):
     )
     gradient_checkpointing: bool = False
     seed: int = Field(42, ge=0)
-    finetune: Literal["lora", "full", "head"] = Field(
+    finetune: Literal["lora", "full", "head", "head_full"] = Field(
         "lora", description="lora: train adapters only; full: every weight (encoder students only); head: a "
-                            "frozen encoder with a logistic-regression head, cross-fitted (encoder classifiers)."
-    )
+                            "frozen encoder with a logistic-regression head, cross-fitted (encoder classifiers); "
+                            "head_full: that head first, then every weight fine-tuned from it, the best step kept "
+                            "on the val split (encoder classifiers; a GPU recipe: docs/selective.md).")
     lexical_mix: float = Field(
-        0.5, ge=0, lt=1, description="finetune: head only: weight of a TF-IDF + logistic-regression head averaged "
-                                     "with the encoder head's probabilities (0: the encoder head alone).")
+        0.5, ge=0, lt=1, description="finetune: head / head_full: weight of a TF-IDF + logistic-regression head "
+                                     "averaged with the encoder head's probabilities (0: the encoder head alone).")
     prompt_examples: bool = Field(
-        True, description="finetune: head only: the class definitions and quoted examples of the workload's static "
-                          "system prompt (the teacher's prompt is labelled data) join the training examples.")
+        True, description="finetune: head / head_full: the class definitions and quoted examples of the workload's "
+                          "static system prompt (the teacher's prompt is labelled data) join the training examples.")
     batching: Literal["length_grouped", "padded"] = Field(
         "length_grouped", description="length_grouped: batch examples of similar length (less padding)."
     )

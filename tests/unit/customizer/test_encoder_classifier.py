@@ -106,6 +106,38 @@ def test_head_on_a_frozen_encoder_learns_and_keeps_out_of_fold_calibration(tmp_p
     assert all(0 <= p <= 1 for _, p in answers)
 
 
+def test_head_full_fine_tunes_from_the_fitted_head_and_calibrates_the_served_mix_on_val(tmp_path: Path) -> None:
+    """`finetune: head_full`: the cross-fitted head on the train split first (its figures in the metrics), then
+    every weight fine-tuned from it; the TF-IDF half is saved beside it, and the val split's calibration is of the
+    mix the student serves."""
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from services.models.students.encoder_classifier.lexical import LexicalHead
+    from services.models.students.encoder_classifier.runtime import ClassifierRunner, confidence_of, load_calibration
+
+    plane = model_plane(tmp_path, records=200, epochs=3, learning_rate=1e-3, finetune="head_full")
+    artifact = train_candidate(plane.settings, "tiny-clf", plane.dataset.dataset_id)
+    assert artifact.metrics["head_C"] in (1.0, 4.0, 16.0) and artifact.metrics["head_oof_macro_f1"] > 0.5
+    assert artifact.metrics["best_val_loss"] < 0.5 * math.log(len(TOPICS)), artifact.metrics["val_history"]
+    model_dir = Path(artifact.path) / "model"
+    encoder = load_file(str(model_dir / "model.safetensors"))
+    base = load_file(str(Path(plane.settings.models.cache_dir).parent / "src-models" / "tiny-encoder" / "model.safetensors"))
+    key = next(k for k in encoder if k.endswith("attention.self.query.weight"))
+    base_key = next(k for k in base if k.endswith(key.split("encoder.", 1)[1]))
+    assert not (encoder[key] == base[base_key]).all(), "the encoder is fine-tuned, not frozen"
+    assert LexicalHead.load(model_dir) is not None
+
+    confidences, correct, source = load_calibration(Path(artifact.path))  # type: ignore[misc]
+    val = list(plane.dataset.read_split("val"))
+    assert source == "val split" and len(confidences) == len(val)
+    runner = ClassifierRunner(model_dir)
+    probs = runner.probabilities([r["messages"][-2]["content"] for r in val]).numpy()  # with the TF-IDF half
+    np.testing.assert_allclose(confidences, confidence_of(probs), atol=1e-4)
+    answers = [r["messages"][-1]["content"] for r in val]
+    assert correct == [f"[[[{runner.labels[i]}]]]" == a for i, a in zip(probs.argmax(axis=1), answers, strict=True)]
+
+
 def test_a_students_confidence_is_the_margin_and_an_older_student_keeps_its_top_probability(tmp_path: Path) -> None:
     """New students answer with the top class's lead over the runner-up, the number their out-of-fold calibration
     holds; a student saved before that (no `confidence` in classifier.json) keeps the top probability, the scale its

@@ -24,7 +24,7 @@ def load_runtime(cache: ModelCache, base_model: str, artifact_dir: Path | None) 
 KIND = StudentKindPackage(
     spec=KindSpec(
         kind=StudentKind.ENCODER_CLASSIFIER, serves="chat", learns=frozenset({"classification"}),
-        weights="model", finetunes=frozenset({"lora", "full", "head"}),
+        weights="model", finetunes=frozenset({"lora", "full", "head", "head_full"}),
         prompt="last_user_turn", confidence="head_softmax",
         no_baseline="an encoder classifier has no trained head before customization, and no prompt to put examples in"),
     trainer="services.models.students.encoder_classifier.trainer:EncoderClassifierTrainer",

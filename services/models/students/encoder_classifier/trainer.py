@@ -7,6 +7,10 @@ exactly as the teacher would.
 The model is `services.models.students.encoder_classifier.runtime.MeanPoolClassifier` (mean-pooled encoder +
 linear head). LoRA on the encoder (default; the head is trained in full) or a full fine-tune
 (`training.finetune: full`). A LoRA encoder is merged before saving: serving needs no peft.
+`finetune: head` fits a logistic-regression head on the frozen encoder (head.py); `head_full` fits that
+head on the train split first and then fine-tunes every weight from it (linear probing then fine-tuning,
+Kumar et al. 2022: a random head's first gradients distort the pretrained features), the TF-IDF half
+kept beside it as in `head`.
 """
 
 from __future__ import annotations
@@ -109,6 +113,12 @@ class EncoderClassifierTrainer:
         if settings.finetune == "head":
             return self._train_head(request, control, encoder, tokenizer, labels, train_pairs + val_pairs, index,
                                     template, unparsed_train["unparsed"] + unparsed_val["unparsed"])
+        lexical = None
+        head_metrics: dict[str, Any] = {}
+        extra = _prompt_extra(request, labels, index) if settings.finetune == "head_full" else []
+        if settings.finetune == "head_full":
+            model = MeanPoolClassifier(encoder, len(labels), normalize=True)
+            head_metrics, lexical = self._fit_head(request, control, model, tokenizer, train_pairs, index, extra)
         if settings.finetune == "lora":
             from peft import LoraConfig, get_peft_model
 
@@ -116,9 +126,11 @@ class EncoderClassifierTrainer:
             encoder = get_peft_model(encoder, LoraConfig(
                 r=request.lora.rank, lora_alpha=request.lora.alpha, lora_dropout=request.lora.dropout,
                 target_modules=targets))
-        model = MeanPoolClassifier(encoder, len(labels))
+        if settings.finetune != "head_full":
+            model = MeanPoolClassifier(encoder, len(labels))
         max_length = settings.max_seq_length or ENCODER_MAX_LENGTH
-        train = _encode(tokenizer, train_pairs, index, max_length)
+        train = _encode(tokenizer, train_pairs + [(text, labels[target]) for text, target in extra], index, max_length)
+        val_pairs = [(text, label) for text, label in val_pairs if label in index]  # in step with `val`
         val = _encode(tokenizer, val_pairs, index, max_length)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         task = EncoderClassifierTask(model, train, val, batch_size=settings.batch_size, seed=settings.seed,
@@ -129,11 +141,13 @@ class EncoderClassifierTrainer:
         if settings.finetune == "lora":
             model.encoder = model.encoder.merge_and_unload()  # type: ignore[operator]  # a peft model held as a Module
         meta = {"labels": labels, "answer_template": template or "{label}", "max_length": max_length,
-                "confidence": CONFIDENCE}
-        calibration = _val_calibration(model, val, pad_id) if val else None
+                "confidence": CONFIDENCE, "normalize": model.normalize}
+        calibration = _val_calibration(model, val, pad_id, lexical, [text for text, _ in val_pairs]) if val else None
 
         def save(staged: Path) -> None:
             model.save(staged / "model", tokenizer, meta)
+            if lexical is not None:
+                lexical.save(staged / "model")
             if calibration is not None:
                 save_calibration(staged, calibration)
 
@@ -144,6 +158,7 @@ class EncoderClassifierTrainer:
             "unparsed_answers": unparsed_train["unparsed"] + unparsed_val["unparsed"],
             "trainable_parameters": trainable,
             "label_counts": dict(Counter(label for _, label in train_pairs)),
+            **{f"head_{key}": value for key, value in head_metrics.items()},
         }
         artifact = artifacts.publish(request, save, metrics=metrics, labels=labels,
                                      answer_template=template or "{label}")
@@ -156,21 +171,17 @@ class EncoderClassifierTrainer:
                     unparsed: int) -> StudentArtifact:
         """Frozen encoder + logistic-regression head (encoder_classifier/head.py). Train and val
         records are both fitted on: the head needs no early stopping, and cross-fitting replaces validation."""
-        from services.models.students.encoder_classifier.head import prompt_examples, train_head
+        from services.models.students.encoder_classifier.head import train_head
 
         settings = request.training
         max_length = settings.max_seq_length or ENCODER_MAX_LENGTH
         model = MeanPoolClassifier(encoder, len(labels), normalize=True)
         pairs = [(text, label) for text, label in pairs if label in index]
-        extra = None
-        static = request.dataset.manifest.get("static_prompt") or {}
-        if settings.prompt_examples and static.get("system"):
-            extra = [(text, index[label]) for text, label in prompt_examples(static["system"], labels)]
-            log.info("%s: %d labelled examples from the teacher's static prompt", request.candidate, len(extra))
+        extra = _prompt_extra(request, labels, index)
         metrics = train_head(model, tokenizer, [t for t, _ in pairs], [index[label] for _, label in pairs],
                              candidate=request.candidate, max_length=max_length, seed=settings.seed,
                              on_progress=control.on_progress, should_cancel=control.should_cancel,
-                             lexical_mix=settings.lexical_mix, extra=extra)
+                             lexical_mix=settings.lexical_mix, extra=extra or None)
         calibration = metrics.pop("calibration")
         lexical = metrics.pop("lexical")
         meta = {"labels": labels, "answer_template": template or "{label}", "max_length": max_length, "normalize": True,
@@ -190,10 +201,44 @@ class EncoderClassifierTrainer:
         return artifacts.publish(request, save, metrics=metrics, labels=labels, answer_template=template or "{label}")
 
 
+    @staticmethod
+    def _fit_head(request: TrainRequest, control: TrainControl, model: MeanPoolClassifier, tokenizer: Any,
+                  pairs: list[tuple[str, str]], index: dict[str, int],
+                  extra: list[tuple[str, int]]) -> tuple[dict[str, Any], Any]:
+        """`head_full`'s first step: the cross-fitted head (and TF-IDF half) on the train split, set in `model`."""
+        from services.models.students.encoder_classifier.head import train_head
+
+        settings = request.training
+        pairs = [(text, label) for text, label in pairs if label in index]
+        metrics = train_head(model, tokenizer, [t for t, _ in pairs], [index[label] for _, label in pairs],
+                             candidate=request.candidate, max_length=settings.max_seq_length or ENCODER_MAX_LENGTH,
+                             seed=settings.seed, on_progress=control.on_progress, should_cancel=control.should_cancel,
+                             lexical_mix=settings.lexical_mix, extra=extra or None)
+        metrics.pop("calibration")  # out-of-fold scores of the head, not of the fine-tuned student: the val split's are
+        lexical = metrics.pop("lexical")
+        log.info("%s: head fitted on %d train records (C=%s, out-of-fold macro-F1 %.3f); fine-tuning from it",
+                 request.candidate, len(pairs), metrics["C"], metrics["oof_macro_f1"])
+        return {key: metrics[key] for key in ("C", "oof_macro_f1", "train_seconds", "prompt_examples")}, lexical
+
+
+def _prompt_extra(request: TrainRequest, labels: list[str], index: dict[str, int]) -> list[tuple[str, int]]:
+    """The teacher's static prompt as labelled examples (`training.prompt_examples`), or none."""
+    from services.models.students.encoder_classifier.head import prompt_examples
+
+    static = request.dataset.manifest.get("static_prompt") or {}
+    if not (request.training.prompt_examples and static.get("system")):
+        return []
+    extra = [(text, index[label]) for text, label in prompt_examples(static["system"], labels)]
+    log.info("%s: %d labelled examples from the teacher's static prompt", request.candidate, len(extra))
+    return extra
+
+
 @torch.inference_mode()
-def _val_calibration(model: MeanPoolClassifier, val: list[TokenizedExample], pad_id: int) -> dict[str, Any]:
+def _val_calibration(model: MeanPoolClassifier, val: list[TokenizedExample], pad_id: int, lexical: Any = None,
+                     texts: list[str] | None = None) -> dict[str, Any]:
     """(confidence, correct) of the trained student on the val split, never trained on (it chose the best
-    step by val loss only): where a fine-tuned student's selective threshold is chosen (docs/selective.md)."""
+    step by val loss only): where a fine-tuned student's selective threshold is chosen (docs/selective.md).
+    With a TF-IDF half (`lexical`, `texts` in val order), of the mix the student serves."""
     model.eval()
     device = next(model.parameters()).device
     confidence: list[float] = []
@@ -202,6 +247,8 @@ def _val_calibration(model: MeanPoolClassifier, val: list[TokenizedExample], pad
         batch = collate(val[start:start + 64], pad_id=pad_id)
         probs = torch.softmax(model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float(), -1)
         probs_np = probs.cpu().numpy()
+        if lexical is not None and texts is not None:
+            probs_np = (1 - lexical.mix) * probs_np + lexical.mix * lexical.probabilities(texts[start:start + 64])
         confidence += [round(float(x), 6) for x in confidence_of(probs_np)]
         correct += [bool(x) for x in (probs_np.argmax(axis=1) == batch["targets"].numpy())]
     return {"confidence": confidence, "correct": correct, "source": "val split"}
