@@ -123,8 +123,10 @@ def settings_base(root: Path, *, eval_size: int) -> dict[str, Any]:
     return base
 
 
-def build_real_dataset(root: Path, source: str, *, limit: int | None, eval_size: int, settings_update: dict[str, Any] | None = None) -> tuple[Any, Any]:
-    """(settings, DatasetRef) for real teacher logs in a fresh store under `root`, models from the per-user cache."""
+def build_real_dataset(root: Path, source: str, *, limit: int | None, eval_size: int, settings_update: dict[str, Any] | None = None,
+                       logs: list[dict[str, Any]] | None = None) -> tuple[Any, Any]:
+    """(settings, DatasetRef) for real teacher logs (`source`'s, or `logs` given, of workload `source`) in a fresh
+    store under `root`, models from the per-user cache."""
     from services.datastore.datasets import build_dataset
     from services.datastore.stores.sqlite import SqliteLogStore
     from services.domain.datasets import DatasetRef
@@ -136,7 +138,7 @@ def build_real_dataset(root: Path, source: str, *, limit: int | None, eval_size:
     from services.domain.settings import Settings
 
     settings = Settings.model_validate(base)
-    logs = teacher_logs(source, limit=limit)
+    logs = teacher_logs(source, limit=limit) if logs is None else logs
     with SqliteLogStore(root / "logs.sqlite") as store:
         store.write([LogRecord.model_validate(r) for r in logs])
         ref = build_dataset(store, settings, workload_id=source, client_id=None, root=root / "artifacts" / "datasets")

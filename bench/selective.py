@@ -94,6 +94,59 @@ def recipe_predictions(model_name: str, logs: list[dict[str, Any]], traffic: lis
     return by_kind
 
 
+def finetuned_predictions(model_name: str, logs: list[dict[str, Any]], traffic: list[dict[str, Any]], seed: int,
+                          eval_size: int, confidence_kinds: list[str]) -> dict[str, dict[str, Any]]:
+    """The `head_full` recipe through the customizer itself (the job's path: a dataset of the logged records, the
+    head fitted on its train split, then every weight fine-tuned, best step on val): per confidence kind, its
+    (confidence, agreed) on the val split (where a fine-tuned student's walk is planned), the eval split and the new
+    traffic. The eval split is the dataset builder's (`eval_size` records), not the head recipes' seeded draw."""
+    import tempfile
+
+    from sklearn.metrics import f1_score
+
+    from bench.common import build_real_dataset
+    from services.customizer.service import train_candidate
+    from services.domain.labels import LabelParser
+    from services.models.runtime.chat_format import last_user_text
+    from services.models.students.encoder_classifier.runtime import ClassifierRunner, confidence_of
+
+    parser = LabelParser(r"\[\[\[\s*(.+?)\s*\]\]\]")
+    workload = logs[0]["workload_id"]
+    candidate = {"name": "finetuned", "model": model_name, "kind": "encoder_classifier",
+                 "training": {"finetune": "head_full", "learning_rate": 1e-4, "epochs": 5, "batch_size": 16,
+                              "seed": seed}}
+    with tempfile.TemporaryDirectory() as tmp:
+        settings, dataset = build_real_dataset(Path(tmp), workload, limit=None, eval_size=eval_size, logs=logs,
+                                               settings_update={"candidates": [candidate],
+                                                                "data_split": {"eval_ratio": None}})
+        started = time.perf_counter()
+        artifact = train_candidate(settings, "finetuned", dataset.dataset_id)
+        train_s = time.perf_counter() - started
+        runner = ClassifierRunner(Path(artifact.path) / "model")
+        eval_lines = list(dataset.read_split("eval"))
+        eval_texts = [last_user_text(line["messages"][:-1]) for line in eval_lines]
+        eval_labels = [parser.parse(line["messages"][-1]["content"]) for line in eval_lines]
+        val_lines = list(dataset.read_split("val"))
+        val_texts = [last_user_text(line["messages"][:-1]) for line in val_lines]
+        val_labels = [parser.parse(line["messages"][-1]["content"]) for line in val_lines]
+        new_texts = [last_user_text(r["request"]["messages"]) for r in traffic]
+        new_labels = [parser.parse(r["response"]["choices"][0]["message"]["content"]) for r in traffic]
+
+        def scored(texts: list[str], labels: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
+            probs = np.concatenate([runner.probabilities(texts[i:i + 64]).numpy() for i in range(0, len(texts), 64)])
+            return probs, np.array([runner.labels[int(i)] == label for i, label in zip(probs.argmax(axis=1), labels,
+                                                                                       strict=True)])
+
+        (val_p, val_ok), (eval_p, eval_ok), (new_p, new_ok) = (scored(val_texts, val_labels),
+                                                              scored(eval_texts, eval_labels),
+                                                              scored(new_texts, new_labels))
+    f1_new = float(f1_score(new_labels, [runner.labels[int(i)] for i in new_p.argmax(axis=1)], average="macro"))
+    return {kind: {"oof": (confidence_of(val_p, kind), val_ok), "f1_new": f1_new,
+                   "eval": (confidence_of(eval_p, kind), eval_ok), "new": (confidence_of(new_p, kind), new_ok),
+                   "encode_s": train_s, "C": artifact.metrics.get("head_C")}
+            for kind in confidence_kinds}
+
+
 def main() -> None:
     from services.datastore.standin import simulated_teacher_logs
     from services.evaluator.metrics.selective import choose_threshold, coverage_curve, measure, selective_report
@@ -103,7 +156,9 @@ def main() -> None:
     parser.add_argument("--new-traffic", type=int, default=3000)
     parser.add_argument("--splits", type=int, default=300)
     parser.add_argument("--recipes", nargs="+", default=["minilm-l6", "minilm-l6+tfidf", "mpnet-base+tfidf"],
-                        help="MODEL or MODEL+tfidf (the encoder head averaged with a TF-IDF head, lexical_mix 0.5).")
+                        help="MODEL or MODEL+tfidf (the encoder head averaged with a TF-IDF head, lexical_mix 0.5), or "
+                             "MODEL+tfidf+ft (`finetune: head_full` through the customizer: that head, then every "
+                             "weight fine-tuned; its walk is planned on the val split, its `encode_s` is the training).")
     parser.add_argument("--confidence", nargs="+", choices=["margin", "probability"], default=["margin", "probability"],
                         help="What the threshold is set on: the lead of the top class over the runner-up (the "
                              "default since issue 16's last turn) or the top probability (before); a row per kind.")
@@ -123,8 +178,11 @@ def main() -> None:
     rows, curves, failures, cache = [], {}, [], {}
     for recipe in args.recipes:
         model_name, _, lexical = recipe.partition("+")
-        by_kind = recipe_predictions(model_name, logs, traffic, args.seed, 0.5 if lexical else 0.0, cache,
-                                     args.eval_size, args.confidence)
+        if lexical == "tfidf+ft":
+            by_kind = finetuned_predictions(model_name, logs, traffic, args.seed, args.eval_size, args.confidence)
+        else:
+            by_kind = recipe_predictions(model_name, logs, traffic, args.seed, 0.5 if lexical else 0.0, cache,
+                                         args.eval_size, args.confidence)
         for kind, pred in by_kind.items():
             name = f"{recipe} ({kind})"
             block = selective_report(pred["oof"], pred["eval"], min_agreement=args.min_agreement,

@@ -42,7 +42,8 @@ def default_candidates() -> list[CandidateSettings]:
             name="minilm-classifier",
             model="minilm-l6",
             kind="encoder_classifier",
-            training=TrainingOverrides(finetune="head"),
+            training=TrainingOverrides(finetune="head_full", learning_rate=1e-4, epochs=5, batch_size=16,
+                                       max_steps=450),
         ),
         CandidateSettings(
             name="mpnet-classifier",
