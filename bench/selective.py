@@ -123,14 +123,17 @@ def finetuned_predictions(model_name: str, logs: list[dict[str, Any]], traffic: 
         artifact = train_candidate(settings, "finetuned", dataset.dataset_id)
         train_s = time.perf_counter() - started
         runner = ClassifierRunner(Path(artifact.path) / "model")
-        eval_lines = list(dataset.read_split("eval"))
-        eval_texts = [last_user_text(line["messages"][:-1]) for line in eval_lines]
-        eval_labels = [parser.parse(line["messages"][-1]["content"]) for line in eval_lines]
-        val_lines = list(dataset.read_split("val"))
-        val_texts = [last_user_text(line["messages"][:-1]) for line in val_lines]
-        val_labels = [parser.parse(line["messages"][-1]["content"]) for line in val_lines]
-        new_texts = [last_user_text(r["request"]["messages"]) for r in traffic]
-        new_labels = [parser.parse(r["response"]["choices"][0]["message"]["content"]) for r in traffic]
+
+        def texts_and_labels(lines: list[dict[str, Any]]) -> tuple[list[str], list[str | None]]:
+            """Training lines ({"messages"}: val) or logged records ({"request", "response"}: eval, new traffic)."""
+            pairs = [(last_user_text(line["messages"][:-1]), line["messages"][-1]["content"]) if "messages" in line
+                     else (last_user_text(line["request"]["messages"]), line["response"]["choices"][0]["message"]["content"])
+                     for line in lines]
+            return [text for text, _ in pairs], [parser.parse(answer) for _, answer in pairs]
+
+        eval_texts, eval_labels = texts_and_labels(list(dataset.read_split("eval")))
+        val_texts, val_labels = texts_and_labels(list(dataset.read_split("val")))
+        new_texts, new_labels = texts_and_labels(traffic)
 
         def scored(texts: list[str], labels: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
             probs = np.concatenate([runner.probabilities(texts[i:i + 64]).numpy() for i in range(0, len(texts), 64)])
