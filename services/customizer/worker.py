@@ -50,7 +50,8 @@ def register(app: Celery, settings: Settings, reporter: JobReporter | None = Non
                         "steps", "train_loss", "best_val_loss", "best_step", "examples_per_s", "train_seconds",
                         "stopped_early", "train_examples", "val_history", "resumed_from_step", "mean_input_tokens",
                         "pruned", "prompt_tokens_unpruned_mean", "prompt_tokens_pruned_mean", "truncated_examples",
-                        "max_seq_length", "head", "oof_macro_f1", "encode_seconds", "ranking")},
+                        "max_seq_length", "head", "oof_macro_f1", "encode_seconds", "ranking", "head_C",
+                        "head_oof_macro_f1")},
                     "prompt_tag": artifact.prompt_tag}
 
         return run_stage(self, reporter, request.job, work, upstream=upstream)
