@@ -18,15 +18,17 @@ REDIS_URL = os.environ.get("FLYWHEEL_TEST_REDIS_URL", "redis://127.0.0.1:6379/15
 
 
 def _register(app: Celery) -> tuple:  # type: ignore[type-arg]
-    @app.task(name="flywheel.test.square", acks_late=True)
+    # shared=False: a shared task (Celery's default) joins every app finalized later in this process, so each
+    # test's apps (and the next _register) met these callables again under the same names.
+    @app.task(name="flywheel.test.square", acks_late=True, shared=False)
     def square(x: int) -> int:
         return x * x
 
-    @app.task(name="flywheel.test.total")
+    @app.task(name="flywheel.test.total", shared=False)
     def total(values: list[int]) -> int:
         return sum(values)
 
-    @app.task(name="flywheel.test.describe")
+    @app.task(name="flywheel.test.describe", shared=False)
     def describe(value: int) -> str:
         return f"sum of squares = {value}"
 
