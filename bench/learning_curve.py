@@ -60,15 +60,15 @@ def tfidf(root: str, dataset_id: str, source: str) -> dict[str, Any]:
 
 
 RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
-    "minilm head": ("minilm-classifier", {}),
+    # Overrides on the candidate's training in config.yaml (where MiniLM's default is `head_full`).
+    "minilm head": ("minilm-classifier", {"finetune": "head"}),
     "mpnet head": ("mpnet-classifier", {}),
-    "minilm head, no prompt examples": ("minilm-classifier", {"prompt_examples": False}),
-    "minilm head, no TF-IDF": ("minilm-classifier", {"lexical_mix": 0.0}),
+    "minilm head, no prompt examples": ("minilm-classifier", {"finetune": "head", "prompt_examples": False}),
+    "minilm head, no TF-IDF": ("minilm-classifier", {"finetune": "head", "lexical_mix": 0.0}),
     "minilm full-3ep (earlier default)": ("minilm-classifier", {"finetune": "full", "learning_rate": 1e-4, "epochs": 3,
                                                                 "batch_size": 16, "max_seq_length": 256}),
     # The head first, then every weight fine-tuned from it (LP-FT), best step on val; ~10x the head's CPU time.
-    "minilm head_full": ("minilm-classifier", {"finetune": "head_full", "learning_rate": 1e-4, "epochs": 5,
-                                               "batch_size": 16}),
+    "minilm head_full": ("minilm-classifier", {}),  # the shipped recipe
     "mpnet head_full": ("mpnet-classifier", {"finetune": "head_full", "learning_rate": 5e-5, "epochs": 4,
                                              "batch_size": 16}),
 }

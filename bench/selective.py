@@ -96,7 +96,7 @@ def recipe_predictions(model_name: str, logs: list[dict[str, Any]], traffic: lis
 
 def finetuned_predictions(model_name: str, logs: list[dict[str, Any]], traffic: list[dict[str, Any]], seed: int,
                           eval_size: int, confidence_kinds: list[str]) -> dict[str, dict[str, Any]]:
-    """The `head_full` recipe through the customizer itself (the job's path: a dataset of the logged records, the
+    """The shipped `head_full` recipe (config.yaml's MiniLM training) through the customizer itself (the job's path: a dataset of the logged records, the
     head fitted on its train split, then every weight fine-tuned, best step on val): per confidence kind, its
     (confidence, agreed) on the val split (where a fine-tuned student's walk is planned), the eval split and the new
     traffic. The eval split is the dataset builder's (`eval_size` records), not the head recipes' seeded draw."""
@@ -107,14 +107,15 @@ def finetuned_predictions(model_name: str, logs: list[dict[str, Any]], traffic: 
     from bench.common import build_real_dataset
     from services.customizer.service import train_candidate
     from services.domain.labels import LabelParser
+    from services.domain.settings import load_settings
     from services.models.runtime.chat_format import last_user_text
     from services.models.students.encoder_classifier.runtime import ClassifierRunner, confidence_of
 
     parser = LabelParser(r"\[\[\[\s*(.+?)\s*\]\]\]")
     workload = logs[0]["workload_id"]
+    shipped = load_settings(REPO / "config.yaml").candidate("minilm-classifier").training  # the default head_full
     candidate = {"name": "finetuned", "model": model_name, "kind": "encoder_classifier",
-                 "training": {"finetune": "head_full", "learning_rate": 1e-4, "epochs": 5, "batch_size": 16,
-                              "seed": seed}}
+                 "training": {**shipped.model_dump(exclude_none=True), "finetune": "head_full", "seed": seed}}
     with tempfile.TemporaryDirectory() as tmp:
         settings, dataset = build_real_dataset(Path(tmp), workload, limit=None, eval_size=eval_size, logs=logs,
                                                settings_update={"candidates": [candidate],

@@ -113,20 +113,22 @@ class EncoderClassifierTrainer:
         if settings.finetune == "head":
             return self._train_head(request, control, encoder, tokenizer, labels, train_pairs + val_pairs, index,
                                     template, unparsed_train["unparsed"] + unparsed_val["unparsed"])
-        lexical = None
-        head_metrics: dict[str, Any] = {}
-        extra = _prompt_extra(request, labels, index) if settings.finetune == "head_full" else []
-        if settings.finetune == "head_full":
+        lexical, head_metrics, extra = None, {}, []
+        if settings.finetune == "head_full":  # the head first, then every weight from there
             model = MeanPoolClassifier(encoder, len(labels), normalize=True)
-            head_metrics, lexical = self._fit_head(request, control, model, tokenizer, train_pairs, index, extra)
-        if settings.finetune == "lora":
-            from peft import LoraConfig, get_peft_model
+            extra = _prompt_extra(request, labels, index)
+            fitted = _fit_head(request, control, model, tokenizer, train_pairs, index, extra)
+            lexical = fitted.pop("lexical")  # its out-of-fold calibration is the head's, not the student's: val's is
+            head_metrics = {key: fitted[key] for key in ("C", "oof_macro_f1", "train_seconds", "prompt_examples")}
+        else:
+            if settings.finetune == "lora":
+                from peft import LoraConfig, get_peft_model
 
-            targets = ENCODER_LORA_TARGETS if request.lora.target_modules == "all-linear" else request.lora.target_modules
-            encoder = get_peft_model(encoder, LoraConfig(
-                r=request.lora.rank, lora_alpha=request.lora.alpha, lora_dropout=request.lora.dropout,
-                target_modules=targets))
-        if settings.finetune != "head_full":
+                targets = (ENCODER_LORA_TARGETS if request.lora.target_modules == "all-linear"
+                           else request.lora.target_modules)
+                encoder = get_peft_model(encoder, LoraConfig(
+                    r=request.lora.rank, lora_alpha=request.lora.alpha, lora_dropout=request.lora.dropout,
+                    target_modules=targets))
             model = MeanPoolClassifier(encoder, len(labels))
         max_length = settings.max_seq_length or ENCODER_MAX_LENGTH
         train = _encode(tokenizer, train_pairs + [(text, labels[target]) for text, target in extra], index, max_length)
@@ -171,17 +173,10 @@ class EncoderClassifierTrainer:
                     unparsed: int) -> StudentArtifact:
         """Frozen encoder + logistic-regression head (encoder_classifier/head.py). Train and val
         records are both fitted on: the head needs no early stopping, and cross-fitting replaces validation."""
-        from services.models.students.encoder_classifier.head import train_head
-
-        settings = request.training
-        max_length = settings.max_seq_length or ENCODER_MAX_LENGTH
+        max_length = request.training.max_seq_length or ENCODER_MAX_LENGTH
         model = MeanPoolClassifier(encoder, len(labels), normalize=True)
         pairs = [(text, label) for text, label in pairs if label in index]
-        extra = _prompt_extra(request, labels, index)
-        metrics = train_head(model, tokenizer, [t for t, _ in pairs], [index[label] for _, label in pairs],
-                             candidate=request.candidate, max_length=max_length, seed=settings.seed,
-                             on_progress=control.on_progress, should_cancel=control.should_cancel,
-                             lexical_mix=settings.lexical_mix, extra=extra or None)
+        metrics = _fit_head(request, control, model, tokenizer, pairs, index, _prompt_extra(request, labels, index))
         calibration = metrics.pop("calibration")
         lexical = metrics.pop("lexical")
         meta = {"labels": labels, "answer_template": template or "{label}", "max_length": max_length, "normalize": True,
@@ -196,29 +191,24 @@ class EncoderClassifierTrainer:
         metrics.update(train_examples=len(pairs), val_examples=0, unparsed_answers=unparsed,
                        trainable_parameters=model.head.weight.numel() + model.head.bias.numel(),
                        label_counts=dict(Counter(label for _, label in pairs)))
-        log.info("%s: head fitted on %d records (C=%s, out-of-fold macro-F1 %.3f) in %.1f s", request.candidate,
-                 len(pairs), metrics["C"], metrics["oof_macro_f1"], metrics["train_seconds"])
         return artifacts.publish(request, save, metrics=metrics, labels=labels, answer_template=template or "{label}")
 
 
-    @staticmethod
-    def _fit_head(request: TrainRequest, control: TrainControl, model: MeanPoolClassifier, tokenizer: Any,
-                  pairs: list[tuple[str, str]], index: dict[str, int],
-                  extra: list[tuple[str, int]]) -> tuple[dict[str, Any], Any]:
-        """`head_full`'s first step: the cross-fitted head (and TF-IDF half) on the train split, set in `model`."""
-        from services.models.students.encoder_classifier.head import train_head
+def _fit_head(request: TrainRequest, control: TrainControl, model: MeanPoolClassifier, tokenizer: Any,
+              pairs: list[tuple[str, str]], index: dict[str, int], extra: list[tuple[str, int]]) -> dict[str, Any]:
+    """The cross-fitted head (and its TF-IDF half) on `pairs`, set in `model`: `train_head`'s metrics, with the
+    out-of-fold `calibration` and the `lexical` head."""
+    from services.models.students.encoder_classifier.head import train_head
 
-        settings = request.training
-        pairs = [(text, label) for text, label in pairs if label in index]
-        metrics = train_head(model, tokenizer, [t for t, _ in pairs], [index[label] for _, label in pairs],
-                             candidate=request.candidate, max_length=settings.max_seq_length or ENCODER_MAX_LENGTH,
-                             seed=settings.seed, on_progress=control.on_progress, should_cancel=control.should_cancel,
-                             lexical_mix=settings.lexical_mix, extra=extra or None)
-        metrics.pop("calibration")  # out-of-fold scores of the head, not of the fine-tuned student: the val split's are
-        lexical = metrics.pop("lexical")
-        log.info("%s: head fitted on %d train records (C=%s, out-of-fold macro-F1 %.3f); fine-tuning from it",
-                 request.candidate, len(pairs), metrics["C"], metrics["oof_macro_f1"])
-        return {key: metrics[key] for key in ("C", "oof_macro_f1", "train_seconds", "prompt_examples")}, lexical
+    settings = request.training
+    pairs = [(text, label) for text, label in pairs if label in index]
+    metrics = train_head(model, tokenizer, [t for t, _ in pairs], [index[label] for _, label in pairs],
+                         candidate=request.candidate, max_length=settings.max_seq_length or ENCODER_MAX_LENGTH,
+                         seed=settings.seed, on_progress=control.on_progress, should_cancel=control.should_cancel,
+                         lexical_mix=settings.lexical_mix, extra=extra)
+    log.info("%s: head fitted on %d records (C=%s, out-of-fold macro-F1 %.3f) in %.1f s", request.candidate,
+             len(pairs), metrics["C"], metrics["oof_macro_f1"], metrics["train_seconds"])
+    return metrics
 
 
 def _prompt_extra(request: TrainRequest, labels: list[str], index: dict[str, int]) -> list[tuple[str, int]]:
