@@ -237,20 +237,25 @@ image_size() { awk -F'\t' '$6 == "f" {s += $2} END {printf "%d\n", s}' "$REPORTS
 # Every file of the image (path, size, uid, gid, mode, type) and its config, for tests/deploy/test_images.py.
 FIND_ARGS=(-xdev \( -path '*/proc' -o -path '*/sys' -o -path '*/dev' \) -prune -o -printf '%P\t%s\t%U\t%G\t%m\t%y\n')
 list_image() {
-  local name="$1" image="$2" container mountpoint
+  local name="$1" image="$2" container mountpoint part="$REPORTS/.$1.part"
+  # Written under a temporary name and moved into place: a test run beside the build (.ci/run) sees a
+  # listing whole or not at all.
   if [[ "$ENGINE" == buildah ]]; then
     container="$("${B[@]}" from --pull-never "$image")"
     mountpoint="$("${B[@]}" mount "$container")"
-    find "$mountpoint" "${FIND_ARGS[@]}" | grep -v $'^\t' > "$REPORTS/$name.files.tsv"
+    find "$mountpoint" "${FIND_ARGS[@]}" | grep -v $'^\t' > "$part.files.tsv"
     "${B[@]}" umount "$container" >/dev/null
     "${B[@]}" rm "$container" >/dev/null
     "${B[@]}" inspect --type image "$image" \
-      | "$PYTHON" -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["OCIv1"]["config"]))' > "$REPORTS/$name.config.json"
+      | "$PYTHON" -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["OCIv1"]["config"]))' > "$part.config.json"
   else
-    docker run --rm --user 0 --entrypoint find "$image" / "${FIND_ARGS[@]}" | grep -v $'^\t' > "$REPORTS/$name.files.tsv"
-    docker image inspect --format '{{json .Config}}' "$image" > "$REPORTS/$name.config.json"
+    docker run --rm --user 0 --entrypoint find "$image" / "${FIND_ARGS[@]}" | grep -v $'^\t' > "$part.files.tsv"
+    docker image inspect --format '{{json .Config}}' "$image" > "$part.config.json"
   fi
-  printf '{"image": "%s", "engine": "%s", "tags": "%s"}\n' "$image" "$ENGINE" "$(tags_of "$name")" > "$REPORTS/$name.image.json"
+  printf '{"image": "%s", "engine": "%s", "tags": "%s"}\n' "$image" "$ENGINE" "$(tags_of "$name")" > "$part.image.json"
+  mv "$part.config.json" "$REPORTS/$name.config.json"
+  mv "$part.files.tsv" "$REPORTS/$name.files.tsv"
+  mv "$part.image.json" "$REPORTS/$name.image.json"
 }
 
 remove_build_leftovers() {

@@ -53,5 +53,9 @@ def make_celery_app(settings: QueueSettings, *, name: str = "flywheel") -> Celer
         worker_hijack_root_logger=False,
     )
     if settings.backend == "redis":  # the SQL transport passes its options to create_engine: Redis only
-        app.conf.broker_transport_options = {"visibility_timeout": settings.visibility_timeout_s}
+        # kombu sweeps for overdue unacknowledged tasks every interval x throttle seconds (10 x 10 by
+        # default): throttle 1 re-delivers a killed worker's task within 10 s of its visibility timeout,
+        # not 100 s (one small sorted-set read a sweep).
+        app.conf.broker_transport_options = {"visibility_timeout": settings.visibility_timeout_s,
+                                             "unacked_restore_throttle": 1}
     return app
