@@ -29,7 +29,7 @@ def test_embedding_job_trains_for_ranking_and_decides_on_retrieval(tmp_path: Pat
     settings = plane.settings.model_copy(update={
         "distillation": plane.settings.distillation.model_copy(
             update={"matryoshka_dims": [8], "listwise_weight": 1.0, "mining_rounds": 2, "listwise_candidates": 6,
-                    "hard_negatives": 2}),
+                    "hard_negatives": 2, "soup": True}),
         "promotion": PromotionPolicy(min_score=0.0, min_eval_size=1, rollout="direct")})
     store = JobStore(settings.job_store.url)
     with embedded_worker(settings, store) as app:
@@ -42,6 +42,7 @@ def test_embedding_job_trains_for_ranking_and_decides_on_retrieval(tmp_path: Pat
     [emb] = view["candidates"]
     assert emb["status"] == "completed"
     assert [r["round"] for r in emb["training"]["metrics"]["ranking"]["rounds"]] == [0, 1]
+    assert emb["training"]["metrics"]["ranking"]["soup"]["vector_steps"] == 6, "the served student is the soup"
     customized = emb["evaluations"]["customized"]
     retrieval = customized["metrics"]["retrieval"]
     assert customized["metrics"]["scorer"] == "retrieval" and retrieval["queries"] > 0

@@ -25,6 +25,7 @@ def test_repo_config_is_valid_and_matches_the_code_defaults() -> None:
     # The YAML documents the defaults; a drift between the two is a bug (the peer had it).
     assert from_file.training == defaults.training
     assert from_file.lora == defaults.lora
+    assert from_file.distillation == defaults.distillation
     assert from_file.data_split == defaults.data_split
     assert [c.name for c in from_file.candidates] == [c.name for c in defaults.candidates]
     assert from_file.models.registry == defaults.models.registry

@@ -79,7 +79,7 @@ class DistillationSettings(_Section):
     contrastive_weight: float = Field(0.0, ge=0, description="In-batch contrastive loss on query/positive pairs.")
     temperature: float = Field(0.05, gt=0, le=1, description="Contrastive softmax temperature.")
     listwise_weight: float = Field(
-        0.0, ge=0, description="KL from the teacher's to the student's softmax over each logged query's candidate "
+        1.0, ge=0, description="KL from the teacher's to the student's softmax over each logged query's candidate "
         "passages (ranking distillation; needs queries and passages in the logs, see docs/model-plane.md).")
     listwise_temperature: float = Field(0.05, gt=0, le=1, description="Temperature of both listwise softmaxes.")
     listwise_candidates: int = Field(
@@ -88,7 +88,7 @@ class DistillationSettings(_Section):
         4, ge=0, description="Of the candidates, how many are passages the current student ranks highest "
         "that the teacher does not (re-mined every round).")
     mining_rounds: int = Field(
-        1, ge=1, description="Rounds of (mine hard negatives with the current student, train); steps are split "
+        2, ge=1, description="Rounds of (mine hard negatives with the current student, train); steps are split "
         "evenly between rounds.")
     query_max_words: int = Field(
         32, ge=1, description="Inputs logged without input_type: a single text of at most this many words is a query.")
@@ -96,6 +96,11 @@ class DistillationSettings(_Section):
         False, description="Grade each round's query-candidate pairs 0-3 with the LLM judge of evaluation.judge "
         "(which must be enabled) and train toward the grades beside the teacher's ranking (listwise rounds only).")
     judge_weight: float = Field(1.0, ge=0, description="Weight of the judged-relevance term (judge_relevance).")
+    soup: bool = Field(
+        True, description="With ranking rounds: also train the vector-loss recipe from the same start (same steps, "
+        "soup_batch_size texts a batch) and serve the average of the two students' weights (a model soup; "
+        "docs/model-plane.md). About 1.3x the training time, none at serving.")
+    soup_batch_size: int = Field(32, ge=2, description="Texts a batch of the soup's vector-loss ingredient.")
 
     @model_validator(mode="after")
     def _dims(self) -> DistillationSettings:

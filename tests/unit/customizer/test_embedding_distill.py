@@ -233,6 +233,10 @@ def test_records_become_texts_vectors_and_pairs() -> None:
     assert data.skipped_records == 1 and data.missing() == []
     assert np.allclose(np.stack(data.vectors), vectors)  # type: ignore[arg-type]
     assert decode_embedding("") is None and decode_embedding([]) is None
+    # Two texts logged as passages (input_type) are two passages, not a pair.
+    declared = embedding_record(["w3", "w4 w5"], vectors[1:])
+    declared["request"]["input_type"] = "passage"
+    assert read_distill_data([declared]).items == [(0,), (1,)]
 
 
 def test_loss_terms_and_contrastive_pairs() -> None:

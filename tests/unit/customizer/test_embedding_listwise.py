@@ -122,3 +122,51 @@ def test_student_vectors_keep_no_autograd_graph(student_dir: Path) -> None:  # n
     assert vectors.shape == (5, encoder.config.hidden_size)
     assert vectors.grad_fn is None and not vectors.requires_grad
     assert model.training, "the model goes back to training mode"
+
+
+def test_a_soup_serves_the_average_of_the_ranked_and_the_vector_students(tmp_path: Path, student_dir: Path) -> None:  # noqa: F811
+    """distillation.soup: the served weights are the mean of the ranking rounds' student and the vector-loss
+    student trained from the same start, each exactly what it would be trained alone (each run reseeds)."""
+    from safetensors.torch import load_file
+
+    dim = 48
+    dataset = write_dataset(tmp_path, {"train": ranking_logs(random_texts(24, seed=21), random_texts(48, seed=22), dim),
+                                       "val": ranking_logs(random_texts(6, seed=23), random_texts(16, seed=24), dim)})
+    ranked = DistillationSettings(matryoshka_dims=[16], listwise_weight=1.0, listwise_temperature=0.1,
+                                  listwise_candidates=6, hard_negatives=2, mining_rounds=2, soup=False,
+                                  soup_batch_size=16)
+
+    def train(name: str, weights: DistillationSettings, batch_size: int) -> Any:
+        request = make_request(tmp_path / name, student_dir, dataset, distillation=weights, max_steps=12,
+                               batch_size=batch_size)
+        return request, EmbeddingDistillTrainer().train(request, TrainControl())
+
+    request, soup = train("soup", ranked.model_copy(update={"soup": True}), 8)
+    _, alone = train("ranked", ranked, 8)
+    _, vector = train("vector", ranked.model_copy(update={"listwise_weight": 0.0}), 16)
+
+    found = soup.metrics["ranking"]["soup"]
+    assert found["ingredients"] == ["ranking rounds", "vector losses"] and found["vector_steps"] == 12
+    assert soup.metrics["steps"] == 6, "the ranked student's own figures: its last round's steps"
+    assert not (request.work_dir / "soup-vector").exists(), "the ingredient's folder goes with the round folders"
+    weights = [load_file(str(Path(a.path) / "model.safetensors")) for a in (soup, alone, vector)]
+    assert weights[0].keys() == weights[1].keys()
+    moved = 0
+    for key, served in weights[0].items():
+        if served.is_floating_point():
+            torch.testing.assert_close(served, (weights[1][key] + weights[2][key]) / 2, rtol=1e-4, atol=1e-5)
+            moved += int(not torch.equal(weights[1][key], weights[2][key]))
+    assert moved > 10, "the two ingredients differ, so the average is a third model"
+
+
+def test_average_state_dicts_means_floats_keeps_integers_and_refuses_mismatches() -> None:
+    from services.models.students.embedding_distill.soup import average_state_dicts
+
+    a = {"w": torch.tensor([1.0, 3.0]), "ids": torch.tensor([0, 1])}
+    b = {"w": torch.tensor([3.0, 5.0]), "ids": torch.tensor([0, 1])}
+    soup = average_state_dicts([a, b])
+    assert torch.equal(soup["w"], torch.tensor([2.0, 4.0])) and torch.equal(soup["ids"], torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="keys"):
+        average_state_dicts([a, {"w": b["w"]}])
+    with pytest.raises(ValueError, match="shapes"):
+        average_state_dicts([a, {"w": torch.zeros(3), "ids": b["ids"]}])

@@ -77,8 +77,9 @@ def read_distill_data(records: Iterable[dict[str, Any]], *, query_max_words: int
         first = len(data.texts)
         data.texts.extend(texts)
         data.vectors.extend(vectors)
-        data.roles.extend(input_roles(record.get("request", {}), texts, query_max_words=query_max_words))
-        if len(texts) == 2:
+        roles = input_roles(record.get("request", {}), texts, query_max_words=query_max_words)
+        data.roles.extend(roles)
+        if roles == ["query", "passage"]:  # a pair; two texts logged as passages (input_type) are two singles
             data.items.append((first, first + 1))
         else:
             data.items.extend((first + i,) for i in range(len(texts)))

@@ -15,6 +15,8 @@ Matryoshka size d in `matryoshka_dims` (the student's first d values):
   (needs no projection, so the student's own geometry is what is trained);
 - listwise (when listwise_weight > 0 and the logs hold queries and passages): the teacher's ranking of
   each query's candidate passages, with hard negatives re-mined by the student each round (`listwise.py`);
+- soup (distillation.soup, with listwise rounds): the vector-loss recipe also trained from the same start, and
+  the served weights the mean of both students' (`soup.py`, `soup_with_vector_recipe`);
 - contrastive (when contrastive_weight > 0): symmetric in-batch InfoNCE with `temperature` over
   query/positive pairs. Convention: a record whose `request.input` is a list of exactly two texts is
   a [query, positive] pair (both texts are also distillation examples). Other records' texts are
@@ -65,6 +67,7 @@ from services.models.training.loop import clear_checkpoints, run_training, seed_
 
 log = logging.getLogger(__name__)
 PROJECTION_DIR = "projection"
+_SOUP_DIR = "soup-vector"  # the soup's vector-loss ingredient (distillation.soup)
 _FIT_TEXTS = 1024  # texts the projection's least-squares start is fitted on
 _ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
 
@@ -210,12 +213,19 @@ class EmbeddingDistillTrainer:
         if ranked and min(len(queries), len(passages)) >= 2:
             from services.models.students.embedding_distill.listwise import train_rounds
 
+            start = {k: v.detach().clone() for k, v in model.state_dict().items()} if weights.soup else None
             result, ranking = train_rounds(
                 model, token_ids, teacher, queries=queries, passages=passages,
                 val_queries=[i + offset for i in val_data.with_role("query")],
                 val_passages=[i + offset for i in val_data.with_role("passage")], weights=weights, training=settings,
                 dims=dims, pad_id=tokenizer.pad_token_id, candidate=request.candidate, work_dir=request.work_dir,
                 fingerprint=request.fingerprint(), control=control, texts=texts, judge=_relevance_judge(request))
+            if start is not None:
+                ingredient = EmbeddingDistillTask(
+                    model, token_ids, teacher, train_data.items, val_items, weights=weights, dims=dims,
+                    batch_size=weights.soup_batch_size, seed=settings.seed,
+                    grouped=settings.batching == "length_grouped", pad_id=tokenizer.pad_token_id)
+                ranking["soup"] = soup_with_vector_recipe(model, start, ingredient, request, control)
         else:
             if ranked:
                 log.warning("%s: ranking distillation is on but the train split has %d queries and %d passages (input_type, "
@@ -250,7 +260,7 @@ class EmbeddingDistillTrainer:
 
         artifact = artifacts.publish(request, save, metrics=metrics)
         clear_checkpoints(request.work_dir)
-        for folder in request.work_dir.glob("round-*"):  # ranking rounds' weights and lists (listwise.py)
+        for folder in [*request.work_dir.glob("round-*"), request.work_dir / _SOUP_DIR]:  # rounds' and soup's weights
             shutil.rmtree(folder, ignore_errors=True)
         return artifact
 
@@ -273,6 +283,34 @@ class EmbeddingDistillTrainer:
                                  "a workload must use one embedding model", reason="bad_data")
         matrix = torch.from_numpy(np.stack(vectors).astype(np.float32))  # type: ignore[arg-type]  # no None left: missing vectors were computed above
         return F.normalize(matrix, dim=-1)
+
+
+def soup_with_vector_recipe(model: DistillStudent, start: dict[str, torch.Tensor], ingredient: EmbeddingDistillTask,
+                            request: TrainRequest, control: TrainControl) -> dict[str, Any]:
+    """Train the vector-loss recipe from `start` (the weights the ranking rounds began from) and leave the
+    average of its weights and the ranked student's in `model` (soup.py). The ingredient's weights are kept
+    in `<work_dir>/soup-vector/`, so a resumed run does not train it again."""
+    from services.models.students.embedding_distill.soup import average_state_dicts
+
+    folder = request.work_dir / _SOUP_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    ranked = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if (folder / "weights.pt").exists() and (folder / "result.json").exists():
+        vector = torch.load(folder / "weights.pt", weights_only=True)
+        result = json.loads((folder / "result.json").read_text("utf-8"))
+    else:
+        model.load_state_dict(start)
+        log.info("%s: soup: training the vector-loss ingredient from the same start (batch %d)",
+                 request.candidate, ingredient.batch_size)
+        training = request.training.model_copy(update={"batch_size": ingredient.batch_size})
+        result = run_training(ingredient, training, candidate=request.candidate, work_dir=folder,
+                              fingerprint=f"{request.fingerprint()}-soup-vector", control=control).to_json()
+        vector = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        torch.save(vector, folder / "weights.pt")
+        (folder / "result.json").write_text(json.dumps(result), encoding="utf-8")
+    model.load_state_dict(average_state_dicts([ranked, vector]))
+    return {"ingredients": ["ranking rounds", "vector losses"], "vector_steps": result.get("steps"),
+            "vector_best_val_loss": result.get("best_val_loss"), "vector_train_seconds": result.get("train_seconds")}
 
 
 def _relevance_judge(request: TrainRequest) -> Any:
