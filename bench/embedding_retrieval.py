@@ -10,8 +10,9 @@ are distilled from train-company logs only, through the customizer's trainer: `d
 negatives mined each round); `distilled`, the shipped default (`distillation.soup`), is the uniform
 average of those two students' weights (`services/models/students/embedding_distill/soup.py`: the same
 weights the trainer serves with `soup: true`, tests/unit/customizer/test_embedding_listwise.py checks the
-identity), composed here from the two so that each ingredient is trained once; with `--judge oracle` a third, `distilled_judged`, adds the relevance
-judge's term, the judge being a stand-in that grades from the benchmark's own labels (an upper bound). Per model and Matryoshka size: MRR@5, nDCG@10, Recall@10 with
+identity), composed here from the two so that each ingredient is trained once. With `--judge oracle` a
+third, `distilled_judged`, adds the relevance judge's term, the judge being a stand-in that grades from the
+benchmark's own labels (an upper bound). Per model and Matryoshka size: MRR@5, nDCG@10, Recall@10 with
 bootstrap CIs, top-10 agreement with the teacher, encode speed (texts/s) and index size; a paired
 bootstrap of (distilled - base) MRR@5. Then the two-stage search (128-d prefilter + full rerank) on
 the distilled student's vectors over >= 50k chunks (FinanceBench chunks + filler, stated).
@@ -260,7 +261,7 @@ def main() -> None:
                            ("distilled_listwise", "distilled_vector"), ("distilled_judged", "base"),
                            ("distilled_judged", "distilled_listwise")) if a in per_query}
     search = search_bench(corpus, paths["distilled"], args.search_corpus) if args.search_corpus else None
-    speedup = results["distilled"]["encode_texts_per_s"] / results["teacher"]["encode_texts_per_s"]
+
     def goals_of(name: str) -> dict[str, Any]:
         figures = {
             "ndcg_at_10_vs_teacher": results[name]["ndcg_at_10"] / results["teacher"]["ndcg_at_10"],
@@ -276,6 +277,7 @@ def main() -> None:
 
     # `distilled` is the shipped recipe (the soup); its ingredients' figures beside.
     goals = {**goals_of("distilled"), "listwise": goals_of("distilled_listwise"), "vector": goals_of("distilled_vector")}
+    speedup = goals["speedup"]
     if "distilled_judged" in results:  # the same figures for the judged recipe (a stand-in judge: stated)
         goals["judged"] = {**goals_of("distilled_judged"),
                            "judge": "oracle: graded from FinanceBench's labels (bench/oracle_judge.py)", "calls": judge_calls}

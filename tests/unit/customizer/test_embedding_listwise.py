@@ -170,3 +170,22 @@ def test_average_state_dicts_means_floats_keeps_integers_and_refuses_mismatches(
         average_state_dicts([a, {"w": b["w"]}])
     with pytest.raises(ValueError, match="shapes"):
         average_state_dicts([a, {"w": torch.zeros(3), "ids": b["ids"]}])
+
+
+def test_average_students_averages_the_encoder_and_the_projection(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from services.models.students.embedding_distill.soup import average_students
+
+    folders = []
+    for i, value in enumerate((1.0, 3.0)):
+        folder = tmp_path / f"student-{i}"
+        (folder / "projection").mkdir(parents=True)
+        save_file({"w": torch.full((2,), value)}, str(folder / "model.safetensors"))
+        save_file({"weight": torch.full((2, 2), -value)}, str(folder / "projection" / "model.safetensors"))
+        (folder / "config.json").write_text(f'{{"student": {i}}}', encoding="utf-8")
+        folders.append(folder)
+    out = average_students(folders, tmp_path / "soup")
+    assert torch.equal(load_file(str(out / "model.safetensors"))["w"], torch.full((2,), 2.0))
+    assert torch.equal(load_file(str(out / "projection" / "model.safetensors"))["weight"], torch.full((2, 2), -2.0))
+    assert (out / "config.json").read_text(encoding="utf-8") == '{"student": 0}', "the first student's other files"

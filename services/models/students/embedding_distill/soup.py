@@ -38,8 +38,15 @@ def average_state_dicts(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[st
     return out
 
 
+def state_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of the model's weights (an ingredient, kept while the model trains on)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def average_students(students: Sequence[Path], out: Path) -> Path:
-    """Write the soup of sentence-transformers student directories to `out` (the first's files, averaged weights)."""
+    """Write the soup of sentence-transformers student directories to `out`: the first's files, with the
+    encoder weights averaged and the projection too (`projection/`, where every student has one), as the
+    trainer's soup averages both."""
     from safetensors.torch import load_file, save_file
 
     if not students:
@@ -51,6 +58,8 @@ def average_students(students: Sequence[Path], out: Path) -> Path:
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(students[0], out)
-    soup = average_state_dicts([load_file(str(p / weights)) for p in students])
-    save_file(soup, str(out / weights), metadata={"format": "pt"})
+    for name in (weights, f"projection/{weights}"):
+        if all((p / name).exists() for p in students):
+            soup = average_state_dicts([load_file(str(p / name)) for p in students])
+            save_file(soup, str(out / name), metadata={"format": "pt"})
     return out

@@ -60,6 +60,7 @@ from services.models.students.embedding_distill.data import (
 )
 from services.models.students.embedding_distill.model import DistillStudent, distill_losses, padded, student_vectors
 from services.models.students.embedding_distill.runtime import SentenceTransformerLayout, quiet_loading
+from services.models.students.embedding_distill.soup import average_state_dicts, state_copy
 from services.models.training import artifacts
 from services.models.training.base import TrainControl, TrainRequest
 from services.models.training.batching import batch_order
@@ -213,7 +214,7 @@ class EmbeddingDistillTrainer:
         if ranked and min(len(queries), len(passages)) >= 2:
             from services.models.students.embedding_distill.listwise import train_rounds
 
-            start = {k: v.detach().clone() for k, v in model.state_dict().items()} if weights.soup else None
+            start = state_copy(model) if weights.soup else None
             result, ranking = train_rounds(
                 model, token_ids, teacher, queries=queries, passages=passages,
                 val_queries=[i + offset for i in val_data.with_role("query")],
@@ -290,11 +291,9 @@ def soup_with_vector_recipe(model: DistillStudent, start: dict[str, torch.Tensor
     """Train the vector-loss recipe from `start` (the weights the ranking rounds began from) and leave the
     average of its weights and the ranked student's in `model` (soup.py). The ingredient's weights are kept
     in `<work_dir>/soup-vector/`, so a resumed run does not train it again."""
-    from services.models.students.embedding_distill.soup import average_state_dicts
-
     folder = request.work_dir / _SOUP_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    ranked = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    ranked = state_copy(model)
     if (folder / "weights.pt").exists() and (folder / "result.json").exists():
         vector = torch.load(folder / "weights.pt", weights_only=True)
         result = json.loads((folder / "result.json").read_text("utf-8"))
@@ -305,7 +304,7 @@ def soup_with_vector_recipe(model: DistillStudent, start: dict[str, torch.Tensor
         training = request.training.model_copy(update={"batch_size": ingredient.batch_size})
         result = run_training(ingredient, training, candidate=request.candidate, work_dir=folder,
                               fingerprint=f"{request.fingerprint()}-soup-vector", control=control).to_json()
-        vector = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        vector = state_copy(model)
         torch.save(vector, folder / "weights.pt")
         (folder / "result.json").write_text(json.dumps(result), encoding="utf-8")
     model.load_state_dict(average_state_dicts([ranked, vector]))
